@@ -1,0 +1,388 @@
+//! The controller: the one place metadata changes. It runs on shard 0, stores
+//! every change durably, then hands the new snapshot to every shard and waits
+//! until all have applied it, so an acknowledged CreateTopics is usable at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::info;
+use uuid::Uuid;
+
+use super::metadata::{Metadata, TopicMeta};
+use super::shard::local;
+use crate::config::BrokerConfig;
+use crate::model::{ErrorCode, validate_topic_name};
+use crate::runtime::{self, submit_to};
+use crate::storage::LogConfig;
+use crate::storage::log_config::{broker_config_key, topic_config_key};
+
+/// The controller's shard.
+pub const CONTROLLER_SHARD: usize = 0;
+/// Producer ids are reserved on disk in blocks, so none is reused after a restart.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Kafka's bound on partitions per topic in one request is the int32 range; ours is practical.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+/// An error for one resource of an admin request, with Kafka's code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+pub struct Controller {
+    data_dir: PathBuf,
+    static_defaults: LogConfig,
+    default_partitions: i32,
+    next_producer_id: Cell<i64>,
+    /// The latest snapshot, ahead of the shards' copies while a broadcast is under way.
+    current: RefCell<Arc<Metadata>>,
+}
+
+impl Controller {
+    pub fn new(config: &BrokerConfig, metadata: &Arc<Metadata>) -> Self {
+        Self {
+            data_dir: config.data_dir.clone(),
+            static_defaults: config.log_defaults.clone(),
+            default_partitions: config.num_partitions,
+            next_producer_id: Cell::new(metadata.producer_id_block_end),
+            current: RefCell::new(Arc::clone(metadata)),
+        }
+    }
+
+    fn commit(&self, mut next: Metadata) -> Result<Arc<Metadata>, ApiError> {
+        next.version = self.current.borrow().version + 1;
+        next.store(&self.data_dir)
+            .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, format!("storing metadata failed: {e}")))?;
+        let next = Arc::new(next);
+        *self.current.borrow_mut() = Arc::clone(&next);
+        Ok(next)
+    }
+
+    fn validate_topic_configs(&self, current: &Metadata, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        let defaults = current.broker_log_defaults(&self.static_defaults);
+        for name in configs.keys() {
+            if topic_config_key(name).is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("unknown topic config '{name}'"),
+                ));
+            }
+        }
+        defaults
+            .with_overrides(configs)
+            .map(|_| ())
+            .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e))
+    }
+
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(Option<Arc<Metadata>>, Arc<TopicMeta>), ApiError> {
+        validate_topic_name(name).map_err(|e| ApiError::new(ErrorCode::InvalidTopicException, e))?;
+        let current = Arc::clone(&self.current.borrow());
+        if current.topics.contains_key(name) {
+            return Err(ApiError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let partitions = if partitions == -1 {
+            self.default_partitions
+        } else {
+            partitions
+        };
+        if partitions <= 0 || partitions > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPartitions,
+                format!("number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+            ));
+        }
+        self.validate_topic_configs(&current, &configs)?;
+        let topic = Arc::new(TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        });
+        if validate_only {
+            return Ok((None, topic));
+        }
+        let mut next = (*current).clone();
+        next.topics.insert(name.to_string(), Arc::clone(&topic));
+        info!(topic = name, partitions, "creating topic");
+        Ok((Some(self.commit(next)?), topic))
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<Arc<Metadata>, ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        if !current.topics.contains_key(name) {
+            return Err(ApiError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        }
+        let mut next = (*current).clone();
+        next.topics.remove(name);
+        info!(topic = name, "deleting topic");
+        self.commit(next)
+    }
+
+    fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        let Some(topic) = current.topics.get(name) else {
+            return Err(ApiError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        };
+        if count <= topic.partitions {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {} partitions; the new count {count} must be larger",
+                    topic.partitions
+                ),
+            ));
+        }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ApiError::new(ErrorCode::InvalidPartitions, "too many partitions"));
+        }
+        if validate_only {
+            return Ok(None);
+        }
+        let mut next = (*current).clone();
+        let mut grown = (**topic).clone();
+        grown.partitions = count;
+        next.topics.insert(name.to_string(), Arc::new(grown));
+        Ok(Some(self.commit(next)?))
+    }
+
+    fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[(String, ConfigOp, Option<String>)],
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        let Some(topic) = current.topics.get(name) else {
+            return Err(ApiError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        };
+        let mut configs = if replace_all {
+            BTreeMap::new()
+        } else {
+            topic.configs.clone()
+        };
+        apply_config_ops(&mut configs, ops)?;
+        self.validate_topic_configs(&current, &configs)?;
+        if validate_only {
+            return Ok(None);
+        }
+        let mut next = (*current).clone();
+        let mut altered = (**topic).clone();
+        altered.configs = configs;
+        next.topics.insert(name.to_string(), Arc::new(altered));
+        Ok(Some(self.commit(next)?))
+    }
+
+    fn alter_broker_configs(
+        &self,
+        ops: &[(String, ConfigOp, Option<String>)],
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        let mut configs = if replace_all {
+            BTreeMap::new()
+        } else {
+            current.broker_configs.clone()
+        };
+        apply_config_ops(&mut configs, ops)?;
+        let mut check = self.static_defaults.clone();
+        for (key, value) in &configs {
+            let topic_key = broker_config_key(key).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("broker config '{key}' cannot be changed at runtime"),
+                )
+            })?;
+            check
+                .set(topic_key.name, value)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e))?;
+        }
+        if validate_only {
+            return Ok(None);
+        }
+        let mut next = (*current).clone();
+        next.broker_configs = configs;
+        Ok(Some(self.commit(next)?))
+    }
+
+    fn allocate_producer_id(&self) -> Result<(i64, Option<Arc<Metadata>>), ApiError> {
+        let id = self.next_producer_id.get();
+        self.next_producer_id.set(id + 1);
+        let current = Arc::clone(&self.current.borrow());
+        if id < current.producer_id_block_end {
+            return Ok((id, None));
+        }
+        let mut next = (*current).clone();
+        next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
+        Ok((id, Some(self.commit(next)?)))
+    }
+}
+
+fn apply_config_ops(
+    configs: &mut BTreeMap<String, String>,
+    ops: &[(String, ConfigOp, Option<String>)],
+) -> Result<(), ApiError> {
+    for (name, op, value) in ops {
+        match op {
+            ConfigOp::Set => {
+                let value = value
+                    .clone()
+                    .ok_or_else(|| ApiError::new(ErrorCode::InvalidConfig, format!("no value given for '{name}'")))?;
+                configs.insert(name.clone(), value);
+            }
+            ConfigOp::Delete => {
+                configs.remove(name);
+            }
+            ConfigOp::Append | ConfigOp::Subtract => {
+                let mut items: Vec<String> = configs
+                    .get(name)
+                    .map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for item in value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if *op == ConfigOp::Append && !items.iter().any(|i| i == item) {
+                        items.push(item.to_string());
+                    } else if *op == ConfigOp::Subtract {
+                        items.retain(|i| i != item);
+                    }
+                }
+                configs.insert(name.clone(), items.join(","));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hands a snapshot to every shard and waits until all have applied it.
+async fn broadcast(snapshot: Arc<Metadata>) {
+    let shards = runtime::shard_count();
+    let applied = (0..shards).map(|shard| {
+        let snapshot = Arc::clone(&snapshot);
+        submit_to(shard, move || async move { local().apply_metadata(snapshot) })
+    });
+    futures_util::future::join_all(applied).await;
+}
+
+async fn on_controller<R: Send + 'static>(
+    f: impl FnOnce(&Controller) -> Result<(Option<Arc<Metadata>>, R), ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    submit_to(CONTROLLER_SHARD, move || async move {
+        let shard = local();
+        let controller = shard.controller.as_ref().expect("controller lives on shard 0");
+        let (snapshot, result) = f(controller)?;
+        if let Some(snapshot) = snapshot {
+            broadcast(snapshot).await;
+        }
+        Ok(result)
+    })
+    .await
+    .unwrap_or_else(|_| Err(ApiError::new(ErrorCode::LeaderNotAvailable, "broker is shutting down")))
+}
+
+pub async fn create_topic(
+    name: String,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<Arc<TopicMeta>, ApiError> {
+    on_controller(move |c| c.create_topic(&name, partitions, replication_factor, configs, validate_only)).await
+}
+
+pub async fn delete_topic(name: String) -> Result<(), ApiError> {
+    on_controller(move |c| c.delete_topic(&name).map(|m| (Some(m), ()))).await
+}
+
+pub async fn create_partitions(name: String, count: i32, validate_only: bool) -> Result<(), ApiError> {
+    on_controller(move |c| c.create_partitions(&name, count, validate_only).map(|m| (m, ()))).await
+}
+
+pub async fn alter_topic_configs(
+    name: String,
+    ops: Vec<(String, ConfigOp, Option<String>)>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    on_controller(move |c| {
+        c.alter_topic_configs(&name, &ops, replace_all, validate_only)
+            .map(|m| (m, ()))
+    })
+    .await
+}
+
+pub async fn alter_broker_configs(
+    ops: Vec<(String, ConfigOp, Option<String>)>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    on_controller(move |c| {
+        c.alter_broker_configs(&ops, replace_all, validate_only)
+            .map(|m| (m, ()))
+    })
+    .await
+}
+
+pub async fn allocate_producer_id() -> Result<i64, ApiError> {
+    on_controller(|c| c.allocate_producer_id().map(|(id, m)| (m, id))).await
+}

@@ -1,0 +1,146 @@
+//! Cluster metadata: topics, their ids, partition counts and config overrides.
+//! Immutable snapshots (`Arc<Metadata>`) are handed to every shard; only the
+//! controller builds new ones.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::storage::LogConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Topic-level overrides, by Kafka's topic config names.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Increases with every change; shards ignore a snapshot older than theirs.
+    pub version: u64,
+    pub cluster_id: String,
+    pub broker_id: i32,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Dynamic broker-wide overrides (AlterConfigs on the broker resource).
+    pub broker_configs: BTreeMap<String, String>,
+    /// Producer ids below this may have been handed out already.
+    pub producer_id_block_end: i64,
+}
+
+const METADATA_FILE: &str = "__sluice_metadata.json";
+
+impl Metadata {
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicMeta>> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
+    /// Broker defaults with the dynamic broker overrides applied.
+    pub fn broker_log_defaults(&self, static_defaults: &LogConfig) -> LogConfig {
+        let mut config = static_defaults.clone();
+        for (key, value) in &self.broker_configs {
+            if let Some(k) = crate::storage::log_config::broker_config_key(key) {
+                // Values were validated when they were set.
+                let _ = config.set(k.name, value);
+            }
+        }
+        config
+    }
+
+    /// A topic's effective log settings.
+    pub fn log_config(&self, static_defaults: &LogConfig, topic: &TopicMeta) -> LogConfig {
+        let defaults = self.broker_log_defaults(static_defaults);
+        defaults.with_overrides(&topic.configs).unwrap_or(defaults)
+    }
+
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(METADATA_FILE)
+    }
+
+    /// Loads the stored metadata, or returns `None` on a fresh data dir.
+    pub fn load(data_dir: &Path) -> std::io::Result<Option<Metadata>> {
+        let path = Self::path(data_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores the metadata durably: write a temporary file, fsync, rename, fsync the directory.
+    pub fn store(&self, data_dir: &Path) -> std::io::Result<()> {
+        let path = Self::path(data_dir);
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    }
+}
+
+/// Writes Kafka's `meta.properties` so operators find the ids where they expect them.
+pub fn write_meta_properties(data_dir: &Path, cluster_id: &str, broker_id: i32) -> std::io::Result<()> {
+    let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={broker_id}\n");
+    std::fs::write(data_dir.join("meta.properties"), text)
+}
+
+/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding.
+pub fn new_cluster_id() -> String {
+    base64_url(Uuid::new_v4().as_bytes())
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Metadata::load(dir.path()).unwrap().is_none());
+        let mut m = Metadata {
+            version: 3,
+            cluster_id: new_cluster_id(),
+            ..Default::default()
+        };
+        assert_eq!(m.cluster_id.len(), 22);
+        m.topics.insert(
+            "t".into(),
+            Arc::new(TopicMeta {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: 3,
+                configs: BTreeMap::new(),
+            }),
+        );
+        m.store(dir.path()).unwrap();
+        let back = Metadata::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.version, 3);
+        assert_eq!(back.topics["t"].partitions, 3);
+        assert!(back.topic_by_id(m.topics["t"].id).is_some());
+    }
+}

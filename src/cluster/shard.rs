@@ -1,0 +1,279 @@
+//! What one shard owns: its copy of the metadata and the logs of the
+//! partitions assigned to it. Also the routing helpers every handler uses to
+//! reach a partition's owner, wherever the request arrived.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use super::metadata::Metadata;
+use crate::config::BrokerConfig;
+use crate::model::{ErrorCode, TopicPartition, now_ms};
+use crate::record::BatchError;
+use crate::runtime::{self, submit_to};
+use crate::storage::{AppendInfo, PartitionLog, ReadResult};
+
+/// How often a shard writes indexes behind and checks `flush.ms`.
+const MAINTENANCE_TICK_MS: u64 = 1000;
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// The shard that owns a partition: a stable hash of the topic plus the index,
+/// so a topic's partitions spread over consecutive shards.
+pub fn owner_of(topic: &str, partition: i32, shards: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash.wrapping_add(partition as u64) % shards as u64) as usize
+}
+
+struct OwnedLog {
+    topic_id: Uuid,
+    log: Rc<PartitionLog>,
+}
+
+pub struct ShardState {
+    pub id: usize,
+    pub config: Arc<BrokerConfig>,
+    metadata: RefCell<Arc<Metadata>>,
+    logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
+    pub controller: Option<super::controller::Controller>,
+    stopping: Cell<bool>,
+    pub stop: event_listener::Event,
+}
+
+thread_local! {
+    static LOCAL: OnceCell<Rc<ShardState>> = const { OnceCell::new() };
+}
+
+/// This shard's state. Panics if called off a shard thread.
+pub fn local() -> Rc<ShardState> {
+    LOCAL.with(|l| Rc::clone(l.get().expect("shard state not installed")))
+}
+
+impl ShardState {
+    /// Creates the shard's state, opens (and recovers) the partitions it owns.
+    pub fn install(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata>) -> Rc<ShardState> {
+        let controller = (id == 0).then(|| super::controller::Controller::new(&config, &metadata));
+        let state = Rc::new(ShardState {
+            id,
+            config,
+            metadata: RefCell::new(Arc::new(Metadata::default())),
+            logs: RefCell::new(HashMap::new()),
+            controller,
+            stopping: Cell::new(false),
+            stop: event_listener::Event::new(),
+        });
+        LOCAL.with(|l| {
+            assert!(l.set(Rc::clone(&state)).is_ok(), "shard state installed twice");
+        });
+        state.apply_metadata(metadata);
+        state
+    }
+
+    pub fn metadata(&self) -> Arc<Metadata> {
+        Arc::clone(&self.metadata.borrow())
+    }
+
+    pub fn log(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow().get(tp).map(|o| Rc::clone(&o.log))
+    }
+
+    pub fn owned_logs(&self) -> Vec<Rc<PartitionLog>> {
+        self.logs.borrow().values().map(|o| Rc::clone(&o.log)).collect()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Reconciles the owned logs with a metadata snapshot: opens new
+    /// partitions, deletes removed ones, and pushes config changes down.
+    pub fn apply_metadata(&self, new: Arc<Metadata>) {
+        if new.version < self.metadata.borrow().version {
+            return;
+        }
+        *self.metadata.borrow_mut() = Arc::clone(&new);
+        let shards = runtime::shard_count();
+        let now = now_ms();
+        let mut logs = self.logs.borrow_mut();
+        logs.retain(|tp, owned| {
+            let keep = new
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| t.id == owned.topic_id && tp.partition < t.partitions);
+            if !keep {
+                info!(partition = %tp, "deleting partition");
+                if let Err(e) = owned.log.delete() {
+                    warn!(partition = %tp, "delete failed: {e}");
+                }
+            }
+            keep
+        });
+        for topic in new.topics.values() {
+            let log_config = new.log_config(&self.config.log_defaults, topic);
+            for partition in 0..topic.partitions {
+                if owner_of(&topic.name, partition, shards) != self.id {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.clone(), partition);
+                if let Some(owned) = logs.get(&tp) {
+                    owned.log.set_config(log_config.clone());
+                    continue;
+                }
+                match open_partition(&self.config, &tp, topic.id, log_config.clone(), now) {
+                    Ok(log) => {
+                        logs.insert(
+                            tp,
+                            OwnedLog {
+                                topic_id: topic.id,
+                                log: Rc::new(log),
+                            },
+                        );
+                    }
+                    Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Background work of this shard: index write-behind, `flush.ms`, retention.
+    pub async fn maintenance_loop(self: Rc<Self>) {
+        let mut tick = compio::time::interval(Duration::from_millis(MAINTENANCE_TICK_MS));
+        let retention_every = Duration::from_millis(self.config.retention_check_interval_ms);
+        let mut last_retention = Instant::now();
+        while !self.is_stopping() {
+            tick.tick().await;
+            let now = now_ms();
+            let run_retention = last_retention.elapsed() >= retention_every;
+            if run_retention {
+                last_retention = Instant::now();
+            }
+            for log in self.owned_logs() {
+                if let Err(e) = log.flush_if_due(now).await {
+                    warn!(partition = %log.topic_partition(), "flush failed: {e}");
+                }
+                if let Err(e) = log.flush_indexes() {
+                    warn!(partition = %log.topic_partition(), "index write failed: {e}");
+                }
+                if run_retention && let Err(e) = log.enforce_retention(now) {
+                    warn!(partition = %log.topic_partition(), "retention failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown of this shard: no new connections, indexes written out.
+    pub fn shutdown(&self) {
+        self.stopping.set(true);
+        self.stop.notify(usize::MAX);
+        for log in self.owned_logs() {
+            if let Err(e) = log.flush_indexes() {
+                warn!(partition = %log.topic_partition(), "index write at shutdown failed: {e}");
+            }
+        }
+    }
+}
+
+fn open_partition(
+    config: &BrokerConfig,
+    tp: &TopicPartition,
+    topic_id: Uuid,
+    log_config: crate::storage::LogConfig,
+    now: i64,
+) -> std::io::Result<PartitionLog> {
+    let dir = config.data_dir.join(tp.dir_name());
+    let marker = dir.join(PARTITION_METADATA_FILE);
+    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found != expected => {
+            // A directory left by an older topic of the same name.
+            warn!(partition = %tp, "directory belongs to another topic id; wiping it");
+            std::fs::remove_dir_all(&dir)?;
+        }
+        _ => {}
+    }
+    let log = PartitionLog::open(&config.data_dir, tp.clone(), log_config, now)?;
+    if !marker.exists() {
+        std::fs::write(&marker, expected)?;
+    }
+    Ok(log)
+}
+
+fn unknown_partition() -> BatchError {
+    BatchError {
+        code: ErrorCode::UnknownTopicOrPartition,
+        message: "this server does not host this topic-partition".into(),
+    }
+}
+
+fn stopped<T>(_: runtime::ShardStopped) -> Result<T, ErrorCode> {
+    Err(ErrorCode::LeaderNotAvailable)
+}
+
+/// Appends a batch on the partition's owner shard.
+pub async fn append(tp: TopicPartition, batch: BytesMut, now: i64) -> Result<AppendInfo, BatchError> {
+    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
+    let result = submit_to(owner, move || async move {
+        match local().log(&tp) {
+            Some(log) => log.append(batch, now).await,
+            None => Err(unknown_partition()),
+        }
+    })
+    .await;
+    result.unwrap_or_else(|_| {
+        Err(BatchError {
+            code: ErrorCode::LeaderNotAvailable,
+            message: "broker is shutting down".into(),
+        })
+    })
+}
+
+/// Locates fetchable bytes on the owner shard; the bytes themselves are not read.
+pub async fn read(
+    tp: TopicPartition,
+    offset: i64,
+    max_bytes: u64,
+    min_one_batch: bool,
+) -> Result<ReadResult, ErrorCode> {
+    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
+    submit_to(owner, move || async move {
+        match local().log(&tp) {
+            Some(log) => log.read(offset, max_bytes, min_one_batch),
+            None => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    })
+    .await
+    .or_else(stopped)?
+}
+
+/// Resolves when the partition has data past `offset`, or at `deadline`.
+pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant) {
+    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
+    let _ = submit_to(owner, move || async move {
+        if let Some(log) = local().log(&tp) {
+            log.wait_for_data(offset, deadline).await;
+        }
+    })
+    .await;
+}
+
+/// ListOffsets for one partition, on its owner shard.
+pub async fn offset_for(tp: TopicPartition, timestamp_ms: i64) -> Result<(i64, i64), ErrorCode> {
+    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
+    submit_to(owner, move || async move {
+        match local().log(&tp) {
+            Some(log) => log.offset_for(timestamp_ms),
+            None => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    })
+    .await
+    .or_else(stopped)?
+}

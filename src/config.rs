@@ -1,0 +1,259 @@
+//! Broker configuration: embedded defaults, a TOML file with Kafka's setting
+//! names, then command-line flags, each overriding the one before.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::storage::LogConfig;
+use crate::storage::log_config::broker_config_key;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to (Metadata); `None` advertises the listener.
+    pub advertised: Option<(String, u16)>,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub broker_id: i32,
+    /// Generated and stored in `meta.properties` on first start when unset.
+    pub cluster_id: Option<String>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics: bool,
+    pub socket_request_max_bytes: usize,
+    pub connections_max_idle_ms: u64,
+    pub retention_check_interval_ms: u64,
+    /// Broker-wide defaults of the topic-level settings.
+    pub log_defaults: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let listen: SocketAddr = "127.0.0.1:9092".parse().expect("valid default address");
+        Self {
+            listen,
+            advertised: None,
+            data_dir: PathBuf::from("./data"),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            broker_id: 0,
+            cluster_id: None,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 104_857_600,
+            connections_max_idle_ms: 600_000,
+            retention_check_interval_ms: 300_000,
+            log_defaults: LogConfig::default(),
+        }
+    }
+}
+
+/// Strips Kafka's `PLAINTEXT://` style prefix: `listeners = "PLAINTEXT://127.0.0.1:9092"`.
+fn strip_listener_scheme(value: &str) -> &str {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    first.split_once("://").map_or(first, |(_, rest)| rest)
+}
+
+fn parse_host_port(value: &str) -> Result<(String, u16), String> {
+    let hp = strip_listener_scheme(value);
+    let (host, port) = hp
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{value}' is not HOST:PORT"))?;
+    let port = port.parse().map_err(|_| format!("bad port in '{value}'"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+/// The machine's host name, advertised when listening on every address (as Kafka does).
+fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+fn value_to_string(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(value_to_string).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Flattens nested tables, so `[log] dirs = ".."` and `"log.dirs" = ".."` mean the same.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&name, inner, out),
+            other => {
+                out.insert(name, value_to_string(other));
+            }
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid value '{value}' for {key}"))
+}
+
+/// The broker settings `set` understands, for `--help` and error messages.
+pub const BROKER_KEYS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.shards",
+    "broker.id",
+    "node.id",
+    "cluster.id",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "log.retention.check.interval.ms",
+    "log.retention.hours",
+    "log.retention.minutes",
+    "log.roll.hours",
+];
+
+impl BrokerConfig {
+    /// The host and port clients are told to use.
+    pub fn advertised_endpoint(&self) -> (String, u16) {
+        match &self.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None if self.listen.ip().is_unspecified() => (local_hostname(), self.listen.port()),
+            None => (self.listen.ip().to_string(), self.listen.port()),
+        }
+    }
+
+    /// Applies one setting by its Kafka name.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "listeners" => {
+                let (host, port) = parse_host_port(value)?;
+                self.listen = format!("{host}:{port}")
+                    .parse()
+                    .or_else(|_| {
+                        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or(())
+                    })
+                    .map_err(|_| format!("cannot resolve listener '{value}'"))?;
+            }
+            "advertised.listeners" => self.advertised = Some(parse_host_port(value)?),
+            "log.dirs" | "log.dir" => {
+                let first = value.split(',').next().unwrap_or(value).trim();
+                self.data_dir = PathBuf::from(first);
+            }
+            "num.shards" => self.shards = parse_num::<usize>(key, value)?.max(1),
+            "broker.id" | "node.id" => self.broker_id = parse_num(key, value)?,
+            "cluster.id" => self.cluster_id = Some(value.trim().to_string()),
+            "num.partitions" => self.num_partitions = parse_num::<i32>(key, value)?.max(1),
+            "default.replication.factor" => self.default_replication_factor = parse_num(key, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse_num(key, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, value)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, value)?,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse_num::<u64>(key, value)?.max(1)
+            }
+            "log.retention.hours" => {
+                let hours: i64 = parse_num(key, value)?;
+                self.log_defaults.retention_ms = hours.saturating_mul(3_600_000);
+            }
+            "log.retention.minutes" => {
+                let minutes: i64 = parse_num(key, value)?;
+                self.log_defaults.retention_ms = minutes.saturating_mul(60_000);
+            }
+            "log.roll.hours" => {
+                let hours: i64 = parse_num(key, value)?;
+                self.log_defaults.segment_ms = hours.saturating_mul(3_600_000);
+            }
+            other => match broker_config_key(other) {
+                Some(topic_key) => self.log_defaults.set(topic_key.name, value)?,
+                None => return Err(format!("unknown setting '{other}'")),
+            },
+        }
+        Ok(())
+    }
+
+    /// Applies every setting of a TOML file; unknown keys are errors.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("invalid TOML: {e}"))?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat);
+        // Hours before milliseconds, so that `log.retention.ms` wins as in Kafka.
+        let (coarse, fine): (Vec<_>, Vec<_>) = flat
+            .iter()
+            .partition(|(k, _)| k.ends_with(".hours") || k.ends_with(".minutes"));
+        for (key, value) in coarse.into_iter().chain(fine) {
+            self.set(key, value)?;
+        }
+        Ok(())
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.apply_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_in_toml_both_flat_and_nested() {
+        let mut c = BrokerConfig::default();
+        c.apply_toml(
+            r#"
+            listeners = "PLAINTEXT://127.0.0.1:19092"
+            "advertised.listeners" = "PLAINTEXT://broker.example:29092"
+            "log.dirs" = "/tmp/x"
+            num.partitions = 6
+            "log.segment.bytes" = 1048576
+            "log.retention.hours" = 1
+            "log.retention.ms" = 5000
+            "message.max.bytes" = 2000000
+            "log.flush.interval.messages" = 10
+            "broker.id" = 3
+            "cluster.id" = "abc"
+            "auto.create.topics.enable" = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.advertised_endpoint(), ("broker.example".to_string(), 29092));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.log_defaults.segment_bytes, 1 << 20);
+        assert_eq!(c.log_defaults.retention_ms, 5000, "ms wins over hours");
+        assert_eq!(c.log_defaults.max_message_bytes, 2_000_000);
+        assert_eq!(c.log_defaults.flush_messages, 10);
+        assert_eq!(c.broker_id, 3);
+        assert_eq!(c.cluster_id.as_deref(), Some("abc"));
+        assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let mut c = BrokerConfig::default();
+        let e = c.apply_toml("\"log.retention.msec\" = 1").unwrap_err();
+        assert!(e.contains("log.retention.msec"), "{e}");
+    }
+}

@@ -1,0 +1,94 @@
+//! The `sluice` binary: the broker and its tools.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sluice::config::BrokerConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-compatible message broker for Linux: thread-per-core io_uring shards, zero-copy fetch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker. With no flags: listener 127.0.0.1:9092, data in ./data, one shard per core.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file with Kafka's setting names (listeners, log.dirs, log.segment.bytes, ...). Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (Kafka's `listeners`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address clients are told to use, HOST:PORT (Kafka's `advertised.listeners`).
+    #[arg(long)]
+    advertised_listener: Option<String>,
+    /// Directory for the partition logs and metadata (Kafka's `log.dirs`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (threads pinned to cores); defaults to the number of cores.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// This broker's id (Kafka's `broker.id`).
+    #[arg(long)]
+    broker_id: Option<i32>,
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.load_file(path).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(listen) = args.listen {
+        config
+            .set("listeners", &listen.to_string())
+            .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(advertised) = &args.advertised_listener {
+        config
+            .set("advertised.listeners", advertised)
+            .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(shards) = args.shards {
+        config.shards = shards.max(1);
+    }
+    if let Some(id) = args.broker_id {
+        config.broker_id = id;
+    }
+    sluice::server::run(config)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    if let Err(e) = result {
+        eprintln!("sluice: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,143 @@
+//! Plain data shared by every layer: partition names, error codes, clocks.
+
+use std::fmt;
+
+/// A topic name and partition index, the unit of ownership in Sluice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// The partition's directory name, as Kafka lays it out: `<topic>-<partition>`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses a directory name back; topic names may themselves contain '-'.
+    pub fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition: i32 = partition.parse().ok()?;
+        if topic.is_empty() || partition < 0 {
+            return None;
+        }
+        Some(Self::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Kafka error codes used by the broker (see the protocol guide's error table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i16)]
+pub enum ErrorCode {
+    None = 0,
+    UnknownServerError = -1,
+    OffsetOutOfRange = 1,
+    CorruptMessage = 2,
+    UnknownTopicOrPartition = 3,
+    LeaderNotAvailable = 5,
+    NotLeaderOrFollower = 6,
+    RequestTimedOut = 7,
+    MessageTooLarge = 10,
+    CoordinatorNotAvailable = 15,
+    InvalidTopicException = 17,
+    RecordListTooLarge = 18,
+    InvalidRequiredAcks = 21,
+    UnsupportedVersion = 35,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
+    InvalidConfig = 40,
+    InvalidRequest = 42,
+    UnsupportedForMessageFormat = 43,
+    OutOfOrderSequenceNumber = 45,
+    DuplicateSequenceNumber = 46,
+    InvalidProducerEpoch = 47,
+    UnsupportedCompressionType = 76,
+    KafkaStorageError = 56,
+    FetchSessionIdNotFound = 70,
+    InvalidFetchSessionEpoch = 71,
+    UnknownProducerId = 59,
+    InvalidTimestamp = 32,
+    InvalidRecord = 87,
+    UnknownTopicId = 100,
+    InconsistentTopicId = 103,
+    TransactionalIdNotFound = 105,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as Kafka timestamps are.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Checks a topic name the way Kafka does: 1..=249 chars of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err("topic name is longer than 249 characters".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; only [a-zA-Z0-9._-] are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_round_trip_with_dashes_in_topic() {
+        let tp = TopicPartition::new("my-topic-x", 12);
+        assert_eq!(tp.dir_name(), "my-topic-x-12");
+        assert_eq!(TopicPartition::from_dir_name("my-topic-x-12"), Some(tp));
+        assert_eq!(TopicPartition::from_dir_name("nodash"), None);
+        assert_eq!(TopicPartition::from_dir_name("t-x"), None);
+        assert_eq!(
+            TopicPartition::from_dir_name("t--1"),
+            Some(TopicPartition::new("t-", 1))
+        );
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad/name").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! One client connection: a reader that frames requests and starts a handler
+//! task for each, and a writer that sends the responses strictly in request
+//! order. At most `INFLIGHT_REQUESTS_MAX` requests are in flight; past that
+//! the reader stops reading and TCP pushes back on the client.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBufMut};
+use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use compio::net::TcpStream;
+use compio::runtime::JoinHandle;
+use tracing::debug;
+
+use super::zero_copy::{SocketFd, Splicer};
+use crate::protocol::{self, Malformed, Part, Response};
+
+/// Requests of one connection being handled or waiting to be written.
+pub const INFLIGHT_REQUESTS_MAX: usize = 128;
+/// Reads grow the buffer by at most this much at a time, so a client that
+/// announces a large frame gets memory only as its bytes arrive.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+const INITIAL_BUFFER_BYTES: usize = 4 * 1024;
+
+type Pending = JoinHandle<Result<Option<Response>, Malformed>>;
+
+pub struct Limits {
+    pub request_max_bytes: usize,
+    pub idle_timeout: Duration,
+}
+
+pub async fn serve(stream: TcpStream, limits: Limits) {
+    let _ = stream.set_nodelay(true);
+    let socket = SocketFd(stream.as_raw_fd());
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = async_channel::bounded::<Pending>(INFLIGHT_REQUESTS_MAX);
+    let writer_task = compio::runtime::spawn(write_loop(rx, writer, socket));
+    let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
+    loop {
+        let frame = match read_frame(&mut reader, &mut buf, &limits).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                debug!("closing connection: {e}");
+                break;
+            }
+        };
+        let pending = compio::runtime::spawn(protocol::handle(frame));
+        if tx.send(pending).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+/// Reads one size-prefixed frame; `None` at a clean end of stream.
+async fn read_frame<R: AsyncRead>(reader: &mut R, buf: &mut BytesMut, limits: &Limits) -> io::Result<Option<BytesMut>> {
+    // Bounded: each round consumes bytes from the socket or returns.
+    loop {
+        if buf.len() >= 4 {
+            let size = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
+            if size < 0 || size as usize > limits.request_max_bytes {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "request size {size} is outside 0..={} (socket.request.max.bytes)",
+                        limits.request_max_bytes
+                    ),
+                ));
+            }
+            let needed = 4 + size as usize;
+            if buf.len() >= needed {
+                let mut frame = buf.split_to(needed);
+                frame.advance(4);
+                return Ok(Some(frame));
+            }
+            buf.reserve((needed - buf.len()).min(READ_CHUNK_BYTES));
+        } else {
+            buf.reserve(INITIAL_BUFFER_BYTES);
+        }
+        let owned = std::mem::take(buf);
+        // `uninit()` appends after the bytes already buffered instead of overwriting them.
+        let read = compio::time::timeout(limits.idle_timeout, reader.read(owned.uninit())).await;
+        let BufResult(result, back) =
+            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle past connections.max.idle.ms"))?;
+        *buf = back.into_inner();
+        if result? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite>(rx: async_channel::Receiver<Pending>, mut writer: W, socket: SocketFd) {
+    let mut splicer: Option<Splicer> = None;
+    while let Ok(pending) = rx.recv().await {
+        let response = match pending.await {
+            Ok(Ok(Some(response))) => response,
+            Ok(Ok(None)) => continue,
+            Ok(Err(Malformed(why))) => {
+                debug!("closing connection after a malformed request: {why}");
+                break;
+            }
+            Err(_) => {
+                tracing::error!("request handler panicked; closing the connection");
+                break;
+            }
+        };
+        if let Err(e) = write_response(&mut writer, &mut splicer, socket, response).await {
+            debug!("write failed: {e}");
+            break;
+        }
+    }
+    rx.close();
+    // Wake the reader if it is blocked in a read: the connection is over.
+    // SAFETY: shutdown on the fd the writer still holds open.
+    unsafe { libc::shutdown(socket.0, libc::SHUT_RDWR) };
+}
+
+async fn write_response<W: AsyncWrite>(
+    writer: &mut W,
+    splicer: &mut Option<Splicer>,
+    socket: SocketFd,
+    response: Response,
+) -> io::Result<()> {
+    for part in response.parts {
+        match part {
+            Part::Bytes(bytes) => {
+                let BufResult(result, _) = writer.write_all(bytes).await;
+                result?;
+            }
+            Part::File(slice) => {
+                if splicer.is_none() {
+                    *splicer = Some(Splicer::new()?);
+                }
+                let splicer = splicer.as_ref().expect("made above");
+                splicer.send(&slice.file, slice.position, slice.bytes, socket).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Fetch: requests decode with the generated codec; responses are framed by
+//! hand so that record bytes stay in the segment files and reach the socket
+//! as `Part::File` (spliced by `net`), never through a user-space buffer.
+//!
+//! Fetch sessions (KIP-227) are declined: a request to open one gets session
+//! id 0, which tells clients to keep sending full fetches.
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::FetchRequest;
+use uuid::Uuid;
+
+use super::wire::{put_array_len, put_str, put_uvarint};
+use super::{Malformed, Part, RequestHeader, Response, decode};
+use crate::cluster::shard::{self, local};
+use crate::model::{ErrorCode, TopicPartition};
+use crate::storage::{FileSlice, ReadResult};
+
+/// Kafka caps a consumer's wait at the request timeout; so do we, to bound waits.
+const MAX_WAIT_MS_MAX: i32 = 60_000;
+/// Kafka's broker-side `fetch.max.bytes` default: the most one response carries.
+const FETCH_MAX_BYTES: u64 = 57_671_680;
+/// Partitions one Fetch may name; more is a malformed request.
+const PARTITIONS_PER_FETCH_MAX: usize = 100_000;
+
+struct WantedPartition {
+    topic_index: usize,
+    tp: Option<TopicPartition>,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: u64,
+    /// An error known before reading (unknown topic id, ...).
+    error: Option<ErrorCode>,
+}
+
+struct TopicKey {
+    name: String,
+    id: Uuid,
+}
+
+struct PartitionOutcome {
+    error: ErrorCode,
+    high_watermark: i64,
+    log_start_offset: i64,
+    slice: Option<FileSlice>,
+}
+
+pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
+    let request: FetchRequest = decode(body, header.api_version)?;
+    let version = header.api_version;
+    if let Some(error) = session_error(&request) {
+        return Ok(encode(header, error, &[], &[], &[]));
+    }
+    let (topics, wanted) = resolve(&request, version)?;
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let response_max_bytes = if request.max_bytes <= 0 {
+        FETCH_MAX_BYTES
+    } else {
+        (request.max_bytes as u64).min(FETCH_MAX_BYTES)
+    };
+    let min_bytes = request.min_bytes.max(0) as u64;
+    // Bounded: each round either returns or waits until data arrives or the deadline passes.
+    loop {
+        let outcomes = read_all(&wanted, response_max_bytes).await;
+        let bytes: u64 = outcomes.iter().filter_map(|o| o.slice.as_ref()).map(|s| s.bytes).sum();
+        let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
+        if bytes >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || wanted.is_empty()
+            || local().is_stopping()
+        {
+            return Ok(encode(header, ErrorCode::None, &topics, &wanted, &outcomes));
+        }
+        wait_any(&wanted, deadline).await;
+    }
+}
+
+fn session_error(request: &FetchRequest) -> Option<ErrorCode> {
+    match (request.session_id, request.session_epoch) {
+        (_, -1) | (0, 0) => None,
+        (0, _) => Some(ErrorCode::InvalidFetchSessionEpoch),
+        _ => Some(ErrorCode::FetchSessionIdNotFound),
+    }
+}
+
+fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<WantedPartition>), Malformed> {
+    let metadata = local().metadata();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let (name, known) = if version >= 13 {
+            match metadata.topic_by_id(topic.topic_id) {
+                Some(t) => (t.name.clone(), Some(t)),
+                None => (String::new(), None),
+            }
+        } else {
+            let name = topic.topic.0.to_string();
+            let known = metadata.topics.get(&name);
+            (name, known)
+        };
+        let unknown = if version >= 13 {
+            ErrorCode::UnknownTopicId
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        };
+        for p in &topic.partitions {
+            if wanted.len() >= PARTITIONS_PER_FETCH_MAX {
+                return Err(Malformed("too many partitions in one fetch"));
+            }
+            let error = match known {
+                None => Some(unknown),
+                Some(t) if !(0..t.partitions).contains(&p.partition) => Some(ErrorCode::UnknownTopicOrPartition),
+                Some(_) => None,
+            };
+            wanted.push(WantedPartition {
+                topic_index,
+                tp: error.is_none().then(|| TopicPartition::new(name.clone(), p.partition)),
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as u64,
+                error,
+            });
+        }
+        topics.push(TopicKey {
+            name,
+            id: topic.topic_id,
+        });
+    }
+    Ok((topics, wanted))
+}
+
+/// Reads every partition at once on its owner shard, then trims to the
+/// response's byte budget in request order. Trimming is free: a slice is
+/// only a file range.
+async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64) -> Vec<PartitionOutcome> {
+    let reads = wanted.iter().map(|w| {
+        let tp = w.tp.clone();
+        let (offset, max_bytes, error) = (w.fetch_offset, w.max_bytes, w.error);
+        async move {
+            match (error, tp) {
+                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true).await,
+                (error, _) => Err(error.unwrap_or(ErrorCode::UnknownTopicOrPartition)),
+            }
+        }
+    });
+    let results: Vec<Result<ReadResult, ErrorCode>> = futures_util::future::join_all(reads).await;
+    let mut budget = response_max_bytes;
+    let mut first_data = true;
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(read) => {
+                let slice = read.slice.and_then(|mut s| {
+                    if !first_data {
+                        s.bytes = s.bytes.min(budget);
+                    }
+                    first_data = false;
+                    budget = budget.saturating_sub(s.bytes);
+                    (s.bytes > 0).then_some(s)
+                });
+                PartitionOutcome {
+                    error: ErrorCode::None,
+                    high_watermark: read.high_watermark,
+                    log_start_offset: read.log_start_offset,
+                    slice,
+                }
+            }
+            Err(error) => PartitionOutcome {
+                error,
+                high_watermark: -1,
+                log_start_offset: -1,
+                slice: None,
+            },
+        })
+        .collect()
+}
+
+/// Waits until any requested partition has data past its fetch offset, or the deadline.
+async fn wait_any(wanted: &[WantedPartition], deadline: Instant) {
+    let waits: Vec<_> = wanted
+        .iter()
+        .filter_map(|w| {
+            w.tp.clone()
+                .map(|tp| Box::pin(shard::wait_for_data(tp, w.fetch_offset, deadline)))
+        })
+        .collect();
+    if waits.is_empty() {
+        compio::time::sleep_until(deadline).await;
+        return;
+    }
+    futures_util::future::select_all(waits).await;
+}
+
+/// Frames the response; records are file parts between user-space parts.
+fn encode(
+    header: &RequestHeader,
+    top_error: ErrorCode,
+    topics: &[TopicKey],
+    wanted: &[WantedPartition],
+    outcomes: &[PartitionOutcome],
+) -> Response {
+    let version = header.api_version;
+    let flexible = version >= 12;
+    let mut pieces: Vec<PieceBuilder> = Vec::new();
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    buf.put_i32(header.correlation_id);
+    if flexible {
+        buf.put_u8(0);
+    }
+    buf.put_i32(0); // throttle_time_ms
+    buf.put_i16(top_error.code());
+    buf.put_i32(0); // session_id: sessions are declined
+    put_array_len(&mut buf, topics.len(), flexible);
+    for (topic_index, topic) in topics.iter().enumerate() {
+        if version >= 13 {
+            buf.put_slice(topic.id.as_bytes());
+        } else {
+            put_str(&mut buf, &topic.name, flexible);
+        }
+        let partitions: Vec<usize> = (0..wanted.len())
+            .filter(|&i| wanted[i].topic_index == topic_index)
+            .collect();
+        put_array_len(&mut buf, partitions.len(), flexible);
+        for i in partitions {
+            let (w, o) = (&wanted[i], &outcomes[i]);
+            buf.put_i32(w.partition);
+            buf.put_i16(o.error.code());
+            buf.put_i64(o.high_watermark);
+            buf.put_i64(o.high_watermark); // last_stable_offset: no transactions yet
+            if version >= 5 {
+                buf.put_i64(o.log_start_offset);
+            }
+            put_array_len_nullable_null(&mut buf, flexible); // aborted_transactions
+            if version >= 11 {
+                buf.put_i32(-1); // preferred_read_replica
+            }
+            let record_bytes = o.slice.as_ref().map_or(0, |s| s.bytes);
+            if flexible {
+                put_uvarint(&mut buf, record_bytes as u32 + 1);
+            } else {
+                buf.put_i32(record_bytes as i32);
+            }
+            if let Some(slice) = &o.slice {
+                pieces.push(PieceBuilder::Bytes(buf.split()));
+                pieces.push(PieceBuilder::File(slice.clone()));
+            }
+            if flexible {
+                buf.put_u8(0);
+            }
+        }
+        if flexible {
+            buf.put_u8(0);
+        }
+    }
+    if flexible {
+        buf.put_u8(0);
+    }
+    pieces.push(PieceBuilder::Bytes(buf));
+    finish(pieces)
+}
+
+enum PieceBuilder {
+    Bytes(BytesMut),
+    File(FileSlice),
+}
+
+fn put_array_len_nullable_null(buf: &mut BytesMut, flexible: bool) {
+    if flexible { buf.put_u8(0) } else { buf.put_i32(-1) }
+}
+
+fn finish(mut pieces: Vec<PieceBuilder>) -> Response {
+    let total: u64 = pieces
+        .iter()
+        .map(|p| match p {
+            PieceBuilder::Bytes(b) => b.len() as u64,
+            PieceBuilder::File(f) => f.bytes,
+        })
+        .sum();
+    if let Some(PieceBuilder::Bytes(first)) = pieces.first_mut() {
+        first[0..4].copy_from_slice(&((total - 4) as i32).to_be_bytes());
+    }
+    let parts = pieces
+        .into_iter()
+        .filter_map(|p| match p {
+            PieceBuilder::Bytes(b) if b.is_empty() => None,
+            PieceBuilder::Bytes(b) => Some(Part::Bytes(b.freeze())),
+            PieceBuilder::File(f) => Some(Part::File(f)),
+        })
+        .collect();
+    Response { parts }
+}

@@ -1,0 +1,70 @@
+//! ListOffsets: earliest, latest, max timestamp, and by timestamp.
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{Malformed, RequestHeader, Response, decode, encode_response};
+use crate::cluster::shard::{self, local};
+use crate::model::{ErrorCode, TopicPartition};
+
+/// KIP-1005's latest-tiered-offset: with no tiered storage there is none.
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
+    let request: ListOffsetsRequest = decode(body, header.api_version)?;
+    let version = header.api_version;
+    let metadata = local().metadata();
+    let mut lookups = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let known = metadata.topics.get(&name).map(|t| t.partitions);
+        for p in &topic.partitions {
+            let tp = TopicPartition::new(name.clone(), p.partition_index);
+            let exists = known.is_some_and(|n| (0..n).contains(&p.partition_index));
+            let timestamp = p.timestamp;
+            lookups.push(async move {
+                if !exists {
+                    return Err(ErrorCode::UnknownTopicOrPartition);
+                }
+                if timestamp == LATEST_TIERED_TIMESTAMP {
+                    return Ok((-1, -1));
+                }
+                shard::offset_for(tp, timestamp).await
+            });
+        }
+    }
+    let mut results = futures_util::future::join_all(lookups).await.into_iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    match results.next().expect("one result per partition") {
+                        Ok((offset, timestamp)) => {
+                            r.offset = offset;
+                            r.timestamp = timestamp;
+                            if version >= 4 {
+                                r.leader_epoch = crate::storage::log::LEADER_EPOCH;
+                            }
+                        }
+                        Err(code) => {
+                            r.error_code = code.code();
+                            r.offset = -1;
+                            r.timestamp = -1;
+                        }
+                    }
+                    r
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    encode_response(header, &ListOffsetsResponse::default().with_topics(topics))
+}

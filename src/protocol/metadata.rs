@@ -1,0 +1,123 @@
+//! Metadata: brokers and topics from this shard's metadata copy; unknown
+//! topics are created when `auto.create.topics.enable` allows, as in Kafka.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use uuid::Uuid;
+
+use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use crate::cluster::controller;
+use crate::cluster::metadata::TopicMeta;
+use crate::cluster::shard::local;
+use crate::model::ErrorCode;
+
+/// Topics one request may auto-create; the rest get an error to retry later.
+const AUTO_CREATE_PER_REQUEST_MAX: usize = 100;
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+fn topic_entry(topic: &TopicMeta, broker_id: i32, version: i16) -> MetadataResponseTopic {
+    let leader_epoch = if version >= 7 {
+        crate::storage::log::LEADER_EPOCH
+    } else {
+        -1
+    };
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(BrokerId(broker_id))
+                .with_leader_epoch(leader_epoch)
+                .with_replica_nodes(vec![BrokerId(broker_id)])
+                .with_isr_nodes(vec![BrokerId(broker_id)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn error_entry(name: Option<String>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
+    let request: MetadataRequest = decode(body, header.api_version)?;
+    let version = header.api_version;
+    let shard = local();
+    let config = Arc::clone(&shard.config);
+    // v0 has no flag and always auto-creates; v4+ lets the client choose.
+    let allow_auto_create = config.auto_create_topics && (header.api_version < 4 || request.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    match request.topics {
+        None => {
+            let metadata = shard.metadata();
+            topics.extend(
+                metadata
+                    .topics
+                    .values()
+                    .map(|t| topic_entry(t, config.broker_id, version)),
+            );
+        }
+        Some(requested) => {
+            let mut auto_created = 0;
+            for wanted in requested {
+                let metadata = shard.metadata();
+                let entry = match wanted.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        match metadata.topics.get(&name) {
+                            Some(t) => topic_entry(t, config.broker_id, version),
+                            None if allow_auto_create && auto_created < AUTO_CREATE_PER_REQUEST_MAX => {
+                                auto_created += 1;
+                                auto_create(name, config.broker_id, version).await
+                            }
+                            None => error_entry(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition),
+                        }
+                    }
+                    None => match metadata.topic_by_id(wanted.topic_id) {
+                        Some(t) => topic_entry(t, config.broker_id, version),
+                        None => error_entry(None, wanted.topic_id, ErrorCode::UnknownTopicId),
+                    },
+                };
+                topics.push(entry);
+            }
+        }
+    }
+    let metadata = shard.metadata();
+    let (host, port) = config.advertised_endpoint();
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(config.broker_id))
+        .with_host(str_bytes(host))
+        .with_port(port as i32);
+    let response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(metadata.cluster_id.clone())))
+        .with_controller_id(BrokerId(config.broker_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    encode_response(header, &response)
+}
+
+async fn auto_create(name: String, broker_id: i32, version: i16) -> MetadataResponseTopic {
+    match controller::create_topic(name.clone(), -1, -1, BTreeMap::new(), false).await {
+        Ok(topic) => topic_entry(&topic, broker_id, version),
+        // Another request created it first: describe what exists now.
+        Err(e) if e.code == ErrorCode::TopicAlreadyExists => match local().metadata().topics.get(&name) {
+            Some(t) => topic_entry(t, broker_id, version),
+            None => error_entry(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
+        },
+        Err(e) => error_entry(Some(name), Uuid::nil(), e.code),
+    }
+}

@@ -1,0 +1,172 @@
+//! The Kafka wire protocol: request headers, dispatch, and one handler file
+//! per API. Handlers reach partitions only through `cluster`; this layer
+//! knows nothing about files beyond the `FileSlice`s it passes to `net`.
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+pub mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+pub mod produce;
+pub mod wire;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::storage::FileSlice;
+pub use wire::Malformed;
+
+/// Every API the broker implements, with the versions it really handles.
+/// ApiVersions advertises exactly this table.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// One piece of a response on the wire: bytes built in user space, or a
+/// range of a segment file that goes to the socket without being copied.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Bytes(Bytes),
+    File(FileSlice),
+}
+
+/// A complete response frame, its 4-byte size prefix included.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub parts: Vec<Part>,
+}
+
+impl Response {
+    pub fn from_bytes(frame: BytesMut) -> Self {
+        Self {
+            parts: vec![Part::Bytes(frame.freeze())],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHeader {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// Parses the request header; returns it with the offset where the body starts.
+/// An unknown API key is an error: Kafka closes such connections.
+pub fn parse_header(frame: &[u8]) -> Result<(RequestHeader, usize), Malformed> {
+    let mut r = wire::Reader::new(frame);
+    let api_key = r.i16()?;
+    let api_version = r.i16()?;
+    let correlation_id = r.i32()?;
+    let api_key = ApiKey::try_from(api_key).map_err(|_| Malformed("unknown API key"))?;
+    let client_id = r.nullable_str(false)?.map(str::to_string);
+    let header = RequestHeader {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id,
+    };
+    // Header v2 (flexible versions) adds tagged fields; an unsupported
+    // version of a known API still parses as far as ApiVersions needs.
+    let supported = supported_versions(api_key).is_some_and(|(min, max)| (min..=max).contains(&api_version));
+    if supported && api_key.request_header_version(api_version) >= 2 {
+        r.skip_tagged_fields()?;
+    }
+    Ok((header, r.position()))
+}
+
+/// Frames a response body: size, correlation id, header tags, body.
+pub fn encode_response<R: Encodable>(header: &RequestHeader, body: &R) -> Result<Response, Malformed> {
+    encode_response_version(header, header.api_version, body)
+}
+
+fn encode_response_version<R: Encodable>(
+    header: &RequestHeader,
+    version: i16,
+    body: &R,
+) -> Result<Response, Malformed> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    out.put_i32(header.correlation_id);
+    if header.api_key.response_header_version(version) >= 1 {
+        out.put_u8(0);
+    }
+    body.encode(&mut out, version)
+        .map_err(|_| Malformed("response does not encode"))?;
+    let size = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(Response::from_bytes(out))
+}
+
+pub fn decode<R: Decodable>(body: Bytes, version: i16) -> Result<R, Malformed> {
+    let mut body = body;
+    R::decode(&mut body, version).map_err(|_| Malformed("request body does not decode"))
+}
+
+/// Handles one request frame (without its size prefix). `Ok(None)` means no
+/// response is due (acks=0 Produce). `Err` means the connection must close,
+/// as Kafka does for requests it cannot parse.
+pub async fn handle(frame: BytesMut) -> Result<Option<Response>, Malformed> {
+    let (header, body_start) = parse_header(&frame)?;
+    let Some((min, max)) = supported_versions(header.api_key) else {
+        return Err(Malformed("API not supported"));
+    };
+    if !(min..=max).contains(&header.api_version) {
+        if header.api_key == ApiKey::ApiVersions {
+            return api_versions::unsupported_version(&header).map(Some);
+        }
+        return Err(Malformed("API version not supported"));
+    }
+    if header.api_key == ApiKey::Produce {
+        return produce::handle(&header, frame, body_start).await;
+    }
+    let body = frame.freeze().slice(body_start..);
+    let response = match header.api_key {
+        ApiKey::ApiVersions => api_versions::handle(&header, body)?,
+        ApiKey::Metadata => metadata::handle(&header, body).await?,
+        ApiKey::Fetch => fetch::handle(&header, body).await?,
+        ApiKey::ListOffsets => list_offsets::handle(&header, body).await?,
+        ApiKey::CreateTopics => create_topics::handle(&header, body).await?,
+        ApiKey::DeleteTopics => delete_topics::handle(&header, body).await?,
+        ApiKey::CreatePartitions => create_partitions::handle(&header, body).await?,
+        ApiKey::DescribeConfigs => describe_configs::handle(&header, body).await?,
+        ApiKey::AlterConfigs => alter_configs::handle_alter(&header, body).await?,
+        ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(&header, body).await?,
+        ApiKey::DescribeCluster => describe_cluster::handle(&header, body)?,
+        ApiKey::InitProducerId => init_producer_id::handle(&header, body).await?,
+        _ => return Err(Malformed("API not supported")),
+    };
+    Ok(Some(response))
+}
+
+/// A `StrBytes` from an owned string, for response fields.
+pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

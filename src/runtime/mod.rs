@@ -1,0 +1,165 @@
+//! The shard runtime: one OS thread per shard, pinned to a core, each running
+//! its own compio io_uring event loop. Shards share no mutable state; work
+//! crosses between them only as tasks on bounded mailboxes (`submit_to`).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+/// Tasks that may wait in one shard's mailbox before senders feel backpressure.
+pub const MAILBOX_TASKS_MAX: usize = 4096;
+
+/// A unit of cross-shard work: built on the sender, run on the receiving shard.
+type Task = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+struct ShardRuntime {
+    id: usize,
+    mailboxes: Arc<Vec<async_channel::Sender<Task>>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<ShardRuntime>> = const { RefCell::new(None) };
+}
+
+/// The id of the shard running on this thread. Panics off a shard thread.
+pub fn shard_id() -> usize {
+    CURRENT.with(|c| c.borrow().as_ref().expect("not on a shard thread").id)
+}
+
+pub fn shard_count() -> usize {
+    CURRENT.with(|c| c.borrow().as_ref().expect("not on a shard thread").mailboxes.len())
+}
+
+/// Whether this thread is a shard (tests and tools run code off shards too).
+pub fn on_shard() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+fn mailbox(shard: usize) -> async_channel::Sender<Task> {
+    CURRENT.with(|c| c.borrow().as_ref().expect("not on a shard thread").mailboxes[shard].clone())
+}
+
+/// The shard was stopped before it could answer (only during shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStopped;
+
+/// Runs `f` on shard `shard` and returns its result. On the current shard it
+/// runs inline, with no message at all; otherwise the closure travels over the
+/// target's bounded mailbox and the result comes back on a oneshot channel.
+pub async fn submit_to<F, Fut, R>(shard: usize, f: F) -> Result<R, ShardStopped>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: Send + 'static,
+{
+    if shard == shard_id() {
+        return Ok(f().await);
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let task: Task = Box::new(move || {
+        Box::pin(async move {
+            let _ = tx.send(f().await);
+        })
+    });
+    mailbox(shard).send(task).await.map_err(|_| ShardStopped)?;
+    rx.await.map_err(|_| ShardStopped)
+}
+
+/// The running shards, as seen from outside them (the main thread).
+pub struct Shards {
+    mailboxes: Arc<Vec<async_channel::Sender<Task>>>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Shards {
+    /// Runs `f` on every shard and blocks until each has finished it.
+    pub fn run_on_all_blocking<F, Fut>(&self, f: F)
+    where
+        F: Fn() -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let mut sent = 0;
+        for mailbox in self.mailboxes.iter() {
+            let f = f.clone();
+            let done = done_tx.clone();
+            let task: Task = Box::new(move || {
+                Box::pin(async move {
+                    f().await;
+                    let _ = done.send(());
+                })
+            });
+            if mailbox.send_blocking(task).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(done_tx);
+        for _ in 0..sent {
+            if done_rx.recv().is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Starts `count` shards. Each runs `main(shard_id)` on its own pinned thread
+/// and serves its mailbox until `main` returns.
+pub fn start<F, Fut>(count: usize, main: F) -> Shards
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    assert!(count > 0, "at least one shard");
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count)
+        .map(|_| async_channel::bounded::<Task>(MAILBOX_TASKS_MAX))
+        .unzip();
+    let mailboxes = Arc::new(senders);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let threads = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(id, inbox)| {
+            let mailboxes = Arc::clone(&mailboxes);
+            let main = main.clone();
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || run_shard(id, core, mailboxes, inbox, main))
+                .expect("spawn shard thread")
+        })
+        .collect();
+    Shards { mailboxes, threads }
+}
+
+fn run_shard<F, Fut>(
+    id: usize,
+    core: Option<core_affinity::CoreId>,
+    mailboxes: Arc<Vec<async_channel::Sender<Task>>>,
+    inbox: async_channel::Receiver<Task>,
+    main: F,
+) where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+    {
+        warn!(shard = id, "could not pin to core {}", core.id);
+    }
+    CURRENT.with(|c| *c.borrow_mut() = Some(ShardRuntime { id, mailboxes }));
+    let runtime = compio::runtime::Runtime::new().expect("create io_uring runtime");
+    info!(shard = id, core = core.map(|c| c.id), driver = ?runtime.driver_type(), "shard started");
+    runtime.block_on(async move {
+        compio::runtime::spawn(async move {
+            // Bounded by the mailbox capacity; ends when every sender is gone.
+            while let Ok(task) = inbox.recv().await {
+                compio::runtime::spawn(task()).detach();
+            }
+        })
+        .detach();
+        main(id).await;
+    });
+}

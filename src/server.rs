@@ -1,0 +1,163 @@
+//! The composition root: prepares the data directory, binds the listeners,
+//! starts the shards, and turns SIGINT/SIGTERM into a clean shutdown.
+
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::future::{Either, select};
+use tracing::{info, warn};
+
+use crate::cluster::metadata::{self, Metadata};
+use crate::cluster::shard::ShardState;
+use crate::config::BrokerConfig;
+use crate::model::TopicPartition;
+use crate::net::{self, connection};
+use crate::runtime;
+
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    raise_fd_limit();
+    let metadata = prepare_metadata(&config)?;
+    remove_orphan_partitions(&config, &metadata);
+    let first = net::bind_reuseport(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = first.local_addr()?;
+    // Port 0 picks a free port: the listener and what is advertised use the one bound.
+    config.listen = bound;
+    let mut listeners = vec![Some(first)];
+    for _ in 1..config.shards {
+        listeners.push(Some(net::bind_reuseport(bound)?));
+    }
+    info!(
+        listen = %bound,
+        advertised = ?config.advertised_endpoint(),
+        data_dir = %config.data_dir.display(),
+        shards = config.shards,
+        cluster_id = %metadata.cluster_id,
+        broker_id = config.broker_id,
+        "sluice listening"
+    );
+    let config = Arc::new(config);
+    let metadata = Arc::new(metadata);
+    // Start-up hand-off only: each shard takes its listener once.
+    let listeners = Arc::new(Mutex::new(listeners));
+    let shards = {
+        let config = Arc::clone(&config);
+        runtime::start(config.shards, move |id| {
+            let listener = listeners.lock().expect("listener hand-off")[id]
+                .take()
+                .expect("one listener per shard");
+            shard_main(id, Arc::clone(&config), Arc::clone(&metadata), listener)
+        })
+    };
+    wait_for_signal()?;
+    info!("shutting down");
+    shards.run_on_all_blocking(|| async {
+        let state = crate::cluster::shard::local();
+        state.shutdown();
+        let (spliced, copied) = net::zero_copy::fetch_byte_counts();
+        info!(
+            shard = state.id,
+            fetch_bytes_spliced = spliced,
+            fetch_bytes_copied = copied,
+            "shard stopped"
+        );
+    });
+    info!("shutdown complete");
+    Ok(())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    signals.forever().next();
+    Ok(())
+}
+
+async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata>, listener: TcpListener) {
+    let state = ShardState::install(id, Arc::clone(&config), metadata);
+    compio::runtime::spawn(Rc::clone(&state).maintenance_loop()).detach();
+    let listener = compio::net::TcpListener::from_std(listener).expect("adopt listener");
+    let limits = || connection::Limits {
+        request_max_bytes: config.socket_request_max_bytes,
+        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+    };
+    while !state.is_stopping() {
+        let stop = state.stop.listen();
+        if state.is_stopping() {
+            break;
+        }
+        let accept = std::pin::pin!(listener.accept());
+        match select(accept, stop).await {
+            Either::Left((Ok((stream, _peer)), _)) => {
+                compio::runtime::spawn(connection::serve(stream, limits())).detach();
+            }
+            Either::Left((Err(e), _)) => {
+                // Out of file descriptors, usually: back off instead of spinning.
+                warn!(shard = id, "accept failed: {e}");
+                compio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Either::Right(_) => break,
+        }
+    }
+}
+
+/// Loads the stored metadata, or starts it; checks the cluster id.
+fn prepare_metadata(config: &BrokerConfig) -> anyhow::Result<Metadata> {
+    let mut metadata = Metadata::load(&config.data_dir)?.unwrap_or_default();
+    match (&config.cluster_id, metadata.cluster_id.is_empty()) {
+        (Some(wanted), false) if *wanted != metadata.cluster_id => bail!(
+            "cluster.id {wanted} does not match {} stored in {}",
+            metadata.cluster_id,
+            config.data_dir.display()
+        ),
+        (Some(wanted), true) => metadata.cluster_id = wanted.clone(),
+        (None, true) => metadata.cluster_id = metadata::new_cluster_id(),
+        _ => {}
+    }
+    metadata.broker_id = config.broker_id;
+    metadata.store(&config.data_dir)?;
+    metadata::write_meta_properties(&config.data_dir, &metadata.cluster_id, config.broker_id)?;
+    Ok(metadata)
+}
+
+/// Partition directories of deleted topics (a crash mid-delete) are removed at start.
+fn remove_orphan_partitions(config: &BrokerConfig, metadata: &Metadata) {
+    let Ok(entries) = std::fs::read_dir(&config.data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(tp) = name.to_str().and_then(TopicPartition::from_dir_name) else {
+            continue;
+        };
+        let live = metadata
+            .topics
+            .get(&tp.topic)
+            .is_some_and(|t| tp.partition < t.partitions);
+        if !live {
+            warn!(partition = %tp, "removing directory of a deleted partition");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Many idle connections need many descriptors: take the hard limit.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

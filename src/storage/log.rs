@@ -1,0 +1,571 @@
+//! A partition's log: an ordered list of segments, the last one active.
+//!
+//! A `PartitionLog` lives on the one shard that owns its partition and is
+//! never shared: it uses `RefCell`, not a lock, and debug builds assert on
+//! every entry point that the caller is the owning thread.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use compio::BufResult;
+use compio::buf::IntoInner;
+use compio::driver::op::{Sync as SyncOp, WriteAt};
+use tracing::{info, warn};
+
+use super::log_config::{LogConfig, TimestampType};
+use super::producer::{ProducerStates, SequenceCheck};
+use super::segment::{RecoveryStats, Segment};
+use crate::model::{ErrorCode, TopicPartition};
+use crate::record::{self, BatchError, BatchHeader};
+
+/// Appends whose writes may be in flight at once on one partition.
+pub const INFLIGHT_APPENDS_MAX: usize = 256;
+/// Single-node broker: every batch carries leader epoch 0.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Where a produce request's batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub duplicate: bool,
+}
+
+/// Record bytes for a fetch: a range of a segment file, sent without a user-space copy.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub slice: Option<FileSlice>,
+}
+
+struct Inflight {
+    seq: u64,
+    segment_base: i64,
+    end_position: u64,
+    end_offset: i64,
+    messages: i64,
+    done: bool,
+}
+
+struct LogState {
+    config: LogConfig,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// One past the last assigned offset (the log end offset).
+    next_offset: i64,
+    /// All writes below this offset have completed; fetches never see past it.
+    high_watermark: i64,
+    inflight: VecDeque<Inflight>,
+    next_seq: u64,
+    producers: ProducerStates,
+    unflushed_messages: i64,
+    first_unflushed_ms: Option<i64>,
+    /// Set after a write error: the log has a hole and refuses further work.
+    failed: bool,
+}
+
+pub struct PartitionLog {
+    tp: TopicPartition,
+    dir: PathBuf,
+    #[cfg(debug_assertions)]
+    owner: std::thread::ThreadId,
+    state: RefCell<LogState>,
+    /// Fires when the high watermark moves, waking long-poll fetches.
+    appended: event_listener::Event,
+}
+
+fn storage_error(message: impl Into<String>) -> BatchError {
+    BatchError {
+        code: ErrorCode::KafkaStorageError,
+        message: message.into(),
+    }
+}
+
+impl PartitionLog {
+    /// Opens the partition directory, creating it if needed, and recovers every segment.
+    pub fn open(root: &Path, tp: TopicPartition, config: LogConfig, now_ms: i64) -> io::Result<Self> {
+        let dir = root.join(tp.dir_name());
+        std::fs::create_dir_all(&dir)?;
+        let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse::<i64>().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for base in bases {
+            if let Some(prev) = segments.last()
+                && prev.next_offset != base
+                && !prev.is_empty()
+                && prev.next_offset > base
+            {
+                warn!(partition = %tp, base, "segment overlaps its predecessor; removing it");
+                remove_segment_files(&dir, base);
+                continue;
+            }
+            let (segment, stats) = Segment::open(&dir, base, now_ms, config.index_interval_bytes)?;
+            report_recovery(&tp, base, &stats);
+            let truncated = stats.bytes_truncated > 0;
+            segments.push(segment);
+            if truncated {
+                // Everything after a damaged segment follows a hole: drop it.
+                remove_segments_after(&dir, base)?;
+                break;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, 0, now_ms)?);
+        }
+        let log_start_offset = segments[0].base_offset;
+        let next_offset = segments.last().map_or(0, |s| s.next_offset);
+        Ok(Self {
+            tp,
+            dir,
+            #[cfg(debug_assertions)]
+            owner: std::thread::current().id(),
+            state: RefCell::new(LogState {
+                config,
+                segments,
+                log_start_offset,
+                next_offset,
+                high_watermark: next_offset,
+                inflight: VecDeque::new(),
+                next_seq: 0,
+                producers: ProducerStates::default(),
+                unflushed_messages: 0,
+                first_unflushed_ms: None,
+                failed: false,
+            }),
+            appended: event_listener::Event::new(),
+        })
+    }
+
+    /// Partition logs are touched only by their owning shard's thread.
+    #[inline]
+    fn assert_owner(&self) {
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            std::thread::current().id(),
+            self.owner,
+            "partition {} touched off its owner shard",
+            self.tp
+        );
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.assert_owner();
+        self.state.borrow_mut().config = config;
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.assert_owner();
+        self.state.borrow().high_watermark
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.assert_owner();
+        self.state.borrow().log_start_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.assert_owner();
+        self.state.borrow().segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.assert_owner();
+        self.state.borrow().segments.len()
+    }
+
+    /// Validates, assigns offsets to and appends one producer batch. Returns
+    /// once the io_uring write has completed (the data is in the page cache);
+    /// no fsync unless the flush policy asks for one.
+    pub async fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, BatchError> {
+        self.assert_owner();
+        self.wait_for_inflight_room().await;
+        let (file, position, seq, info) = {
+            let mut st = self.state.borrow_mut();
+            if st.failed {
+                return Err(storage_error("the log had a write error and is offline"));
+            }
+            let header = record::validate_single_batch(&batch, st.config.max_message_bytes)?;
+            if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
+                return Ok(AppendInfo {
+                    base_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: st.log_start_offset,
+                    duplicate: true,
+                });
+            }
+            let base_offset = st.next_offset;
+            record::assign_offset(&mut batch, base_offset, LEADER_EPOCH);
+            let mut log_append_time_ms = -1;
+            if st.config.timestamp_type == TimestampType::LogAppendTime {
+                record::stamp_log_append_time(&mut batch, now_ms);
+                log_append_time_ms = now_ms;
+            }
+            let header = BatchHeader::parse(&batch).expect("validated batch has a header");
+            let bytes = batch.len() as u64;
+            st.roll_if_needed(&self.dir, bytes, now_ms)
+                .map_err(|e| storage_error(format!("segment roll failed: {e}")))?;
+            let interval = st.config.index_interval_bytes;
+            let segment = st.segments.last_mut().expect("a log always has an active segment");
+            let position = segment.reserve(&header, bytes, interval);
+            let file = Arc::clone(&segment.file);
+            let segment_base = segment.base_offset;
+            st.next_offset = header.next_offset();
+            st.producers.record(&header, now_ms);
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.inflight.push_back(Inflight {
+                seq,
+                segment_base,
+                end_position: position + bytes,
+                end_offset: header.next_offset(),
+                messages: header.records_count as i64,
+                done: false,
+            });
+            let info = AppendInfo {
+                base_offset,
+                log_append_time_ms,
+                log_start_offset: st.log_start_offset,
+                duplicate: false,
+            };
+            (file, position, seq, info)
+        };
+        let written = write_all_at(file, position, batch).await;
+        let flush_due = self.complete_append(seq, written.is_ok(), now_ms);
+        if let Err(e) = written {
+            return Err(storage_error(format!("write to {} failed: {e}", self.tp)));
+        }
+        if flush_due {
+            self.flush()
+                .await
+                .map_err(|e| storage_error(format!("fsync failed: {e}")))?;
+        }
+        Ok(info)
+    }
+
+    async fn wait_for_inflight_room(&self) {
+        // Bounded: each wake means an in-flight write completed.
+        loop {
+            if self.state.borrow().inflight.len() < INFLIGHT_APPENDS_MAX {
+                return;
+            }
+            let listener = self.appended.listen();
+            if self.state.borrow().inflight.len() < INFLIGHT_APPENDS_MAX {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Marks a write done and advances the high watermark over every write
+    /// completed in order. Returns whether `flush.messages` now asks for an fsync.
+    fn complete_append(&self, seq: u64, ok: bool, now_ms: i64) -> bool {
+        let mut st = self.state.borrow_mut();
+        if !ok {
+            st.failed = true;
+        }
+        let front_seq = st.inflight.front().map_or(seq, |f| f.seq);
+        let slot = (seq - front_seq) as usize;
+        st.inflight[slot].done = true;
+        let mut advanced = false;
+        while st.inflight.front().is_some_and(|f| f.done) {
+            let f = st.inflight.pop_front().expect("front exists");
+            if !st.failed {
+                st.high_watermark = f.end_offset;
+                if let Some(segment) = st.segments.iter_mut().rev().find(|s| s.base_offset == f.segment_base) {
+                    debug_assert!(f.end_position >= segment.readable_bytes);
+                    segment.readable_bytes = f.end_position;
+                }
+                st.unflushed_messages += f.messages;
+                st.first_unflushed_ms.get_or_insert(now_ms);
+                advanced = true;
+            }
+        }
+        drop(st);
+        if advanced {
+            self.appended.notify(usize::MAX);
+        }
+        let st = self.state.borrow();
+        st.unflushed_messages >= st.config.flush_messages
+    }
+
+    /// Forces the log and its indexes to disk (the operator's flush policy).
+    pub async fn flush(&self) -> io::Result<()> {
+        self.assert_owner();
+        let file = {
+            let mut st = self.state.borrow_mut();
+            st.unflushed_messages = 0;
+            st.first_unflushed_ms = None;
+            let active = st.segments.last_mut().expect("active segment");
+            active.flush_indexes()?;
+            Arc::clone(&active.file)
+        };
+        let BufResult(result, _) = compio::runtime::submit(SyncOp::new(file, true)).await;
+        result.map(|_| ())
+    }
+
+    /// Flushes if `flush.ms` has passed since the oldest unflushed write.
+    pub async fn flush_if_due(&self, now_ms: i64) -> io::Result<()> {
+        let due = {
+            let st = self.state.borrow();
+            st.first_unflushed_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= st.config.flush_ms)
+        };
+        if due { self.flush().await } else { Ok(()) }
+    }
+
+    /// Reads up to `max_bytes` starting at `offset`, never past the high
+    /// watermark and never across a segment boundary. With `min_one_batch`
+    /// the first batch is returned whole even if it is larger (KIP-74).
+    pub fn read(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<ReadResult, ErrorCode> {
+        self.assert_owner();
+        let st = self.state.borrow();
+        let mut result = ReadResult {
+            high_watermark: st.high_watermark,
+            log_start_offset: st.log_start_offset,
+            slice: None,
+        };
+        if offset < st.log_start_offset || offset > st.high_watermark {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        if offset == st.high_watermark {
+            return Ok(result);
+        }
+        let first = st
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for segment in &st.segments[first..] {
+            let located = segment.locate(offset).map_err(|e| {
+                warn!(partition = %self.tp, "read failed: {e}");
+                ErrorCode::KafkaStorageError
+            })?;
+            if let Some((position, header)) = located {
+                let available = segment.readable_bytes - position;
+                let wanted = if min_one_batch {
+                    max_bytes.max(header.total_bytes() as u64)
+                } else {
+                    max_bytes
+                };
+                let bytes = wanted.min(available);
+                if bytes == 0 {
+                    return Ok(result);
+                }
+                result.slice = Some(FileSlice {
+                    file: Arc::clone(&segment.file),
+                    position,
+                    bytes,
+                });
+                return Ok(result);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Resolves once the high watermark passes `offset`, or at `deadline`.
+    pub async fn wait_for_data(&self, offset: i64, deadline: std::time::Instant) {
+        self.assert_owner();
+        loop {
+            if self.state.borrow().high_watermark > offset {
+                return;
+            }
+            let listener = self.appended.listen();
+            if self.state.borrow().high_watermark > offset {
+                return;
+            }
+            if compio::time::timeout_at(deadline, listener).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// ListOffsets: -2 earliest (and -4 earliest local), -1 latest, -3 the
+    /// record with the largest timestamp, otherwise the first record at or
+    /// after the timestamp. Returns (offset, timestamp); (-1, -1) if none.
+    pub fn offset_for(&self, timestamp_ms: i64) -> Result<(i64, i64), ErrorCode> {
+        self.assert_owner();
+        let st = self.state.borrow();
+        let io_err = |e: io::Error| {
+            warn!("offset lookup failed: {e}");
+            ErrorCode::KafkaStorageError
+        };
+        match timestamp_ms {
+            -2 | -4 => Ok((st.log_start_offset, -1)),
+            -1 => Ok((st.high_watermark, -1)),
+            -3 => {
+                let Some(segment) = st.segments.iter().rev().max_by_key(|s| s.max_timestamp_ms) else {
+                    return Ok((-1, -1));
+                };
+                if segment.max_timestamp_ms < 0 {
+                    return Ok((-1, -1));
+                }
+                Ok(segment
+                    .offset_for_timestamp(segment.max_timestamp_ms)
+                    .map_err(io_err)?
+                    .unwrap_or((-1, -1)))
+            }
+            ts if ts >= 0 => {
+                for segment in &st.segments {
+                    if let Some(found) = segment.offset_for_timestamp(ts).map_err(io_err)? {
+                        return Ok(found);
+                    }
+                }
+                Ok((-1, -1))
+            }
+            _ => Err(ErrorCode::InvalidRequest),
+        }
+    }
+
+    /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`.
+    /// The active segment is rolled first when it has itself expired.
+    pub fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
+        self.assert_owner();
+        let mut st = self.state.borrow_mut();
+        if !st.inflight.is_empty() || st.failed {
+            return Ok(0);
+        }
+        let retention_ms = st.config.retention_ms;
+        let expired = |s: &Segment| {
+            let newest_ms = if s.max_timestamp_ms >= 0 {
+                s.max_timestamp_ms
+            } else {
+                s.created_ms
+            };
+            retention_ms >= 0 && now_ms.saturating_sub(newest_ms) > retention_ms
+        };
+        let active = st.segments.last().expect("active segment");
+        if !active.is_empty() && expired(active) {
+            st.roll(&self.dir, now_ms)?;
+        }
+        let mut deleted = 0;
+        let mut total: i64 = st.segments.iter().map(|s| s.size_bytes as i64).sum();
+        let retention_bytes = st.config.retention_bytes;
+        // Bounded by the number of segments; the active one always stays.
+        while st.segments.len() > 1 {
+            let oldest = &st.segments[0];
+            let over_size = retention_bytes >= 0 && total - oldest.size_bytes as i64 >= retention_bytes;
+            if !(expired(oldest) || over_size) {
+                break;
+            }
+            let oldest = st.segments.remove(0);
+            total -= oldest.size_bytes as i64;
+            oldest.delete_files()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            info!(partition = %self.tp, deleted, log_start_offset = st.log_start_offset, "retention deleted segments");
+        }
+        Ok(deleted)
+    }
+
+    /// Writes index entries behind; called by the shard's maintenance tick and at shutdown.
+    pub fn flush_indexes(&self) -> io::Result<()> {
+        self.assert_owner();
+        let mut st = self.state.borrow_mut();
+        for segment in st.segments.iter_mut() {
+            segment.flush_indexes()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the partition's directory (DeleteTopics). Fetches in flight keep their files open.
+    pub fn delete(&self) -> io::Result<()> {
+        self.assert_owner();
+        std::fs::remove_dir_all(&self.dir)
+    }
+}
+
+impl LogState {
+    fn roll_if_needed(&mut self, dir: &Path, bytes: u64, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.last().expect("active segment");
+        if active.should_roll(bytes, self.config.segment_bytes, self.config.segment_ms, now_ms) {
+            self.roll(dir, now_ms)?;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self, dir: &Path, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.last_mut().expect("active segment");
+        active.flush_indexes()?;
+        let base = active.next_offset;
+        assert_eq!(base, self.next_offset, "the new segment starts at the log end offset");
+        self.segments.push(Segment::create(dir, base, now_ms)?);
+        Ok(())
+    }
+}
+
+fn report_recovery(tp: &TopicPartition, base: i64, stats: &RecoveryStats) {
+    if stats.bytes_truncated > 0 || stats.index_rebuilt {
+        warn!(
+            partition = %tp,
+            base_offset = base,
+            truncated_bytes = stats.bytes_truncated,
+            index_rebuilt = stats.index_rebuilt,
+            "recovered segment"
+        );
+    }
+}
+
+fn remove_segment_files(dir: &Path, base: i64) {
+    for ext in ["log", "index", "timeindex"] {
+        let _ = std::fs::remove_file(dir.join(super::segment::segment_file_name(base, ext)));
+    }
+}
+
+fn remove_segments_after(dir: &Path, base: i64) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if let Ok(later) = stem.parse::<i64>()
+            && later > base
+        {
+            warn!(base_offset = later, "removing segment that follows a truncated one");
+            remove_segment_files(dir, later);
+        }
+    }
+    Ok(())
+}
+
+/// One io_uring write, repeated until every byte is down (short writes are rare on files).
+async fn write_all_at(file: Arc<File>, mut position: u64, mut buf: BytesMut) -> io::Result<()> {
+    // Bounded: every round writes at least one byte or returns.
+    while !buf.is_empty() {
+        let BufResult(result, op) = compio::runtime::submit(WriteAt::new(Arc::clone(&file), position, buf)).await;
+        let returned = op.into_inner();
+        let written = result?;
+        if written == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write wrote nothing"));
+        }
+        buf = returned;
+        let _ = buf.split_to(written);
+        position += written as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+"""Fixtures that run the real `sluice` binary on a free loopback port with its own data dir."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import kwire
+
+ROOT = Path(__file__).resolve().parents[1]
+SLUICE_BIN = os.environ.get("SLUICE_BIN") or str(ROOT / "target" / "debug" / "sluice")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One broker process. `config` is TOML text with Kafka's setting names."""
+
+    def __init__(self, data_dir, config="", shards=2):
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.shards = shards
+        self.port = free_port()
+        self.proc = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
+        self.starts = 0
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s=30):
+        args = [SLUICE_BIN, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+                "--shards", str(self.shards)]
+        if self.config:
+            path = self.data_dir.parent / f"{self.data_dir.name}.toml"
+            path.write_text(self.config)
+            args += ["--config", str(path)]
+        self.starts += 1
+        log = open(self.log_path, "a")
+        log.write(f"\n--- start {self.starts}\n")
+        log.flush()
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "info"})
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"broker exited early:\n{self.log()}"
+            try:
+                with kwire.Connection(self.bootstrap, timeout_s=2) as conn:
+                    conn.api_versions()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"broker did not answer within {timeout_s}s:\n{self.log()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout_s=20):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout_s)
+        self.proc = None
+        return code
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def cpu_seconds(self):
+        """utime + stime of the broker process, from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@pytest.fixture
+def make_broker(tmp_path):
+    brokers = []
+
+    def make(config="", shards=2, name="data"):
+        b = Broker(tmp_path / name, config=config, shards=shards)
+        brokers.append(b)
+        return b.start()
+
+    yield make
+    for b in brokers:
+        if b.proc is not None:
+            code = b.stop()
+            assert code == 0, f"broker did not shut down cleanly (exit {code}):\n{b.log()[-4000:]}"
+            assert "panicked" not in b.log(), b.log()[-4000:]
+
+
+@pytest.fixture
+def broker(make_broker):
+    return make_broker()

@@ -1,0 +1,144 @@
+"""A tiny raw Kafka wire client for the tests that send what real clients never would:
+malformed frames, bad CRCs, hand-picked sequence numbers."""
+
+import socket
+import struct
+
+CRC32C_TABLE = []
+for i in range(256):
+    crc = i
+    for _ in range(8):
+        crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    CRC32C_TABLE.append(crc)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def varint(v):
+    z = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def record_batch(values, base_ts=1_700_000_000_000, producer_id=-1, epoch=-1, base_seq=-1):
+    """An uncompressed RecordBatch v2 with null keys, as a producer would send it."""
+    records = bytearray()
+    for i, v in enumerate(values):
+        body = b"\x00" + varint(i) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
+        records += varint(len(body)) + body
+    n = len(values)
+    after_crc = struct.pack(">hiqqqhii", 0, n - 1, base_ts, base_ts + n - 1, producer_id, epoch, base_seq, n)
+    after_crc += bytes(records)
+    head = struct.pack(">qiib", 0, 4 + 1 + 4 + len(after_crc), -1, 2)
+    return head + struct.pack(">I", crc32c(after_crc)) + after_crc
+
+
+def string(s):
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+class Connection:
+    def __init__(self, bootstrap, timeout_s=10):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        self.correlation_id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.sock.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, api_key, version, body, client_id="kwire"):
+        self.correlation_id += 1
+        header = struct.pack(">hhi", api_key, version, self.correlation_id) + string(client_id)
+        frame = header + body
+        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
+        return self.correlation_id
+
+    def recv_exact(self, n):
+        out = bytearray()
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("connection closed by broker")
+            out += chunk
+        return bytes(out)
+
+    def recv(self):
+        (size,) = struct.unpack(">i", self.recv_exact(4))
+        frame = self.recv_exact(size)
+        (correlation_id,) = struct.unpack(">i", frame[:4])
+        return correlation_id, frame[4:]
+
+    def is_closed_by_peer(self, timeout_s=5):
+        self.sock.settimeout(timeout_s)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def api_versions(self, version=0):
+        self.send(18, version, b"")
+        _, body = self.recv()
+        (error_code,) = struct.unpack(">h", body[:2])
+        (count,) = struct.unpack(">i", body[2:6])
+        apis = {}
+        for i in range(count):
+            key, lo, hi = struct.unpack(">hhh", body[6 + 6 * i: 12 + 6 * i])
+            apis[key] = (lo, hi)
+        return error_code, apis
+
+    def produce(self, topic, partition, records, acks=-1, version=3):
+        """Produce v3 with one partition; returns (error_code, base_offset)."""
+        body = string(None) + struct.pack(">hii", acks, 10_000, 1) + string(topic)
+        body += struct.pack(">ii", 1, partition)
+        body += struct.pack(">i", len(records)) + records
+        self.send(0, version, body)
+        if acks == 0:
+            return None
+        _, resp = self.recv()
+        (topics,) = struct.unpack(">i", resp[:4])
+        assert topics == 1
+        (name_len,) = struct.unpack(">h", resp[4:6])
+        at = 6 + name_len
+        (parts,) = struct.unpack(">i", resp[at:at + 4])
+        assert parts == 1
+        _partition, error_code, base_offset = struct.unpack(">ihq", resp[at + 4: at + 18])
+        return error_code, base_offset
+
+    def metadata(self, topics, version=1):
+        body = struct.pack(">i", len(topics)) + b"".join(string(t) for t in topics)
+        self.send(3, version, body)
+        return self.recv()[1]
+
+
+def stored_batches(segment):
+    """(base_offset, attributes, record_count, total_bytes) of each batch in a segment file's bytes."""
+    at = 0
+    out = []
+    while at + 61 <= len(segment):
+        base_offset, batch_length = struct.unpack(">qi", segment[at:at + 12])
+        (attributes,) = struct.unpack(">h", segment[at + 21:at + 23])
+        (count,) = struct.unpack(">i", segment[at + 57:at + 61])
+        out.append((base_offset, attributes, count, 12 + batch_length))
+        at += 12 + batch_length
+    return out
