@@ -170,3 +170,74 @@ pub async fn handle(frame: BytesMut) -> Result<Option<Response>, Malformed> {
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+
+    /// Decodes `body` as the request type of `key`, as `handle` would.
+    fn decode_any(key: ApiKey, version: i16, body: Bytes) {
+        match key {
+            ApiKey::ApiVersions => drop(decode::<ApiVersionsRequest>(body, version)),
+            ApiKey::Metadata => drop(decode::<MetadataRequest>(body, version)),
+            ApiKey::Fetch => drop(decode::<FetchRequest>(body, version)),
+            ApiKey::ListOffsets => drop(decode::<ListOffsetsRequest>(body, version)),
+            ApiKey::CreateTopics => drop(decode::<CreateTopicsRequest>(body, version)),
+            ApiKey::DeleteTopics => drop(decode::<DeleteTopicsRequest>(body, version)),
+            ApiKey::CreatePartitions => drop(decode::<CreatePartitionsRequest>(body, version)),
+            ApiKey::DescribeConfigs => drop(decode::<DescribeConfigsRequest>(body, version)),
+            ApiKey::AlterConfigs => drop(decode::<AlterConfigsRequest>(body, version)),
+            ApiKey::IncrementalAlterConfigs => drop(decode::<IncrementalAlterConfigsRequest>(body, version)),
+            ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
+            ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
+            ApiKey::Produce => drop(produce::parse(&body, version)),
+            other => panic!("{other:?} is advertised but not decoded here"),
+        }
+    }
+
+    #[test]
+    fn header_parses_classic_and_flexible() {
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::Metadata as i16);
+        frame.put_i16(12);
+        frame.put_i32(77);
+        frame.put_i16(3);
+        frame.put_slice(b"cli");
+        frame.put_u8(0); // tagged fields of header v2
+        frame.put_u8(0xAB);
+        let (header, body_start) = parse_header(&frame).unwrap();
+        assert_eq!((header.api_key, header.api_version, header.correlation_id), (ApiKey::Metadata, 12, 77));
+        assert_eq!(header.client_id.as_deref(), Some("cli"));
+        assert_eq!(frame[body_start], 0xAB);
+        assert!(parse_header(&[0, 3, 0]).is_err());
+        assert!(parse_header(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn advertised_versions_are_within_the_codec() {
+        for (key, min, max) in SUPPORTED_APIS {
+            let codec = key.valid_versions();
+            assert!(codec.min <= *min && *max <= codec.max, "{key:?} {min}..={max} vs codec {codec:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The request decoder never panics, whatever the bytes, for every advertised API and version.
+        #[test]
+        fn request_decoding_never_panics(
+            api in 0..SUPPORTED_APIS.len(),
+            version_pick in 0i16..20,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let (key, min, max) = SUPPORTED_APIS[api];
+            let version = min + version_pick % (max - min + 1);
+            decode_any(key, version, Bytes::from(body.clone()));
+            let mut frame = BytesMut::new();
+            frame.put_i16(key as i16);
+            frame.put_i16(version);
+            frame.put_slice(&body);
+            let _ = parse_header(&frame);
+        }
+    }
+}
