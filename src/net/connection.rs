@@ -20,9 +20,6 @@ use crate::protocol::{self, Malformed, Part, Response};
 
 /// Requests of one connection being handled or waiting to be written.
 pub const INFLIGHT_REQUESTS_MAX: usize = 128;
-/// Reads grow the buffer by at most this much at a time, so a client that
-/// announces a large frame gets memory only as its bytes arrive.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 const INITIAL_BUFFER_BYTES: usize = 4 * 1024;
 
 type Pending = JoinHandle<Result<Option<Response>, Malformed>>;
@@ -78,7 +75,9 @@ async fn read_frame<R: AsyncRead>(reader: &mut R, buf: &mut BytesMut, limits: &L
                 frame.advance(4);
                 return Ok(Some(frame));
             }
-            buf.reserve((needed - buf.len()).min(READ_CHUNK_BYTES));
+            // The whole frame at once: growing it piecemeal reallocates and copies it
+            // several times. Reserving is address space, not memory, until bytes arrive.
+            buf.reserve(needed - buf.len());
         } else {
             buf.reserve(INITIAL_BUFFER_BYTES);
         }

@@ -207,7 +207,10 @@ mod tests {
         frame.put_u8(0); // tagged fields of header v2
         frame.put_u8(0xAB);
         let (header, body_start) = parse_header(&frame).unwrap();
-        assert_eq!((header.api_key, header.api_version, header.correlation_id), (ApiKey::Metadata, 12, 77));
+        assert_eq!(
+            (header.api_key, header.api_version, header.correlation_id),
+            (ApiKey::Metadata, 12, 77)
+        );
         assert_eq!(header.client_id.as_deref(), Some("cli"));
         assert_eq!(frame[body_start], 0xAB);
         assert!(parse_header(&[0, 3, 0]).is_err());
@@ -218,7 +221,10 @@ mod tests {
     fn advertised_versions_are_within_the_codec() {
         for (key, min, max) in SUPPORTED_APIS {
             let codec = key.valid_versions();
-            assert!(codec.min <= *min && *max <= codec.max, "{key:?} {min}..={max} vs codec {codec:?}");
+            assert!(
+                codec.min <= *min && *max <= codec.max,
+                "{key:?} {min}..={max} vs codec {codec:?}"
+            );
         }
     }
 
