@@ -8,6 +8,26 @@ use std::path::{Path, PathBuf};
 use crate::storage::LogConfig;
 use crate::storage::log_config::broker_config_key;
 
+/// How fetched record bytes reach the socket (`fetch.send.method`); both are zero-copy.
+/// sendfile is the default: on loopback with 100-byte records it served 2.7M
+/// records/s at 0.26 CPU s/GB against splice's 2.5M at 0.57 (ARCHITECTURE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendMethod {
+    Splice,
+    Sendfile,
+}
+
+impl std::str::FromStr for SendMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "splice" => Ok(Self::Splice),
+            "sendfile" => Ok(Self::Sendfile),
+            other => Err(format!("fetch.send.method '{other}': expected splice or sendfile")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -24,6 +44,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
+    /// How fetched record bytes reach the socket; both are zero-copy.
+    pub fetch_send_method: SendMethod,
     /// Broker-wide defaults of the topic-level settings.
     pub log_defaults: LogConfig,
 }
@@ -44,6 +66,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
             retention_check_interval_ms: 300_000,
+            fetch_send_method: SendMethod::Sendfile,
             log_defaults: LogConfig::default(),
         }
     }
@@ -129,6 +152,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.retention.hours",
     "log.retention.minutes",
     "log.roll.hours",
+    "fetch.send.method",
 ];
 
 impl BrokerConfig {
@@ -180,6 +204,7 @@ impl BrokerConfig {
                 let minutes: i64 = parse_num(key, value)?;
                 self.log_defaults.retention_ms = minutes.saturating_mul(60_000);
             }
+            "fetch.send.method" => self.fetch_send_method = value.parse()?,
             "log.roll.hours" => {
                 let hours: i64 = parse_num(key, value)?;
                 self.log_defaults.segment_ms = hours.saturating_mul(3_600_000);

@@ -58,7 +58,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     shards.run_on_all_blocking(|| async {
         let state = crate::cluster::shard::local();
         state.shutdown();
-        let (spliced, copied) = net::zero_copy::fetch_byte_counts();
+        let (zero_copy, copied) = net::zero_copy::fetch_byte_counts();
         info!(
             shard = state.id,
             fetch_bytes_spliced = spliced,
@@ -83,6 +83,7 @@ async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata
     let limits = || connection::Limits {
         request_max_bytes: config.socket_request_max_bytes,
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        send_method: config.fetch_send_method,
     };
     while !state.is_stopping() {
         let stop = state.stop.listen();

@@ -15,7 +15,7 @@ use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use tracing::debug;
 
-use super::zero_copy::{SocketFd, Splicer};
+use super::zero_copy::{self, SendMethod, SocketFd, Splicer};
 use crate::protocol::{self, Malformed, Part, Response};
 
 /// Requests of one connection being handled or waiting to be written.
@@ -27,14 +27,21 @@ type Pending = JoinHandle<Result<Option<Response>, Malformed>>;
 pub struct Limits {
     pub request_max_bytes: usize,
     pub idle_timeout: Duration,
+    pub send_method: SendMethod,
 }
 
 pub async fn serve(stream: TcpStream, limits: Limits) {
     let _ = stream.set_nodelay(true);
     let socket = SocketFd(stream.as_raw_fd());
+    if limits.send_method == SendMethod::Sendfile
+        && let Err(e) = zero_copy::set_nonblocking(socket)
+    {
+        debug!("cannot make the socket non-blocking: {e}");
+        return;
+    }
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = async_channel::bounded::<Pending>(INFLIGHT_REQUESTS_MAX);
-    let writer_task = compio::runtime::spawn(write_loop(rx, writer, socket));
+    let writer_task = compio::runtime::spawn(write_loop(rx, writer, socket, limits.send_method));
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     loop {
         let frame = match read_frame(&mut reader, &mut buf, &limits).await {
@@ -93,7 +100,12 @@ async fn read_frame<R: AsyncRead>(reader: &mut R, buf: &mut BytesMut, limits: &L
     }
 }
 
-async fn write_loop<W: AsyncWrite>(rx: async_channel::Receiver<Pending>, mut writer: W, socket: SocketFd) {
+async fn write_loop<W: AsyncWrite>(
+    rx: async_channel::Receiver<Pending>,
+    mut writer: W,
+    socket: SocketFd,
+    send_method: SendMethod,
+) {
     let mut splicer: Option<Splicer> = None;
     while let Ok(pending) = rx.recv().await {
         let response = match pending.await {
@@ -108,7 +120,7 @@ async fn write_loop<W: AsyncWrite>(rx: async_channel::Receiver<Pending>, mut wri
                 break;
             }
         };
-        if let Err(e) = write_response(&mut writer, &mut splicer, socket, response).await {
+        if let Err(e) = write_response(&mut writer, &mut splicer, socket, send_method, response).await {
             debug!("write failed: {e}");
             break;
         }
@@ -123,6 +135,7 @@ async fn write_response<W: AsyncWrite>(
     writer: &mut W,
     splicer: &mut Option<Splicer>,
     socket: SocketFd,
+    send_method: SendMethod,
     response: Response,
 ) -> io::Result<()> {
     for part in response.parts {
@@ -130,6 +143,9 @@ async fn write_response<W: AsyncWrite>(
             Part::Bytes(bytes) => {
                 let BufResult(result, _) = writer.write_all(bytes).await;
                 result?;
+            }
+            Part::File(slice) if send_method == SendMethod::Sendfile => {
+                zero_copy::sendfile(&slice.file, slice.position, slice.bytes, socket).await?;
             }
             Part::File(slice) => {
                 if splicer.is_none() {

@@ -1,6 +1,9 @@
-//! Record bytes from a segment file to a socket without entering user space:
-//! io_uring `splice` from the file into a pipe, then from the pipe into the
-//! socket. The pipe is per connection and made on its first fetch.
+//! Record bytes from a segment file to a socket without entering user space,
+//! by one of two methods (`fetch.send.method`):
+//! - `splice`: io_uring `splice` from the file into a per-connection pipe
+//!   (made on the first fetch), then from the pipe into the socket;
+//! - `sendfile`: `sendfile(2)` on the non-blocking socket, called inline on the
+//!   shard; when the socket buffer is full, an io_uring poll waits for room.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -10,7 +13,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use compio::BufResult;
-use compio::driver::op::Splice;
+use compio::driver::op::{Interest, PollOnce, Splice};
+
+pub use crate::config::SendMethod;
 
 /// The pipe size we ask for (the default `pipe-max-size`); the kernel may give less.
 const PIPE_BYTES: usize = 1 << 20;
@@ -18,15 +23,15 @@ const SPLICE_F_MOVE: u32 = 1;
 const SPLICE_F_MORE: u32 = 4;
 
 thread_local! {
-    static SPLICED_BYTES: Cell<u64> = const { Cell::new(0) };
+    static ZERO_COPY_BYTES: Cell<u64> = const { Cell::new(0) };
     static COPIED_BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Record bytes this shard has sent by splice, and by copying through user space.
+/// Record bytes this shard has sent without a copy, and by copying through user space.
 /// The copy count stays 0: there is no copying path. Per shard, so counting
 /// costs no shared cache line.
 pub fn fetch_byte_counts() -> (u64, u64) {
-    (SPLICED_BYTES.with(Cell::get), COPIED_BYTES.with(Cell::get))
+    (ZERO_COPY_BYTES.with(Cell::get), COPIED_BYTES.with(Cell::get))
 }
 
 /// A socket's fd, borrowed for the connection's lifetime (the writer owns the socket).
@@ -114,10 +119,57 @@ impl Splicer {
                 }
                 in_pipe -= sent;
             }
-            SPLICED_BYTES.with(|c| c.set(c.get() + filled as u64));
+            count_sent(filled as u64);
             position += filled as u64;
             bytes -= filled as u64;
         }
         Ok(())
     }
+}
+
+fn count_sent(bytes: u64) {
+    ZERO_COPY_BYTES.with(|c| c.set(c.get() + bytes));
+}
+
+/// Puts the socket in non-blocking mode, which `sendfile` needs to never stall the shard.
+pub fn set_nonblocking(socket: SocketFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the connection owns.
+    let flags = unsafe { libc::fcntl(socket.0, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(socket.0, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `bytes` bytes of `file` from `position` with `sendfile(2)` on a non-blocking socket.
+pub async fn sendfile(file: &File, mut position: u64, mut bytes: u64, socket: SocketFd) -> io::Result<()> {
+    // Bounded: every round moves at least one byte, waits for room, or fails.
+    while bytes > 0 {
+        let mut offset = position as libc::off_t;
+        let chunk = bytes.min(isize::MAX as u64) as usize;
+        // SAFETY: both fds are open for the duration of the call; `offset` is ours.
+        let sent = unsafe { libc::sendfile(socket.0, file.as_raw_fd(), &mut offset, chunk) };
+        if sent > 0 {
+            count_sent(sent as u64);
+            position += sent as u64;
+            bytes -= sent as u64;
+            continue;
+        }
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment ended before the fetched range",
+            ));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => {
+                let BufResult(ready, _) = compio::runtime::submit(PollOnce::new(socket, Interest::Writable)).await;
+                ready?;
+            }
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(error),
+        }
+    }
+    Ok(())
 }
