@@ -61,7 +61,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let (zero_copy, copied) = net::zero_copy::fetch_byte_counts();
         info!(
             shard = state.id,
-            fetch_bytes_spliced = spliced,
+            fetch_bytes_zero_copy = zero_copy,
             fetch_bytes_copied = copied,
             "shard stopped"
         );
