@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Single-node throughput, as issue #2 specifies: a librdkafka producer (acks=1,
-# linger.ms=5, batch.size=1000000, 6 partitions) then a consumer reading it all
-# back from the beginning, against a fresh release broker with its own data dir.
-# Prints records/s, MB/s (payload) and the broker's CPU seconds per GB of payload,
-# read from /proc/<pid>/stat.
+# Single-node throughput, as issue #2 specifies: librdkafka's rdkafka_performance
+# produces RECORDS records of SIZE bytes into 6 partitions (acks=1, linger.ms=5,
+# batch.size=1000000), then consumes them all back from the beginning, against a
+# fresh release broker with its own data dir. Prints records/s, MB/s (payload) and
+# the broker's CPU seconds per GB of payload, from /proc/<pid>/stat (utime+stime of
+# all its threads, io_uring workers included).
 #
-#   perf/bench-single-node.sh                 # 100-byte records
+#   perf/bench-single-node.sh                          # 100-byte records
 #   SIZE=1000 RECORDS=3000000 perf/bench-single-node.sh
+#   BROKER_CONFIG='"fetch.send.method" = "splice"' perf/bench-single-node.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-20000000}
@@ -14,12 +16,12 @@ SIZE=${SIZE:-100}
 SHARDS=${SHARDS:-$(nproc)}
 
 cargo build --release --bin sluice >&2
-(cd perf/loadgen && cargo build --release >&2)
-LOADGEN=perf/loadgen/target/release/sluice-loadgen
+(cd perf/rdkafka-performance && cargo build --release >&2)
+PERF=perf/rdkafka-performance/target/release/rdkafka-performance
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf '"num.partitions" = 6\n' > "$work/sluice.toml"
+printf '"num.partitions" = 6\n%s\n' "${BROKER_CONFIG:-}" > "$work/sluice.toml"
 ./target/release/sluice serve --listen "127.0.0.1:$port" --data-dir "$work/data" --shards "$SHARDS" \
     --config "$work/sluice.toml" 2> "$work/broker.log" &
 pid=$!
@@ -28,19 +30,27 @@ for _ in $(seq 100); do kcat -b "127.0.0.1:$port" -L -t bench >/dev/null 2>&1 &&
 
 ticks=$(getconf CLK_TCK)
 cpu_s() { awk -v t="$ticks" '{ print ($14 + $15) / t }' "/proc/$pid/stat"; }
-gb=$(python3 -c "print($RECORDS * $SIZE / 1e9)")
 
 c0=$(cpu_s)
-produced=$($LOADGEN --bootstrap "127.0.0.1:$port" --topic bench --mode produce --records "$RECORDS" --size "$SIZE")
+$PERF -P -t bench -b "127.0.0.1:$port" -s "$SIZE" -c "$RECORDS" -a 1 -q \
+    -X linger.ms=5 -X batch.size=1000000 \
+    -X queue.buffering.max.messages=2000000 -X queue.buffering.max.kbytes=1048576 2>&1 \
+    | grep "messages produced" > "$work/produce.txt"
 c1=$(cpu_s)
-consumed=$($LOADGEN --bootstrap "127.0.0.1:$port" --topic bench --mode consume --records "$RECORDS" --size "$SIZE")
+$PERF -C -t bench -b "127.0.0.1:$port" -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -o beginning -c "$RECORDS" -B 10000 -q \
+    -X queued.min.messages=10000000 -X queued.max.messages.kbytes=2097151 2>&1 \
+    | grep "consumed in" > "$work/consume.txt"
 c2=$(cpu_s)
 
-python3 - "$produced" "$consumed" "$c0" "$c1" "$c2" "$gb" "$SHARDS" <<'PY'
-import json, sys
-p, c = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-c0, c1, c2, gb, shards = map(float, sys.argv[3:8])
-print(f"records={p['records']} size={p['size']}B shards={int(shards)}")
-print(f"produce: {p['records_per_s']:>12,.0f} records/s {p['mb_per_s']:>9.1f} MB/s  broker CPU {(c1 - c0) / gb:.3f} s/GB ingested")
-print(f"consume: {c['records_per_s']:>12,.0f} records/s {c['mb_per_s']:>9.1f} MB/s  broker CPU {(c2 - c1) / gb:.3f} s/GB served")
+python3 - "$work" "$c0" "$c1" "$c2" "$RECORDS" "$SIZE" "$SHARDS" <<'PY'
+import re, sys
+work, c0, c1, c2, records, size, shards = sys.argv[1], *map(float, sys.argv[2:8])
+gb = records * size / 1e9
+def rate(path):
+    text = open(f"{work}/{path}").read()
+    return float(re.search(r"([0-9]+) msgs/s", text).group(1))
+p, c = rate("produce.txt"), rate("consume.txt")
+print(f"records={int(records)} size={int(size)}B shards={int(shards)}")
+print(f"produce: {p:>12,.0f} records/s {p * size / 1e6:>9.1f} MB/s  broker CPU {(c1 - c0) / gb:.3f} s/GB ingested")
+print(f"consume: {c:>12,.0f} records/s {c * size / 1e6:>9.1f} MB/s  broker CPU {(c2 - c1) / gb:.3f} s/GB served")
 PY
