@@ -17,7 +17,17 @@ use crate::model::TopicPartition;
 use crate::net::{self, connection};
 use crate::runtime;
 
+/// mimalloc's `purge_delay` option (mi_option_purge_delay in mimalloc.h).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// Freed memory stays mapped this long before it goes back to the OS. Request
+/// frames are large and short-lived: with mimalloc's 10 ms default every frame
+/// faulted in fresh (zeroed, often as 2 MiB huge pages) memory; measured on
+/// 2 GB of 1000-byte produce, page faults fell from ~2,100 to ~30.
+const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    // SAFETY: setting a documented mimalloc option; it takes effect for later frees.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     raise_fd_limit();
