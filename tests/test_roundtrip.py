@@ -156,3 +156,37 @@ def test_long_poll_wakes_on_append(broker):
     assert msgs and msgs[0].value() == b"wake up"
     assert latency < 2.0, f"long poll woke after {latency:.2f}s, not on append"
     assert idle_cpu < 0.5, f"broker burned {idle_cpu:.2f}s CPU while a fetch was parked: it spins"
+
+
+def test_log_append_time_topics_stamp_broker_time(broker):
+    create_topic(broker, "lat", config={"message.timestamp.type": "LogAppendTime"})
+    before_ms = time.time() * 1000
+    produce(broker, "lat", [(None, b"x")], **{"linger.ms": 0})
+    got = consume_all(broker, "lat", 1, 1)
+    kind, ts = got[0].timestamp()
+    assert kind == 2  # LogAppendTime
+    assert before_ms - 1000 <= ts <= time.time() * 1000 + 1000
+
+
+def test_idempotent_producer_across_broker_restart(broker):
+    from confluent_kafka import Producer
+
+    create_topic(broker, "idem", partitions=2)
+    errors = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                  "message.timeout.ms": 30000, "reconnect.backoff.ms": 50})
+
+    def send(start):
+        for i in range(start, start + 2000):
+            p.produce("idem", value=str(i).encode(), partition=i % 2,
+                      on_delivery=lambda err, msg: err and errors.append(err))
+            p.poll(0)
+
+    send(0)
+    assert p.flush(30) == 0
+    broker.restart()
+    send(2000)
+    assert p.flush(60) == 0
+    assert not errors, errors
+    got = consume_all(broker, "idem", 2, 4000)
+    assert sorted(int(m.value()) for m in got) == list(range(4000))

@@ -135,6 +135,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments[0].base_offset;
         let next_offset = segments.last().map_or(0, |s| s.next_offset);
+        let producers = rebuild_producer_states(&segments, now_ms)?;
         Ok(Self {
             tp,
             dir,
@@ -148,7 +149,7 @@ impl PartitionLog {
                 high_watermark: next_offset,
                 inflight: VecDeque::new(),
                 next_seq: 0,
-                producers: ProducerStates::default(),
+                producers,
                 unflushed_messages: 0,
                 first_unflushed_ms: None,
                 failed: false,
@@ -519,6 +520,18 @@ impl LogState {
     }
 }
 
+/// Idempotent producers' recent sequences, re-read from the batch headers of
+/// the newest segments (Kafka keeps snapshots; the headers hold the same facts).
+/// Producers not seen in those segments are forgotten and treated as new.
+fn rebuild_producer_states(segments: &[Segment], now_ms: i64) -> io::Result<ProducerStates> {
+    const SEGMENTS_SCANNED: usize = 2;
+    let mut producers = ProducerStates::default();
+    for segment in &segments[segments.len().saturating_sub(SEGMENTS_SCANNED)..] {
+        segment.for_each_header(|header| producers.record(header, now_ms))?;
+    }
+    Ok(producers)
+}
+
 fn report_recovery(tp: &TopicPartition, base: i64, stats: &RecoveryStats) {
     if stats.bytes_truncated > 0 || stats.index_rebuilt {
         warn!(
@@ -568,4 +581,61 @@ async fn write_all_at(file: Arc<File>, mut position: u64, mut buf: BytesMut) -> 
         position += written as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::build_batch;
+
+    fn batch(values: &[&[u8]], producer_id: i64, base_seq: i32) -> BytesMut {
+        BytesMut::from(&build_batch(values, 1_000, producer_id, base_seq)[..])
+    }
+
+    #[test]
+    fn appends_reads_duplicates_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let config = LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = PartitionLog::open(dir.path(), tp.clone(), config.clone(), 0).unwrap();
+            for seq in 0..10 {
+                let info = log
+                    .append(batch(&[b"0123456789", b"abcdefghij"], 7, seq * 2), 5)
+                    .await
+                    .unwrap();
+                assert_eq!(info.base_offset, seq as i64 * 2);
+            }
+            assert_eq!(log.high_watermark(), 20);
+            assert!(log.segment_count() > 2, "segment.bytes=300 rolls");
+            let dup = log
+                .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5)
+                .await
+                .unwrap();
+            assert!(dup.duplicate);
+            assert_eq!(dup.base_offset, 18);
+            let read = log.read(4, 1, true).unwrap();
+            let slice = read.slice.expect("data at offset 4");
+            assert!(slice.bytes > 1, "at least one whole batch (KIP-74)");
+            assert_eq!(log.read(21, 100, true).unwrap_err(), ErrorCode::OffsetOutOfRange);
+            assert!(log.read(20, 100, true).unwrap().slice.is_none());
+            log.flush_indexes().unwrap();
+        });
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = PartitionLog::open(dir.path(), tp, config, 0).unwrap();
+            assert_eq!(log.high_watermark(), 20);
+            // The producer's sequences survive the restart: a retry is still a duplicate.
+            let dup = log
+                .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5)
+                .await
+                .unwrap();
+            assert!(dup.duplicate && dup.base_offset == 18);
+            let gap = log.append(batch(&[b"x"], 7, 30), 5).await.unwrap_err();
+            assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
+            assert_eq!(log.append(batch(&[b"x"], 7, 20), 5).await.unwrap().base_offset, 20);
+        });
+    }
 }

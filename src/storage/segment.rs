@@ -281,6 +281,38 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `f` with the header of every batch in the segment, in order.
+    /// Reads in large chunks: one pread per batch would be slow for small batches.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        const CHUNK_BYTES: usize = 4 << 20;
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        let mut chunk_start = 0u64;
+        let mut chunk_len = 0usize;
+        let mut pos = 0u64;
+        // Bounded by the segment size: every step advances by a whole batch.
+        while pos + BATCH_HEADER_BYTES as u64 <= self.readable_bytes {
+            let in_chunk = pos >= chunk_start && pos + BATCH_HEADER_BYTES as u64 <= chunk_start + chunk_len as u64;
+            if !in_chunk {
+                chunk_start = pos;
+                chunk_len = (self.readable_bytes - pos).min(CHUNK_BYTES as u64) as usize;
+                self.file.read_exact_at(&mut chunk[..chunk_len], pos)?;
+            }
+            let at = (pos - chunk_start) as usize;
+            let Some(header) = BatchHeader::parse(&chunk[at..chunk_len]) else {
+                break;
+            };
+            if header.total_bytes() < BATCH_HEADER_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt batch length in segment",
+                ));
+            }
+            f(&header);
+            pos += header.total_bytes() as u64;
+        }
+        Ok(())
+    }
+
     pub fn flush_indexes(&mut self) -> io::Result<()> {
         self.index.flush()?;
         self.time_index.flush()
