@@ -118,6 +118,15 @@ def test_unknown_topics_and_partitions(strict):
     still_serving(strict)
 
 
+def test_acks_0_failure_closes_the_connection(strict):
+    with kwire.Connection(strict.bootstrap) as c:
+        assert c.produce("t", 0, kwire.record_batch([b"ok"]), acks=0) is None
+        assert c.api_versions()[0] == 0, "a good acks=0 produce keeps the connection"
+        c.produce("missing", 0, kwire.record_batch([b"x"]), acks=0)
+        assert c.is_closed_by_peer()
+    still_serving(strict)
+
+
 def test_idempotent_sequences(strict):
     pid = 4242
     with kwire.Connection(strict.bootstrap) as c:

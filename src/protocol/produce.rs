@@ -154,10 +154,16 @@ pub async fn handle(
             });
         }
     }
-    let mut results = futures_util::future::join_all(appends).await.into_iter();
+    let results = futures_util::future::join_all(appends).await;
     if request.acks == 0 {
+        // No response tells an acks=0 producer about a failure; Kafka closes the
+        // connection instead, so the client notices and refreshes its metadata.
+        if results.iter().any(Result::is_err) {
+            return Err(Malformed("acks=0 produce failed; closing the connection as Kafka does"));
+        }
         return Ok(None);
     }
+    let mut results = results.into_iter();
     let responses = request
         .topics
         .into_iter()
