@@ -155,6 +155,18 @@ def test_idle_connections_are_closed(strict):
     still_serving(strict)
 
 
+def test_a_long_poll_is_not_idleness(strict):
+    # Fetch v4 on an empty partition, waiting 3 s: longer than connections.max.idle.ms (1.5 s).
+    body = struct.pack(">iiiib", -1, 3000, 1, 1 << 20, 0) + struct.pack(">i", 1) + kwire.string("t")
+    body += struct.pack(">iiqi", 1, 1, 0, 1 << 20)
+    with kwire.Connection(strict.bootstrap) as c:
+        start = time.time()
+        correlation_id = c.send(1, 4, body)
+        got_id, _ = c.recv()
+        assert got_id == correlation_id
+        assert time.time() - start >= 2.5, "the fetch waited for data"
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):

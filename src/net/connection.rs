@@ -3,8 +3,10 @@
 //! order. At most `INFLIGHT_REQUESTS_MAX` requests are in flight; past that
 //! the reader stops reading and TCP pushes back on the client.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -13,6 +15,7 @@ use compio::buf::{IntoInner, IoBufMut};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
+use futures_util::future::{Either, select};
 use tracing::debug;
 
 use super::zero_copy::{self, SendMethod, SocketFd, Splicer};
@@ -41,10 +44,19 @@ pub async fn serve(stream: TcpStream, limits: Limits) {
     }
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = async_channel::bounded::<Pending>(INFLIGHT_REQUESTS_MAX);
-    let writer_task = compio::runtime::spawn(write_loop(rx, writer, socket, limits.send_method));
+    // Requests read but not yet answered: a connection waiting on its own long
+    // poll is busy, not idle.
+    let in_flight = Rc::new(Cell::new(0usize));
+    let writer_task = compio::runtime::spawn(write_loop(
+        rx,
+        writer,
+        socket,
+        limits.send_method,
+        Rc::clone(&in_flight),
+    ));
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     loop {
-        let frame = match read_frame(&mut reader, &mut buf, &limits).await {
+        let frame = match read_frame(&mut reader, &mut buf, &limits, &in_flight).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -53,6 +65,7 @@ pub async fn serve(stream: TcpStream, limits: Limits) {
             }
         };
         let pending = compio::runtime::spawn(protocol::handle(frame));
+        in_flight.set(in_flight.get() + 1);
         if tx.send(pending).await.is_err() {
             break;
         }
@@ -62,7 +75,12 @@ pub async fn serve(stream: TcpStream, limits: Limits) {
 }
 
 /// Reads one size-prefixed frame; `None` at a clean end of stream.
-async fn read_frame<R: AsyncRead>(reader: &mut R, buf: &mut BytesMut, limits: &Limits) -> io::Result<Option<BytesMut>> {
+async fn read_frame<R: AsyncRead>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    limits: &Limits,
+    in_flight: &Cell<usize>,
+) -> io::Result<Option<BytesMut>> {
     // Bounded: each round consumes bytes from the socket or returns.
     loop {
         if buf.len() >= 4 {
@@ -90,9 +108,21 @@ async fn read_frame<R: AsyncRead>(reader: &mut R, buf: &mut BytesMut, limits: &L
         }
         let owned = std::mem::take(buf);
         // `uninit()` appends after the bytes already buffered instead of overwriting them.
-        let read = compio::time::timeout(limits.idle_timeout, reader.read(owned.uninit())).await;
-        let BufResult(result, back) =
-            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle past connections.max.idle.ms"))?;
+        let mut read = std::pin::pin!(reader.read(owned.uninit()));
+        // Bounded: each round ends in data, or in a timeout with nothing in flight.
+        let BufResult(result, back) = loop {
+            let idle = std::pin::pin!(compio::time::sleep(limits.idle_timeout));
+            match select(read.as_mut(), idle).await {
+                Either::Left((done, _)) => break done,
+                Either::Right(_) if in_flight.get() > 0 => continue,
+                Either::Right(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle past connections.max.idle.ms",
+                    ));
+                }
+            }
+        };
         *buf = back.into_inner();
         if result? == 0 {
             return Ok(None);
@@ -105,10 +135,13 @@ async fn write_loop<W: AsyncWrite>(
     mut writer: W,
     socket: SocketFd,
     send_method: SendMethod,
+    in_flight: Rc<Cell<usize>>,
 ) {
     let mut splicer: Option<Splicer> = None;
     while let Ok(pending) = rx.recv().await {
-        let response = match pending.await {
+        let outcome = pending.await;
+        in_flight.set(in_flight.get().saturating_sub(1));
+        let response = match outcome {
             Ok(Ok(Some(response))) => response,
             Ok(Ok(None)) => continue,
             Ok(Err(Malformed(why))) => {

@@ -292,9 +292,11 @@ impl PartitionLog {
         let front_seq = st.inflight.front().map_or(seq, |f| f.seq);
         let slot = (seq - front_seq) as usize;
         st.inflight[slot].done = true;
-        let mut advanced = false;
+        // Any pop frees an in-flight slot, so waiters are woken even when the log failed.
+        let mut popped = false;
         while st.inflight.front().is_some_and(|f| f.done) {
             let f = st.inflight.pop_front().expect("front exists");
+            popped = true;
             if !st.failed {
                 st.high_watermark = f.end_offset;
                 if let Some(segment) = st.segments.iter_mut().rev().find(|s| s.base_offset == f.segment_base) {
@@ -303,11 +305,10 @@ impl PartitionLog {
                 }
                 st.unflushed_messages += f.messages;
                 st.first_unflushed_ms.get_or_insert(now_ms);
-                advanced = true;
             }
         }
         drop(st);
-        if advanced {
+        if popped {
             self.appended.notify(usize::MAX);
         }
         let st = self.state.borrow();
@@ -446,7 +447,7 @@ impl PartitionLog {
     pub fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
         self.assert_owner();
         let mut st = self.state.borrow_mut();
-        if !st.inflight.is_empty() || st.failed {
+        if st.failed {
             return Ok(0);
         }
         let retention_ms = st.config.retention_ms;
@@ -468,6 +469,9 @@ impl PartitionLog {
         // Bounded by the number of segments; the active one always stays.
         while st.segments.len() > 1 {
             let oldest = &st.segments[0];
+            if oldest.readable_bytes < oldest.size_bytes {
+                break; // writes to it are still in flight
+            }
             let over_size = retention_bytes >= 0 && total - oldest.size_bytes as i64 >= retention_bytes;
             if !(expired(oldest) || over_size) {
                 break;
