@@ -78,6 +78,13 @@ impl Controller {
         Ok(next)
     }
 
+    /// Commits `current` with one topic replaced by `topic`.
+    fn commit_topic(&self, current: &Metadata, topic: TopicMeta) -> Result<Arc<Metadata>, ApiError> {
+        let mut next = current.clone();
+        next.topics.insert(topic.name.clone(), Arc::new(topic));
+        self.commit(next)
+    }
+
     fn validate_topic_configs(&self, current: &Metadata, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         let defaults = current.broker_log_defaults(&self.static_defaults);
         for name in configs.keys() {
@@ -145,12 +152,7 @@ impl Controller {
 
     fn delete_topic(&self, name: &str) -> Result<Arc<Metadata>, ApiError> {
         let current = Arc::clone(&self.current.borrow());
-        if !current.topics.contains_key(name) {
-            return Err(ApiError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        }
+        existing_topic(&current, name)?;
         let mut next = (*current).clone();
         next.topics.remove(name);
         info!(topic = name, "deleting topic");
@@ -164,12 +166,7 @@ impl Controller {
         validate_only: bool,
     ) -> Result<Option<Arc<Metadata>>, ApiError> {
         let current = Arc::clone(&self.current.borrow());
-        let Some(topic) = current.topics.get(name) else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
+        let topic = existing_topic(&current, name)?;
         if count <= topic.partitions {
             return Err(ApiError::new(
                 ErrorCode::InvalidPartitions,
@@ -185,11 +182,9 @@ impl Controller {
         if validate_only {
             return Ok(None);
         }
-        let mut next = (*current).clone();
         let mut grown = (**topic).clone();
         grown.partitions = count;
-        next.topics.insert(name.to_string(), Arc::new(grown));
-        Ok(Some(self.commit(next)?))
+        Ok(Some(self.commit_topic(&current, grown)?))
     }
 
     fn alter_topic_configs(
@@ -200,12 +195,7 @@ impl Controller {
         validate_only: bool,
     ) -> Result<Option<Arc<Metadata>>, ApiError> {
         let current = Arc::clone(&self.current.borrow());
-        let Some(topic) = current.topics.get(name) else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
+        let topic = existing_topic(&current, name)?;
         let mut configs = if replace_all {
             BTreeMap::new()
         } else {
@@ -216,11 +206,9 @@ impl Controller {
         if validate_only {
             return Ok(None);
         }
-        let mut next = (*current).clone();
         let mut altered = (**topic).clone();
         altered.configs = configs;
-        next.topics.insert(name.to_string(), Arc::new(altered));
-        Ok(Some(self.commit(next)?))
+        Ok(Some(self.commit_topic(&current, altered)?))
     }
 
     fn alter_broker_configs(
@@ -267,6 +255,15 @@ impl Controller {
         next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
         Ok((id, Some(self.commit(next)?)))
     }
+}
+
+fn existing_topic<'a>(metadata: &'a Metadata, name: &str) -> Result<&'a Arc<TopicMeta>, ApiError> {
+    metadata.topics.get(name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })
 }
 
 fn apply_config_ops(

@@ -65,7 +65,19 @@ impl Segment {
         // Leftovers of a deleted segment with the same base offset would be wrong.
         index.clear();
         time_index.clear();
-        Ok(Self {
+        Ok(Self::empty(base_offset, file, log_path, now_ms, index, time_index))
+    }
+
+    /// A segment with nothing accounted yet; `open` then recovers its contents.
+    fn empty(
+        base_offset: i64,
+        file: File,
+        log_path: PathBuf,
+        created_ms: i64,
+        index: IndexFile<OffsetEntry>,
+        time_index: IndexFile<TimeEntry>,
+    ) -> Self {
+        Self {
             base_offset,
             file: Arc::new(file),
             log_path,
@@ -73,11 +85,11 @@ impl Segment {
             readable_bytes: 0,
             next_offset: base_offset,
             max_timestamp_ms: -1,
-            created_ms: now_ms,
+            created_ms,
             index,
             time_index,
             bytes_since_index: 0,
-        })
+        }
     }
 
     /// Opens an existing segment and recovers it: indexes are checked and
@@ -100,19 +112,7 @@ impl Segment {
             .map_or(now_ms, |d| d.as_millis() as i64);
         let index = IndexFile::open(&dir.join(segment_file_name(base_offset, "index")))?;
         let time_index = IndexFile::open(&dir.join(segment_file_name(base_offset, "timeindex")))?;
-        let mut segment = Self {
-            base_offset,
-            file: Arc::new(file),
-            log_path,
-            size_bytes: 0,
-            readable_bytes: 0,
-            next_offset: base_offset,
-            max_timestamp_ms: -1,
-            created_ms,
-            index,
-            time_index,
-            bytes_since_index: 0,
-        };
+        let mut segment = Self::empty(base_offset, file, log_path, created_ms, index, time_index);
         let stats = segment.recover(file_bytes, index_interval_bytes)?;
         Ok((segment, stats))
     }
