@@ -17,6 +17,20 @@ def test_kcat_round_trip_with_keys(broker):
     assert out == lines
 
 
+def test_many_shards_route_every_partition(make_broker):
+    # Four shards on two cores: most partitions live on a shard other than the
+    # one holding the connection, so every request crosses shard mailboxes.
+    broker = make_broker(shards=4)
+    create_topic(broker, "spread", partitions=12)
+    values = [f"s{i}".encode() for i in range(6000)]
+    produce(broker, "spread", [(None, v, None, i % 12) for i, v in enumerate(values)], acks="all")
+    got = consume_all(broker, "spread", 12, len(values))
+    assert sorted(m.value() for m in got) == sorted(values)
+    assert {m.partition() for m in got} == set(range(12))
+    broker.restart()
+    assert len(consume_all(broker, "spread", 12, len(values))) == len(values)
+
+
 @pytest.mark.parametrize("acks", ["0", "1", "all"])
 def test_confluent_acks(broker, acks):
     topic = f"acks-{acks}"
