@@ -194,6 +194,12 @@ impl PartitionLog {
         self.state.borrow().segments.iter().map(|s| s.size_bytes).sum()
     }
 
+    /// Messages appended since the last fsync (the flush policy's counter).
+    pub fn unflushed_messages(&self) -> i64 {
+        self.assert_owner();
+        self.state.borrow().unflushed_messages
+    }
+
     pub fn segment_count(&self) -> usize {
         self.assert_owner();
         self.state.borrow().segments.len()
@@ -640,6 +646,31 @@ mod tests {
             let gap = log.append(batch(&[b"x"], 7, 30), 5).await.unwrap_err();
             assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
             assert_eq!(log.append(batch(&[b"x"], 7, 20), 5).await.unwrap().base_offset, 20);
+        });
+    }
+
+    #[test]
+    fn flush_policy_by_messages_and_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_messages: 3,
+            ..LogConfig::default()
+        };
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = PartitionLog::open(dir.path(), TopicPartition::new("f", 0), config, 0).unwrap();
+            log.append(batch(&[b"a", b"b"], -1, -1), 0).await.unwrap();
+            assert_eq!(log.unflushed_messages(), 2);
+            log.append(batch(&[b"c"], -1, -1), 0).await.unwrap();
+            assert_eq!(log.unflushed_messages(), 0, "flush.messages=3 fsynced");
+            log.set_config(LogConfig {
+                flush_ms: 100,
+                ..LogConfig::default()
+            });
+            log.append(batch(&[b"d"], -1, -1), 1_000).await.unwrap();
+            log.flush_if_due(1_050).await.unwrap();
+            assert_eq!(log.unflushed_messages(), 1, "younger than flush.ms");
+            log.flush_if_due(1_100).await.unwrap();
+            assert_eq!(log.unflushed_messages(), 0, "flush.ms=100 fsynced");
         });
     }
 }
