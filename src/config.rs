@@ -133,28 +133,6 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> 
         .map_err(|_| format!("invalid value '{value}' for {key}"))
 }
 
-/// The broker settings `set` understands, for `--help` and error messages.
-pub const BROKER_KEYS: &[&str] = &[
-    "listeners",
-    "advertised.listeners",
-    "log.dirs",
-    "log.dir",
-    "num.shards",
-    "broker.id",
-    "node.id",
-    "cluster.id",
-    "num.partitions",
-    "default.replication.factor",
-    "auto.create.topics.enable",
-    "socket.request.max.bytes",
-    "connections.max.idle.ms",
-    "log.retention.check.interval.ms",
-    "log.retention.hours",
-    "log.retention.minutes",
-    "log.roll.hours",
-    "fetch.send.method",
-];
-
 impl BrokerConfig {
     /// The host and port clients are told to use.
     pub fn advertised_endpoint(&self) -> (String, u16) {

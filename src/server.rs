@@ -68,13 +68,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     shards.run_on_all_blocking(|| async {
         let state = crate::cluster::shard::local();
         state.shutdown();
-        let (zero_copy, copied) = net::zero_copy::fetch_byte_counts();
-        info!(
-            shard = state.id,
-            fetch_bytes_zero_copy = zero_copy,
-            fetch_bytes_copied = copied,
-            "shard stopped"
-        );
+        let zero_copy = net::zero_copy::fetch_zero_copy_bytes();
+        info!(shard = state.id, fetch_bytes_zero_copy = zero_copy, "shard stopped");
     });
     info!("shutdown complete");
     Ok(())

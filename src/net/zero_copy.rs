@@ -24,14 +24,13 @@ const SPLICE_F_MORE: u32 = 4;
 
 thread_local! {
     static ZERO_COPY_BYTES: Cell<u64> = const { Cell::new(0) };
-    static COPIED_BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Record bytes this shard has sent without a copy, and by copying through user space.
-/// The copy count stays 0: there is no copying path. Per shard, so counting
+/// Record bytes this shard has sent by sendfile or splice. There is no copying
+/// path at all, so this is every fetched record byte. Per shard, so counting
 /// costs no shared cache line.
-pub fn fetch_byte_counts() -> (u64, u64) {
-    (ZERO_COPY_BYTES.with(Cell::get), COPIED_BYTES.with(Cell::get))
+pub fn fetch_zero_copy_bytes() -> u64 {
+    ZERO_COPY_BYTES.with(Cell::get)
 }
 
 /// A socket's fd, borrowed for the connection's lifetime (the writer owns the socket).
