@@ -28,6 +28,76 @@ impl std::str::FromStr for SendMethod {
     }
 }
 
+/// The group coordinator's settings, under Kafka's names and defaults.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`: fixed once `__consumer_offsets` exists.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.segment.bytes`; also the least size at which the topic is compacted.
+    pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub max_size: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            offsets_retention_ms: 10_080 * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+        }
+    }
+}
+
+impl GroupConfig {
+    /// Applies one `offsets.*`/`group.*` setting; `None` if the key is not one of them.
+    fn set(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        let result = match key {
+            "offsets.topic.num.partitions" => parse_num::<i32>(key, value).and_then(|n| {
+                (1..=crate::cluster::controller::PARTITIONS_PER_TOPIC_MAX)
+                    .contains(&n)
+                    .then(|| self.offsets_topic_partitions = n)
+                    .ok_or_else(|| format!("{key} must be between 1 and 10000"))
+            }),
+            "offsets.topic.segment.bytes" => {
+                parse_num::<u64>(key, value).map(|n| self.offsets_topic_segment_bytes = n.max(1024))
+            }
+            "offsets.retention.minutes" => {
+                parse_num::<i64>(key, value).map(|m| self.offsets_retention_ms = m.saturating_mul(60_000))
+            }
+            "offsets.retention.check.interval.ms" => {
+                parse_num::<u64>(key, value).map(|ms| self.offsets_retention_check_interval_ms = ms.max(1))
+            }
+            "offset.metadata.max.bytes" => parse_num(key, value).map(|n| self.offset_metadata_max_bytes = n),
+            "group.initial.rebalance.delay.ms" => {
+                parse_num::<i64>(key, value).map(|ms| self.initial_rebalance_delay_ms = ms.max(0))
+            }
+            "group.min.session.timeout.ms" => parse_num(key, value).map(|ms| self.min_session_timeout_ms = ms),
+            "group.max.session.timeout.ms" => parse_num(key, value).map(|ms| self.max_session_timeout_ms = ms),
+            "group.max.size" => parse_num::<usize>(key, value).map(|n| self.max_size = n.max(1)),
+            _ => return None,
+        };
+        Some(result)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -48,6 +118,7 @@ pub struct BrokerConfig {
     pub fetch_send_method: SendMethod,
     /// Broker-wide defaults of the topic-level settings.
     pub log_defaults: LogConfig,
+    pub group: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +139,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 300_000,
             fetch_send_method: SendMethod::Sendfile,
             log_defaults: LogConfig::default(),
+            group: GroupConfig::default(),
         }
     }
 }
@@ -187,10 +259,15 @@ impl BrokerConfig {
                 let hours: i64 = parse_num(key, value)?;
                 self.log_defaults.segment_ms = hours.saturating_mul(3_600_000);
             }
-            other => match broker_config_key(other) {
-                Some(topic_key) => self.log_defaults.set(topic_key.name, value)?,
-                None => return Err(format!("unknown setting '{other}'")),
-            },
+            other => {
+                if let Some(result) = self.group.set(other, value) {
+                    return result;
+                }
+                match broker_config_key(other) {
+                    Some(topic_key) => self.log_defaults.set(topic_key.name, value)?,
+                    None => return Err(format!("unknown setting '{other}'")),
+                }
+            }
         }
         Ok(())
     }

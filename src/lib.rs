@@ -1,7 +1,7 @@
 //! Sluice: a Kafka-compatible broker built on thread-per-core io_uring shards.
 //!
 //! Layering, from the bottom up (each layer knows only the ones below it):
-//! `model` → `record` → `storage` → `runtime` → `cluster` → `protocol` → `net`.
+//! `model`, `wire` → `record` → `storage` → `runtime` → `cluster` → `group` → `protocol` → `net`.
 //! See ARCHITECTURE.md for the map and the invariants.
 
 /// mimalloc for every binary linking the library, the broker and the tests alike.
@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod model;
 pub mod net;
 pub mod protocol;
@@ -22,3 +23,4 @@ pub mod record;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod wire;

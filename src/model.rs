@@ -77,6 +77,21 @@ pub enum ErrorCode {
     UnknownTopicId = 100,
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,
+    OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
+    NotCoordinator = 16,
+    IllegalGeneration = 22,
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    RebalanceInProgress = 27,
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    MemberIdRequired = 79,
+    GroupMaxSizeReached = 81,
+    FencedInstanceId = 82,
+    GroupSubscribedToTopic = 86,
 }
 
 impl ErrorCode {
@@ -94,6 +109,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// Checks a topic name the way Kafka does: 1..=249 chars of `[a-zA-Z0-9._-]`, not "." or "..".
+/// The broker's own topics: created by the broker, never by users, and
+/// neither produced to nor deleted through the API.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets"];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("topic name is empty".into());

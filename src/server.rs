@@ -84,6 +84,8 @@ fn wait_for_signal() -> anyhow::Result<()> {
 async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata>, listener: TcpListener) {
     let state = ShardState::install(id, Arc::clone(&config), metadata);
     compio::runtime::spawn(Rc::clone(&state).maintenance_loop()).detach();
+    let coordinator = crate::group::coordinator::Coordinator::install(config.group.clone());
+    compio::runtime::spawn(coordinator.tick_loop()).detach();
     let listener = compio::net::TcpListener::from_std(listener).expect("adopt listener");
     let limits = || connection::Limits {
         request_max_bytes: config.socket_request_max_bytes,
@@ -97,8 +99,9 @@ async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata
         }
         let accept = std::pin::pin!(listener.accept());
         match select(accept, stop).await {
-            Either::Left((Ok((stream, _peer)), _)) => {
-                compio::runtime::spawn(connection::serve(stream, limits())).detach();
+            Either::Left((Ok((stream, peer)), _)) => {
+                let client_host: Rc<str> = format!("/{}", peer.ip()).into();
+                compio::runtime::spawn(connection::serve(stream, client_host, limits())).detach();
             }
             Either::Left((Err(e), _)) => {
                 // Out of file descriptors, usually: back off instead of spinning.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::metadata::{Metadata, TopicMeta};
 use super::shard::local;
 use crate::config::BrokerConfig;
-use crate::model::{ErrorCode, validate_topic_name};
+use crate::model::{ErrorCode, is_internal_topic, validate_topic_name};
 use crate::runtime::{self, submit_to};
 use crate::storage::LogConfig;
 use crate::storage::log_config::{broker_config_key, topic_config_key};
@@ -110,6 +110,23 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(Option<Arc<Metadata>>, Arc<TopicMeta>), ApiError> {
         validate_topic_name(name).map_err(|e| ApiError::new(ErrorCode::InvalidTopicException, e))?;
+        if is_internal_topic(name) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTopicException,
+                format!("'{name}' is an internal topic; the broker creates it"),
+            ));
+        }
+        self.create_topic_unchecked(name, partitions, replication_factor, configs, validate_only)
+    }
+
+    fn create_topic_unchecked(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(Option<Arc<Metadata>>, Arc<TopicMeta>), ApiError> {
         let current = Arc::clone(&self.current.borrow());
         if current.topics.contains_key(name) {
             return Err(ApiError::new(
@@ -151,6 +168,12 @@ impl Controller {
     }
 
     fn delete_topic(&self, name: &str) -> Result<Arc<Metadata>, ApiError> {
+        if is_internal_topic(name) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTopicException,
+                format!("'{name}' is an internal topic and cannot be deleted"),
+            ));
+        }
         let current = Arc::clone(&self.current.borrow());
         existing_topic(&current, name)?;
         let mut next = (*current).clone();
@@ -345,6 +368,20 @@ pub async fn create_topic(
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, ApiError> {
     on_controller(move |c| c.create_topic(&name, partitions, replication_factor, configs, validate_only)).await
+}
+
+/// Creates one of the broker's internal topics (no-op error TOPIC_ALREADY_EXISTS if present).
+pub async fn create_internal_topic(
+    name: String,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    assert!(is_internal_topic(&name), "{name} is not an internal topic");
+    on_controller(move |c| {
+        c.create_topic_unchecked(&name, partitions, 1, configs, false)
+            .map(|(m, _)| (m, ()))
+    })
+    .await
 }
 
 pub async fn delete_topic(name: String) -> Result<(), ApiError> {

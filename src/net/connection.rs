@@ -33,7 +33,8 @@ pub struct Limits {
     pub send_method: SendMethod,
 }
 
-pub async fn serve(stream: TcpStream, limits: Limits) {
+/// Serves one connection; `client_host` is the peer as Kafka shows it ("/127.0.0.1").
+pub async fn serve(stream: TcpStream, client_host: Rc<str>, limits: Limits) {
     let _ = stream.set_nodelay(true);
     let socket = SocketFd(stream.as_raw_fd());
     if limits.send_method == SendMethod::Sendfile
@@ -64,7 +65,7 @@ pub async fn serve(stream: TcpStream, limits: Limits) {
                 break;
             }
         };
-        let pending = compio::runtime::spawn(protocol::handle(frame));
+        let pending = compio::runtime::spawn(protocol::handle(frame, Rc::clone(&client_host)));
         in_flight.set(in_flight.get() + 1);
         if tx.send(pending).await.is_err() {
             break;

@@ -40,6 +40,7 @@ fn topic_entry(topic: &TopicMeta, broker_id: i32, version: i16) -> MetadataRespo
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
+        .with_is_internal(version >= 1 && crate::model::is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -6,22 +6,32 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 pub mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 pub mod produce;
-pub mod wire;
+mod sync_group;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::storage::FileSlice;
-pub use wire::Malformed;
+pub use crate::wire::{self, Malformed};
 
 /// Every API the broker implements, with the versions it really handles.
 /// ApiVersions advertises exactly this table.
@@ -39,6 +49,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -76,6 +97,8 @@ pub struct RequestHeader {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer's address as Kafka shows it ("/127.0.0.1"); set by `handle`.
+    pub client_host: std::rc::Rc<str>,
 }
 
 /// Parses the request header; returns it with the offset where the body starts.
@@ -92,6 +115,7 @@ pub fn parse_header(frame: &[u8]) -> Result<(RequestHeader, usize), Malformed> {
         api_version,
         correlation_id,
         client_id,
+        client_host: std::rc::Rc::from(""),
     };
     // Header v2 (flexible versions) adds tagged fields; an unsupported
     // version of a known API still parses as far as ApiVersions needs.
@@ -133,8 +157,9 @@ pub fn decode<R: Decodable>(body: Bytes, version: i16) -> Result<R, Malformed> {
 /// Handles one request frame (without its size prefix). `Ok(None)` means no
 /// response is due (acks=0 Produce). `Err` means the connection must close,
 /// as Kafka does for requests it cannot parse.
-pub async fn handle(frame: BytesMut) -> Result<Option<Response>, Malformed> {
-    let (header, body_start) = parse_header(&frame)?;
+pub async fn handle(frame: BytesMut, client_host: std::rc::Rc<str>) -> Result<Option<Response>, Malformed> {
+    let (mut header, body_start) = parse_header(&frame)?;
+    header.client_host = client_host;
     let Some((min, max)) = supported_versions(header.api_key) else {
         return Err(Malformed("API not supported"));
     };
@@ -161,6 +186,17 @@ pub async fn handle(frame: BytesMut) -> Result<Option<Response>, Malformed> {
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(&header, body).await?,
         ApiKey::DescribeCluster => describe_cluster::handle(&header, body)?,
         ApiKey::InitProducerId => init_producer_id::handle(&header, body).await?,
+        ApiKey::FindCoordinator => find_coordinator::handle(&header, body).await?,
+        ApiKey::JoinGroup => join_group::handle(&header, body).await?,
+        ApiKey::SyncGroup => sync_group::handle(&header, body).await?,
+        ApiKey::Heartbeat => heartbeat::handle(&header, body).await?,
+        ApiKey::LeaveGroup => leave_group::handle(&header, body).await?,
+        ApiKey::OffsetCommit => offset_commit::handle(&header, body).await?,
+        ApiKey::OffsetFetch => offset_fetch::handle(&header, body).await?,
+        ApiKey::ListGroups => list_groups::handle(&header, body).await?,
+        ApiKey::DescribeGroups => describe_groups::handle(&header, body).await?,
+        ApiKey::DeleteGroups => delete_groups::handle(&header, body).await?,
+        ApiKey::OffsetDelete => offset_delete::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -191,6 +227,17 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => drop(decode::<IncrementalAlterConfigsRequest>(body, version)),
             ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
             ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
+            ApiKey::FindCoordinator => drop(decode::<FindCoordinatorRequest>(body, version)),
+            ApiKey::JoinGroup => drop(decode::<JoinGroupRequest>(body, version)),
+            ApiKey::SyncGroup => drop(decode::<SyncGroupRequest>(body, version)),
+            ApiKey::Heartbeat => drop(decode::<HeartbeatRequest>(body, version)),
+            ApiKey::LeaveGroup => drop(decode::<LeaveGroupRequest>(body, version)),
+            ApiKey::OffsetCommit => drop(decode::<OffsetCommitRequest>(body, version)),
+            ApiKey::OffsetFetch => drop(decode::<OffsetFetchRequest>(body, version)),
+            ApiKey::ListGroups => drop(decode::<ListGroupsRequest>(body, version)),
+            ApiKey::DescribeGroups => drop(decode::<DescribeGroupsRequest>(body, version)),
+            ApiKey::DeleteGroups => drop(decode::<DeleteGroupsRequest>(body, version)),
+            ApiKey::OffsetDelete => drop(decode::<OffsetDeleteRequest>(body, version)),
             ApiKey::Produce => drop(produce::parse(&body, version)),
             other => panic!("{other:?} is advertised but not decoded here"),
         }

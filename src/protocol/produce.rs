@@ -137,9 +137,13 @@ pub async fn handle(
             });
             let tp = TopicPartition::new(topic.name.clone(), p.partition);
             let known = topic_meta.is_some_and(|t| (0..t.partitions).contains(&p.partition));
+            let internal = crate::model::is_internal_topic(&topic.name);
             appends.push(async move {
                 if !acks_valid {
                     return refuse(ErrorCode::InvalidRequiredAcks, "acks must be -1, 0 or 1");
+                }
+                if internal {
+                    return refuse(ErrorCode::InvalidTopicException, "cannot append to an internal topic");
                 }
                 if !known {
                     return refuse(

@@ -253,48 +253,16 @@ pub fn first_offset_at_or_after(batch: &[u8], target_ms: i64) -> Option<(i64, i6
 pub mod tests {
     use super::*;
 
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        while z >= 0x80 {
-            out.push((z as u8) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
-
-    /// Builds an uncompressed batch of `values` with 1 ms between timestamps.
+    /// Builds an uncompressed batch of `values` (null keys) with 1 ms between timestamps.
     pub fn build_batch(values: &[&[u8]], base_ts: i64, producer_id: i64, base_seq: i32) -> Vec<u8> {
-        let mut records = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            let mut body = vec![0u8];
-            put_varint(&mut body, i as i64); // timestamp delta
-            put_varint(&mut body, i as i64); // offset delta
-            put_varint(&mut body, -1); // null key
-            put_varint(&mut body, v.len() as i64);
-            body.extend_from_slice(v);
-            put_varint(&mut body, 0); // no headers
-            put_varint(&mut records, body.len() as i64);
-            records.extend_from_slice(&body);
-        }
-        let n = values.len() as i32;
-        let mut b = Vec::new();
-        b.extend_from_slice(&0i64.to_be_bytes());
-        b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.push(2);
-        b.extend_from_slice(&0u32.to_be_bytes());
-        b.extend_from_slice(&0i16.to_be_bytes());
-        b.extend_from_slice(&(n - 1).to_be_bytes());
-        b.extend_from_slice(&base_ts.to_be_bytes());
-        b.extend_from_slice(&(base_ts + n as i64 - 1).to_be_bytes());
-        b.extend_from_slice(&producer_id.to_be_bytes());
-        b.extend_from_slice(&0i16.to_be_bytes());
-        b.extend_from_slice(&base_seq.to_be_bytes());
-        b.extend_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(&records);
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        b
+        let records: Vec<_> = values
+            .iter()
+            .map(|v| crate::record::builder::Record {
+                key: None,
+                value: Some(v),
+            })
+            .collect();
+        crate::record::builder::build_batch_spaced(&records, base_ts, 1, producer_id, base_seq).to_vec()
     }
 
     #[test]

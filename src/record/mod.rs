@@ -3,5 +3,6 @@
 //! the CRC does not cover (base offset, leader epoch).
 
 mod batch;
+pub mod builder;
 
 pub use batch::*;

@@ -494,6 +494,40 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// Starts a new active segment now, unless the active one is still empty.
+    /// A snapshot written after this lands wholly in segments of its own.
+    pub fn roll_now(&self, now_ms: i64) -> io::Result<()> {
+        self.assert_owner();
+        let mut st = self.state.borrow_mut();
+        if st.segments.last().expect("active segment").is_empty() {
+            return Ok(());
+        }
+        st.roll(&self.dir, now_ms)
+    }
+
+    /// Deletes the whole segments that hold only offsets below `offset` and
+    /// raises the log start offset past them: what compacting by snapshot uses
+    /// once the snapshot at `offset` is written. The active segment always stays.
+    pub fn delete_segments_below(&self, offset: i64) -> io::Result<usize> {
+        self.assert_owner();
+        let mut st = self.state.borrow_mut();
+        assert!(offset <= st.high_watermark, "cannot delete past the high watermark");
+        let mut deleted = 0;
+        // Bounded by the number of segments.
+        while st.segments.len() > 1 && st.segments[1].base_offset <= offset {
+            let oldest = &st.segments[0];
+            if oldest.readable_bytes < oldest.size_bytes {
+                break; // writes to it are still in flight
+            }
+            st.segments.remove(0).delete_files()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+        }
+        Ok(deleted)
+    }
+
     /// Writes index entries behind; called by the shard's maintenance tick and at shutdown.
     pub fn flush_indexes(&self) -> io::Result<()> {
         self.assert_owner();

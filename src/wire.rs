@@ -1,5 +1,6 @@
-//! Hand-written primitives of the Kafka wire format, for the hot paths
-//! (Produce request parsing, Fetch response framing) that avoid the generic codec.
+//! Hand-written primitives of Kafka's binary format: the protocol's hot paths
+//! (Produce request parsing, Fetch response framing) that avoid the generic
+//! codec, and the record keys and values of `__consumer_offsets`.
 
 use bytes::{BufMut, BytesMut};
 
@@ -49,6 +50,20 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes(
             self.take(4, "truncated int32")?.try_into().expect("4 bytes"),
         ))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, Malformed> {
+        Ok(i64::from_be_bytes(
+            self.take(8, "truncated int64")?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    /// Classic (int32-length) bytes; null reads as empty.
+    pub fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        match self.length(false, true)? {
+            Some(n) => self.take(n, "truncated bytes"),
+            None => Ok(&[]),
+        }
     }
 
     pub fn uvarint(&mut self) -> Result<u32, Malformed> {

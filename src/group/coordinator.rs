@@ -1,0 +1,497 @@
+//! One shard's group coordinator: the groups whose `__consumer_offsets`
+//! partition this shard owns, their committed offsets, and the writer that
+//! stores both in that partition.
+//!
+//! Each owned offsets partition has exactly one writer task. Every record for
+//! the partition (commits, group records, tombstones, compaction snapshots)
+//! goes through it, and the writer applies a record to memory as soon as its
+//! append completes. So memory always equals a replay of the log, and a
+//! snapshot taken by the writer can replace everything before it.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use tracing::{info, warn};
+
+use super::records::{self, GroupValue, Key, OffsetValue};
+use super::state::{Group, GroupLimits};
+use super::{OFFSETS_TOPIC, partition_for};
+use crate::cluster::shard::{self, owner_of};
+use crate::config::GroupConfig;
+use crate::model::{ErrorCode, TopicPartition, now_ms};
+use crate::record::builder::{Record, build_batch, read_records};
+use crate::record::{BatchHeader, LOG_OVERHEAD_BYTES};
+use crate::runtime;
+use crate::storage::PartitionLog;
+
+/// How often sessions, rebalance deadlines and pending group records are checked.
+const TICK_MS: u64 = 100;
+/// Write requests waiting for one partition's writer.
+const WRITE_QUEUE_MAX: usize = 1024;
+/// Bytes of records the writer gathers into one batch from queued requests.
+const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+/// Bytes read per step when loading a partition at start-up.
+const LOAD_READ_BYTES: u64 = 1 << 20;
+
+/// A record's value: an offset commit, a group's membership, or a tombstone (`None`).
+#[derive(Debug, Clone)]
+pub enum Value {
+    Offset(OffsetValue),
+    Group(GroupValue),
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: Key,
+    pub value: Option<Value>,
+}
+
+impl Entry {
+    fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
+        let value = self.value.as_ref().map(|v| match v {
+            Value::Offset(o) => records::encode_offset(o),
+            Value::Group(g) => records::encode_group(g),
+        });
+        (records::encode_key(&self.key), value)
+    }
+}
+
+struct WriteRequest {
+    entries: Vec<Entry>,
+    reply: Option<oneshot::Sender<Result<(), ErrorCode>>>,
+}
+
+pub struct Coordinator {
+    config: GroupConfig,
+    groups: RefCell<HashMap<String, Group>>,
+    writers: RefCell<HashMap<i32, async_channel::Sender<WriteRequest>>>,
+}
+
+thread_local! {
+    static LOCAL: OnceCell<Rc<Coordinator>> = const { OnceCell::new() };
+}
+
+/// This shard's coordinator. Panics off a shard thread.
+pub fn local() -> Rc<Coordinator> {
+    LOCAL.with(|l| Rc::clone(l.get().expect("coordinator not installed")))
+}
+
+impl Coordinator {
+    pub fn install(config: GroupConfig) -> Rc<Coordinator> {
+        let coordinator = Rc::new(Coordinator {
+            config,
+            groups: RefCell::new(HashMap::new()),
+            writers: RefCell::new(HashMap::new()),
+        });
+        LOCAL.with(|l| assert!(l.set(Rc::clone(&coordinator)).is_ok(), "coordinator installed twice"));
+        coordinator
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    pub fn limits(&self) -> GroupLimits {
+        GroupLimits {
+            initial_rebalance_delay_ms: self.config.initial_rebalance_delay_ms,
+            min_session_timeout_ms: self.config.min_session_timeout_ms,
+            max_session_timeout_ms: self.config.max_session_timeout_ms,
+            max_size: self.config.max_size,
+        }
+    }
+
+    /// Runs `f` on the group, if it exists.
+    pub fn with_group<R>(&self, group_id: &str, f: impl FnOnce(&mut Group) -> R) -> Option<R> {
+        self.groups.borrow_mut().get_mut(group_id).map(f)
+    }
+
+    /// Runs `f` on the group, creating it empty first if needed.
+    pub fn with_group_or_new<R>(&self, group_id: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id.to_string(), self.limits(), now_ms()));
+        f(group)
+    }
+
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.borrow().keys().cloned().collect()
+    }
+
+    /// Makes sure the offsets partition `partition` is loaded and has its writer.
+    /// Fails while this shard does not (yet) hold the partition's log.
+    pub fn ensure_partition(self: &Rc<Self>, partition: i32) -> Result<(), ErrorCode> {
+        if self.writers.borrow().contains_key(&partition) {
+            return Ok(());
+        }
+        let tp = TopicPartition::new(OFFSETS_TOPIC.to_string(), partition);
+        let log = shard::local().log(&tp).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let started = Instant::now();
+        let records = self.load(&log).map_err(|e| {
+            warn!(partition = %tp, "loading group state failed: {e}");
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+        info!(partition = %tp, records, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group state");
+        let (tx, rx) = async_channel::bounded(WRITE_QUEUE_MAX);
+        self.writers.borrow_mut().insert(partition, tx);
+        compio::runtime::spawn(Rc::clone(self).run_writer(partition, log, rx)).detach();
+        Ok(())
+    }
+
+    /// Replays a partition of `__consumer_offsets` into memory; returns the records read.
+    fn load(&self, log: &PartitionLog) -> io::Result<u64> {
+        let mut offset = log.log_start_offset();
+        let mut loaded = 0;
+        // Bounded: every step moves `offset` forward by at least one batch, up to the high watermark.
+        while offset < log.high_watermark() {
+            let read = log
+                .read(offset, LOAD_READ_BYTES, true)
+                .map_err(|code| io::Error::other(format!("read at {offset}: {code:?}")))?;
+            let Some(slice) = read.slice else { break };
+            let mut buf = vec![0u8; slice.bytes as usize];
+            slice.file.read_exact_at(&mut buf, slice.position)?;
+            let mut at = 0;
+            let before = offset;
+            while let Some(header) = BatchHeader::parse(&buf[at..]) {
+                let end = at + header.total_bytes();
+                if end > buf.len() || header.total_bytes() < LOG_OVERHEAD_BYTES {
+                    break;
+                }
+                match read_records(&buf[at..end]) {
+                    Some(batch) => {
+                        for r in batch {
+                            loaded += 1;
+                            self.replay(r.key, r.value, r.offset);
+                        }
+                    }
+                    None => warn!(
+                        offset = header.base_offset,
+                        "unreadable batch in {OFFSETS_TOPIC}; skipped"
+                    ),
+                }
+                offset = header.next_offset();
+                at = end;
+            }
+            if offset == before {
+                return Err(io::Error::other(format!("no progress reading at offset {offset}")));
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn replay(&self, key: Option<&[u8]>, value: Option<&[u8]>, offset: i64) {
+        let Some(key) = key.and_then(|k| records::decode_key(k).ok()) else {
+            warn!(offset, "record with an unreadable key in {OFFSETS_TOPIC}; skipped");
+            return;
+        };
+        let value = match (&key, value) {
+            (_, None) => None,
+            (Key::Offset { .. }, Some(v)) => records::decode_offset(v).ok().map(Value::Offset),
+            (Key::Group { .. }, Some(v)) => records::decode_group(v).ok().map(Value::Group),
+        };
+        self.apply(&Entry { key, value }, offset, true);
+    }
+
+    /// Applies one stored record to memory: read back at start-up (`replaying`)
+    /// or just written, in which case memory already holds the group's state.
+    fn apply(&self, entry: &Entry, offset: i64, replaying: bool) {
+        let group_id = entry.key.group();
+        match (&entry.key, &entry.value) {
+            (Key::Offset { topic, partition, .. }, value) => {
+                let value = match value {
+                    Some(Value::Offset(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                if value.is_none() && !self.groups.borrow().contains_key(group_id) {
+                    return;
+                }
+                self.with_group_or_new(group_id, |g| g.apply_offset(topic.clone(), *partition, value, offset));
+            }
+            (Key::Group { .. }, Some(Value::Group(value))) => {
+                let value = value.clone();
+                self.with_group_or_new(group_id, |g| {
+                    if replaying {
+                        g.restore(value, offset, now_ms());
+                    } else {
+                        g.record_offset = g.record_offset.max(offset);
+                    }
+                });
+            }
+            (Key::Group { .. }, _) => {
+                let mut groups = self.groups.borrow_mut();
+                if groups.get(group_id).is_some_and(|g| g.members.is_empty()) {
+                    groups.remove(group_id);
+                }
+                return;
+            }
+        }
+        self.forget_if_unused(group_id);
+    }
+
+    /// A group with no members, no offsets and no stored record leaves no trace.
+    fn forget_if_unused(&self, group_id: &str) {
+        let mut groups = self.groups.borrow_mut();
+        if groups
+            .get(group_id)
+            .is_some_and(|g| g.is_empty() && g.offsets.is_empty() && g.record_offset < 0 && g.generation == 0)
+        {
+            groups.remove(group_id);
+        }
+    }
+
+    /// Stores `entries` in the group's offsets partition; resolves once they are
+    /// in the log and applied to memory.
+    pub async fn write(&self, group_id: &str, entries: Vec<Entry>) -> Result<(), ErrorCode> {
+        let (tx, rx) = oneshot::channel();
+        let writer = self.writer_for(group_id)?;
+        writer
+            .send(WriteRequest {
+                entries,
+                reply: Some(tx),
+            })
+            .await
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+        rx.await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    /// Queues `entries` without waiting; false if the queue is full.
+    fn write_later(&self, group_id: &str, entries: Vec<Entry>) -> bool {
+        self.writer_for(group_id)
+            .is_ok_and(|w| w.try_send(WriteRequest { entries, reply: None }).is_ok())
+    }
+
+    fn writer_for(&self, group_id: &str) -> Result<async_channel::Sender<WriteRequest>, ErrorCode> {
+        let partitions = offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let partition = partition_for(group_id, partitions);
+        self.writers
+            .borrow()
+            .get(&partition)
+            .cloned()
+            .ok_or(ErrorCode::CoordinatorNotAvailable)
+    }
+
+    /// The one writer of an offsets partition: gathers queued requests into one
+    /// batch, appends it, applies it, answers, and compacts when the log has grown.
+    async fn run_writer(
+        self: Rc<Self>,
+        partition: i32,
+        log: Rc<PartitionLog>,
+        queue: async_channel::Receiver<WriteRequest>,
+    ) {
+        let mut snapshot_bytes: u64 = 0;
+        while let Ok(first) = queue.recv().await {
+            let mut requests = vec![first];
+            let mut bytes = 0;
+            // Bounded by the queue's capacity and by WRITE_BATCH_BYTES_MAX.
+            while bytes < WRITE_BATCH_BYTES_MAX
+                && let Ok(next) = queue.try_recv()
+            {
+                bytes += next.entries.len() * 64;
+                requests.push(next);
+            }
+            let entries: Vec<Entry> = requests
+                .iter_mut()
+                .flat_map(|r| std::mem::take(&mut r.entries))
+                .collect();
+            let result = self.append(&log, &entries).await;
+            for request in requests {
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(result);
+                }
+            }
+            let compact_at = self.config.offsets_topic_segment_bytes.max(2 * snapshot_bytes);
+            if log.size_bytes() > compact_at {
+                match self.compact(partition, &log).await {
+                    Ok(bytes) => snapshot_bytes = bytes,
+                    Err(e) => warn!(partition, "compacting {OFFSETS_TOPIC} failed: {e}"),
+                }
+            }
+        }
+    }
+
+    async fn append(&self, log: &PartitionLog, entries: &[Entry]) -> Result<(), ErrorCode> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<_> = entries.iter().map(Entry::encode).collect();
+        let records: Vec<Record> = encoded
+            .iter()
+            .map(|(k, v)| Record {
+                key: Some(k),
+                value: v.as_deref(),
+            })
+            .collect();
+        let batch = build_batch(&records, now_ms(), -1, -1);
+        let info = log.append(batch, now_ms()).await.map_err(|e| {
+            warn!(partition = %log.topic_partition(), "group record write failed: {}", e.message);
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+        for (i, entry) in entries.iter().enumerate() {
+            self.apply(entry, info.base_offset + i as i64, false);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the partition's live state after everything else and deletes
+    /// the segments before it, so the topic stays about twice its live size.
+    /// Runs on the writer, so no other record can land in between.
+    async fn compact(&self, partition: i32, log: &PartitionLog) -> io::Result<u64> {
+        log.roll_now(now_ms())?;
+        let start = log.high_watermark();
+        let entries = self.snapshot(partition);
+        let mut written = 0u64;
+        for chunk in entries.chunks(1024) {
+            self.append(log, chunk)
+                .await
+                .map_err(|code| io::Error::other(format!("snapshot append: {code:?}")))?;
+            written += chunk.iter().map(|e| e.encode().0.len() as u64 + 64).sum::<u64>();
+        }
+        let deleted = log.delete_segments_below(start)?;
+        info!(
+            partition,
+            entries = entries.len(),
+            deleted_segments = deleted,
+            "compacted {OFFSETS_TOPIC}"
+        );
+        Ok(written)
+    }
+
+    /// Every live record of one offsets partition.
+    fn snapshot(&self, partition: i32) -> Vec<Entry> {
+        let partitions = offsets_partitions().unwrap_or(1);
+        let groups = self.groups.borrow();
+        let mut entries = Vec::new();
+        for group in groups
+            .values()
+            .filter(|g| partition_for(&g.id, partitions) == partition)
+        {
+            if group.record_offset >= 0 {
+                entries.push(Entry {
+                    key: Key::Group {
+                        group: group.id.clone(),
+                    },
+                    value: Some(Value::Group(group.to_record())),
+                });
+            }
+            for ((topic, p), committed) in &group.offsets {
+                entries.push(Entry {
+                    key: Key::Offset {
+                        group: group.id.clone(),
+                        topic: topic.clone(),
+                        partition: *p,
+                    },
+                    value: Some(Value::Offset(committed.value.clone())),
+                });
+            }
+        }
+        entries
+    }
+
+    /// The coordinator's clock: timeouts, pending group records, offset expiry.
+    pub async fn tick_loop(self: Rc<Self>) {
+        let mut tick = compio::time::interval(Duration::from_millis(TICK_MS));
+        let retention_every = Duration::from_millis(self.config.offsets_retention_check_interval_ms);
+        let mut last_retention = Instant::now();
+        let state = shard::local();
+        while !state.is_stopping() {
+            tick.tick().await;
+            self.load_owned_partitions();
+            let now = now_ms();
+            self.tick_groups(now);
+            if last_retention.elapsed() >= retention_every {
+                last_retention = Instant::now();
+                self.expire_offsets(now);
+            }
+        }
+    }
+
+    /// Loads every offsets partition this shard owns, so restored members time out too.
+    fn load_owned_partitions(self: &Rc<Self>) {
+        let Some(partitions) = offsets_partitions() else { return };
+        let shards = runtime::shard_count();
+        let me = runtime::shard_id();
+        for p in (0..partitions).filter(|p| owner_of(OFFSETS_TOPIC, *p, shards) == me) {
+            let _ = self.ensure_partition(p);
+        }
+    }
+
+    fn tick_groups(&self, now: i64) {
+        let mut records = Vec::new();
+        for group in self.groups.borrow_mut().values_mut() {
+            group.tick(now);
+            if group.take_dirty() {
+                records.push((group.id.clone(), group.to_record()));
+            }
+        }
+        for (group_id, value) in records {
+            let entry = Entry {
+                key: Key::Group {
+                    group: group_id.clone(),
+                },
+                value: Some(Value::Group(value)),
+            };
+            if !self.write_later(&group_id, vec![entry]) {
+                // Queue full: try again on the next tick.
+                self.with_group(&group_id, Group::mark_dirty);
+            }
+        }
+    }
+
+    /// `offsets.retention.minutes`: a group's offsets expire once it has been
+    /// empty that long; offsets committed outside any membership expire one by
+    /// one that long after their commit. A group left with nothing is deleted.
+    fn expire_offsets(&self, now: i64) {
+        let retention = self.config.offsets_retention_ms;
+        let mut work = Vec::new();
+        for group in self.groups.borrow().values() {
+            if !group.members.is_empty() {
+                continue;
+            }
+            let group_expired = group.protocol_type.is_some() && now - group.state_since_ms >= retention;
+            let expired: Vec<Entry> = group
+                .offsets
+                .iter()
+                .filter(|(_, c)| group_expired || now - c.value.commit_timestamp_ms >= retention)
+                .map(|((topic, partition), _)| Entry {
+                    key: Key::Offset {
+                        group: group.id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    value: None,
+                })
+                .collect();
+            let mut entries = expired;
+            let nothing_left = entries.len() == group.offsets.len();
+            if nothing_left && (group_expired || group.protocol_type.is_none()) && group.record_offset >= 0 {
+                entries.push(Entry {
+                    key: Key::Group {
+                        group: group.id.clone(),
+                    },
+                    value: None,
+                });
+            }
+            if !entries.is_empty() {
+                work.push((group.id.clone(), entries));
+            }
+        }
+        for (group_id, entries) in work {
+            info!(group = %group_id, records = entries.len(), "offsets expired");
+            self.write_later(&group_id, entries);
+        }
+    }
+}
+
+/// The partition count of `__consumer_offsets`, if it exists yet.
+pub fn offsets_partitions() -> Option<i32> {
+    shard::local()
+        .metadata()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|t| t.partitions)
+}

@@ -1,0 +1,438 @@
+//! Consumer groups: the classic group protocol and committed offsets, kept in
+//! the internal topic `__consumer_offsets`.
+//!
+//! A group's coordinator is the shard that owns the group's partition of
+//! `__consumer_offsets` (Kafka's `abs(hashCode(group)) % partitions`). The
+//! functions here run on whichever shard received the request and hand the
+//! work to that shard; `state` is the per-group state machine, `coordinator`
+//! the per-shard owner of groups and of the offsets partitions' writers,
+//! `records` the stored format.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::cluster::controller;
+use crate::cluster::shard::{self, owner_of};
+use crate::model::{ErrorCode, now_ms};
+use crate::runtime::{self, submit_to};
+use coordinator::{Coordinator, Entry, Value};
+use records::{Key, OffsetValue};
+pub use state::{GroupState, JoinRequest, JoinResult, JoinedMember, SyncResult};
+use state::{JoinReply, SyncReply};
+
+pub const OFFSETS_TOPIC: &str = crate::model::INTERNAL_TOPICS[0];
+
+/// Kafka's placement of a group: `Utils.abs(groupId.hashCode()) % partitions`,
+/// with Java's UTF-16 string hash, so groups land where Kafka would put them.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let hash = group_id
+        .encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32));
+    (hash & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Creates `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator.
+pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
+    if shard::local().metadata().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let config = &shard::local().config.group;
+    let mut configs = BTreeMap::new();
+    // Compaction is the coordinator's (snapshots), never time or size retention.
+    configs.insert("retention.ms".to_string(), "-1".to_string());
+    configs.insert("retention.bytes".to_string(), "-1".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        config.offsets_topic_segment_bytes.to_string(),
+    );
+    match controller::create_internal_topic(OFFSETS_TOPIC.to_string(), config.offsets_topic_partitions, configs).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code == ErrorCode::TopicAlreadyExists => Ok(()),
+        Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+/// Runs `f` with the group's coordinator, on the shard that owns the group.
+async fn on_coordinator<R, F, Fut>(group_id: &str, f: F) -> Result<R, ErrorCode>
+where
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<R, ErrorCode>> + 'static,
+    R: Send + 'static,
+{
+    if group_id.is_empty() {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let partition = partition_for(group_id, partitions);
+    let owner = owner_of(OFFSETS_TOPIC, partition, runtime::shard_count());
+    submit_to(owner, move || async move {
+        let coordinator = coordinator::local();
+        coordinator.ensure_partition(partition)?;
+        f(coordinator).await
+    })
+    .await
+    .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+}
+
+pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
+    let member_id = request.member_id.clone();
+    let id = group_id.clone();
+    let result = on_coordinator(&group_id, move |c| async move {
+        let exists = c.with_group(&id, |_| ()).is_some();
+        if !exists && !request.member_id.is_empty() {
+            return Ok(JoinResult::error(ErrorCode::UnknownMemberId, &request.member_id));
+        }
+        let member = request.member_id.clone();
+        match c.with_group_or_new(&id, |g| g.join(request, now_ms())) {
+            JoinReply::Now(result) => Ok(result),
+            JoinReply::Later(rx) => Ok(rx
+                .await
+                .unwrap_or_else(|_| JoinResult::error(ErrorCode::UnknownMemberId, &member))),
+        }
+    })
+    .await;
+    result.unwrap_or_else(|code| JoinResult::error(code, &member_id))
+}
+
+pub struct SyncRequest {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+pub async fn sync(group_id: String, request: SyncRequest) -> SyncResult {
+    let id = group_id.clone();
+    let result = on_coordinator(&group_id, move |c| async move {
+        let reply = c.with_group(&id, |g| {
+            let type_mismatch = request.protocol_type.is_some() && request.protocol_type != g.protocol_type;
+            let name_mismatch = request.protocol_name.is_some() && request.protocol_name != g.protocol;
+            if type_mismatch || name_mismatch {
+                return SyncReply::Now(SyncResult::error(ErrorCode::InconsistentGroupProtocol));
+            }
+            g.sync(
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation,
+                request.assignments,
+                now_ms(),
+            )
+        });
+        match reply {
+            None => Ok(SyncResult::error(ErrorCode::UnknownMemberId)),
+            Some(SyncReply::Now(result)) => Ok(result),
+            Some(SyncReply::Later(rx)) => Ok(rx
+                .await
+                .unwrap_or_else(|_| SyncResult::error(ErrorCode::RebalanceInProgress))),
+        }
+    })
+    .await;
+    result.unwrap_or_else(SyncResult::error)
+}
+
+pub async fn heartbeat(group_id: String, member_id: String, instance_id: Option<String>, generation: i32) -> ErrorCode {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        Ok(c.with_group(&id, |g| {
+            g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms())
+        })
+        .unwrap_or(ErrorCode::UnknownMemberId))
+    })
+    .await
+    .unwrap_or_else(|code| code)
+}
+
+/// LeaveGroup: one result per member, in request order.
+pub async fn leave(group_id: String, members: Vec<(String, Option<String>)>) -> Result<Vec<ErrorCode>, ErrorCode> {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let now = now_ms();
+        Ok(members
+            .iter()
+            .map(|(member, instance)| {
+                c.with_group(&id, |g| g.leave(member, instance.as_deref(), now))
+                    .unwrap_or(ErrorCode::UnknownMemberId)
+            })
+            .collect())
+    })
+    .await
+}
+
+pub struct CommitRequest {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation: i32,
+    /// (topic, partition, offset, leader epoch, metadata), already checked by the handler.
+    pub offsets: Vec<(String, i32, i64, i32, String)>,
+}
+
+/// OffsetCommit of partitions the handler has already validated. The whole
+/// request succeeds or fails together: it is one batch in the log.
+pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let now = now_ms();
+        let check = |g: &mut state::Group| {
+            g.check_commit(
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation,
+                now,
+            )
+        };
+        let checked = if request.generation < 0 {
+            c.with_group_or_new(&id, check)
+        } else {
+            c.with_group(&id, check).unwrap_or(Err(ErrorCode::IllegalGeneration))
+        };
+        checked?;
+        let entries = request
+            .offsets
+            .into_iter()
+            .map(|(topic, partition, offset, leader_epoch, metadata)| Entry {
+                key: Key::Offset {
+                    group: id.clone(),
+                    topic,
+                    partition,
+                },
+                value: Some(Value::Offset(OffsetValue {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now,
+                })),
+            })
+            .collect();
+        c.write(&id, entries).await
+    })
+    .await
+    .err()
+    .unwrap_or(ErrorCode::None)
+}
+
+/// A committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// OffsetFetch: the requested partitions (offset -1 where nothing is
+/// committed), or with `None` every partition the group has committed.
+pub async fn fetch_offsets(
+    group_id: String,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<CommittedOffset>, ErrorCode> {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let committed = c
+            .with_group(&id, |g| {
+                g.offsets.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()
+            })
+            .unwrap_or_else(BTreeMap::new);
+        let found = |topic: &str, partition: i32| {
+            let value = committed.get(&(topic.to_string(), partition));
+            CommittedOffset {
+                topic: topic.to_string(),
+                partition,
+                offset: value.map_or(-1, |v| v.offset),
+                leader_epoch: value.map_or(-1, |v| v.leader_epoch),
+                metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
+            }
+        };
+        Ok(match wanted {
+            Some(topics) => topics
+                .iter()
+                .flat_map(|(topic, partitions)| partitions.iter().map(|p| found(topic, *p)))
+                .collect(),
+            None => committed.keys().map(|(topic, p)| found(topic, *p)).collect(),
+        })
+    })
+    .await
+}
+
+/// What ListGroups shows of a group.
+#[derive(Debug, Clone)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// Every group of every shard.
+pub async fn list_groups() -> Vec<GroupListing> {
+    if coordinator::offsets_partitions().is_none() {
+        return Vec::new();
+    }
+    let per_shard = (0..runtime::shard_count()).map(|shard| {
+        submit_to(shard, || async {
+            let c = coordinator::local();
+            c.group_ids()
+                .into_iter()
+                .filter_map(|id| {
+                    c.with_group(&id, |g| GroupListing {
+                        group_id: g.id.clone(),
+                        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                        state: g.state,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut groups: Vec<GroupListing> = futures_util::future::join_all(per_shard)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .collect();
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    groups
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+/// DescribeGroups for one group; an unknown group is "Dead", as in Kafka.
+pub async fn describe(group_id: String) -> Result<GroupDescription, ErrorCode> {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let described = c.with_group(&id, |g| GroupDescription {
+            state: g.state.name().to_string(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: g.protocol.clone().unwrap_or_default(),
+            members: g
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m.metadata_for(g.protocol.as_deref()),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        });
+        Ok(described.unwrap_or_else(|| GroupDescription {
+            state: "Dead".to_string(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }))
+    })
+    .await
+}
+
+/// DeleteGroups for one group: only a group without members can go.
+pub async fn delete_group(group_id: String) -> ErrorCode {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let entries = c
+            .with_group(&id, |g| {
+                if !g.is_empty() {
+                    return Err(ErrorCode::NonEmptyGroup);
+                }
+                let mut entries: Vec<Entry> = g
+                    .offsets
+                    .keys()
+                    .map(|(topic, partition)| Entry {
+                        key: Key::Offset {
+                            group: id.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        },
+                        value: None,
+                    })
+                    .collect();
+                entries.push(Entry {
+                    key: Key::Group { group: id.clone() },
+                    value: None,
+                });
+                Ok(entries)
+            })
+            .ok_or(ErrorCode::GroupIdNotFound)??;
+        c.write(&id, entries).await
+    })
+    .await
+    .err()
+    .unwrap_or(ErrorCode::None)
+}
+
+/// OffsetDelete: removes committed offsets of topics the group does not
+/// subscribe to. Per partition: NONE or GROUP_SUBSCRIBED_TO_TOPIC.
+pub async fn delete_offsets(group_id: String, partitions: Vec<(String, i32)>) -> Result<Vec<ErrorCode>, ErrorCode> {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let subscribed = c
+            .with_group(&id, |g| g.subscribed_topics())
+            .ok_or(ErrorCode::GroupIdNotFound)?;
+        let codes: Vec<ErrorCode> = partitions
+            .iter()
+            .map(|(topic, _)| {
+                if subscribed.contains(topic) {
+                    ErrorCode::GroupSubscribedToTopic
+                } else {
+                    ErrorCode::None
+                }
+            })
+            .collect();
+        let entries: Vec<Entry> = partitions
+            .iter()
+            .zip(&codes)
+            .filter(|(_, code)| **code == ErrorCode::None)
+            .map(|((topic, partition), _)| Entry {
+                key: Key::Offset {
+                    group: id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                },
+                value: None,
+            })
+            .collect();
+        if !entries.is_empty() {
+            c.write(&id, entries).await?;
+        }
+        Ok(codes)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_on_kafkas_partitions() {
+        // Java: "my-group".hashCode() == -1906497762, and Utils.abs masks the sign bit.
+        assert_eq!(partition_for("my-group", 50), 36);
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert_eq!(partition_for("console-consumer-12345", 50), 6);
+        assert_eq!(partition_for("", 50), 0);
+    }
+}

@@ -1,0 +1,19 @@
+//! Heartbeat: keeps a member's session alive and tells it when to rejoin.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use super::{Malformed, RequestHeader, Response, decode, encode_response};
+use crate::group;
+
+pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
+    let request: HeartbeatRequest = decode(body, header.api_version)?;
+    let code = group::heartbeat(
+        request.group_id.0.to_string(),
+        request.member_id.to_string(),
+        request.group_instance_id.as_ref().map(|s| s.to_string()),
+        request.generation_id,
+    )
+    .await;
+    encode_response(header, &HeartbeatResponse::default().with_error_code(code.code()))
+}

@@ -1,0 +1,237 @@
+"""Consumer groups with real clients: assignment, rebalances, committed offsets."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from clients import create_topic, produce
+
+# A short initial delay and session floor keep the tests quick; the behaviour is Kafka's.
+GROUP_CONFIG = '"group.initial.rebalance.delay.ms" = 300\n"group.min.session.timeout.ms" = 1000\n'
+MEMBER = Path(__file__).parent / "group_member.py"
+
+
+def member(broker, group, **conf):
+    return Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **conf})
+
+
+def assignment(c):
+    return sorted(tp.partition for tp in c.assignment())
+
+
+def poll_all(consumers, until, timeout_s=30):
+    """Polls every consumer in turn; returns {index: [(partition, offset, value)]} once `until(got)`."""
+    got = {i: [] for i in range(len(consumers))}
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for i, c in enumerate(consumers):
+            for m in c.consume(500, 0.05):
+                if m.error() is None:
+                    got[i].append((m.partition(), m.offset(), m.value()))
+                else:
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+        if until(got):
+            return got
+    raise AssertionError(f"timed out: {({i: len(v) for i, v in got.items()})}, "
+                         f"assignments {[assignment(c) for c in consumers]}")
+
+
+def total(got):
+    return sum(len(v) for v in got.values())
+
+
+def values(got):
+    return sorted(int(v) for msgs in got.values() for _, _, v in msgs)
+
+
+def produce_range(broker, topic, start, count):
+    produce(broker, topic, [(str(i).encode(), str(i).encode()) for i in range(start, start + count)])
+
+
+def test_three_members_share_six_partitions_exactly_once(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "g3", partitions=6)
+    produce_range(broker, "g3", 0, 3000)
+    consumers = [member(broker, "three") for _ in range(3)]
+    for c in consumers:
+        c.subscribe(["g3"])
+    got = poll_all(consumers, lambda g: total(g) >= 3000)
+    assignments = [assignment(c) for c in consumers]
+    assert sorted(p for a in assignments for p in a) == list(range(6)), assignments
+    assert all(len(a) == 2 for a in assignments), assignments
+    assert values(got) == list(range(3000)), "every message exactly once"
+    for i, c in enumerate(consumers):
+        assert {p for p, _, _ in got[i]} <= set(assignments[i])
+        c.close()
+
+
+def test_leave_join_and_two_groups(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "lj", partitions=6)
+    produce_range(broker, "lj", 0, 600)
+    a, b, c = (member(broker, "lj-group") for _ in range(3))
+    other = member(broker, "lj-other")
+    for x in (a, b, c, other):
+        x.subscribe(["lj"])
+    poll_all([a, b, c], lambda g: total(g) >= 600)
+    # A member leaves (LeaveGroup on close, offsets committed): the others take over with no loss.
+    c.close()
+    produce_range(broker, "lj", 600, 600)
+    got = poll_all([a, b], lambda g: total(g) >= 600 and len(assignment(a)) + len(assignment(b)) == 6)
+    assert values(got) == list(range(600, 1200)), "the two survivors read each new message once"
+    # A member joins: the group rebalances to three again.
+    d = member(broker, "lj-group")
+    d.subscribe(["lj"])
+    produce_range(broker, "lj", 1200, 600)
+    got = poll_all([a, b, d], lambda g: total(g) >= 600 and all(assignment(x) for x in (a, b, d)))
+    assert sorted(p for x in (a, b, d) for p in assignment(x)) == list(range(6))
+    assert set(values(got)) >= set(range(1200, 1800))
+    # Another group on the same topic receives everything, independently.
+    got = poll_all([other], lambda g: total(g) >= 1800)
+    assert values(got) == list(range(1800))
+    for x in (a, b, d, other):
+        x.close()
+
+
+def test_killed_member_is_replaced_after_its_session_timeout(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "kill", partitions=6)
+    survivor = member(broker, "kill-group", **{"session.timeout.ms": 2000, "heartbeat.interval.ms": 300})
+    survivor.subscribe(["kill"])
+    victim = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "kill-group", "kill"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        poll_all([survivor], lambda g: len(assignment(survivor)) == 3, timeout_s=30)
+        victim.kill()
+        victim.wait()
+        killed_at = time.time()
+        produce_range(broker, "kill", 0, 600)
+        got = poll_all([survivor], lambda g: total(g) >= 600 and len(assignment(survivor)) == 6, timeout_s=30)
+        took = time.time() - killed_at
+        assert values(got) == list(range(600))
+        assert 1.5 <= took <= 15, f"reassigned after {took:.1f}s; the session timeout is 2s"
+    finally:
+        victim.kill()
+        survivor.close()
+
+
+def test_committed_offsets_survive_consumer_restart_broker_restart_and_kill9(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "commits", partitions=3)
+    produce_range(broker, "commits", 0, 300)
+
+    def consume_new(expected):
+        c = member(broker, "committer", **{"enable.auto.commit": False})
+        c.subscribe(["commits"])
+        got = poll_all([c], lambda g: total(g) >= expected)
+        time.sleep(0.5)  # nothing beyond the committed position may arrive
+        for m in c.consume(1000, 0.5):
+            if m.error() is None:
+                got[0].append((m.partition(), m.offset(), m.value()))
+        c.commit(asynchronous=False)
+        c.close()
+        return values(got)
+
+    assert consume_new(300) == list(range(300))
+    produce_range(broker, "commits", 300, 100)
+    assert consume_new(100) == list(range(300, 400)), "a restarted consumer resumes at its commit"
+    broker.restart()
+    produce_range(broker, "commits", 400, 100)
+    assert consume_new(100) == list(range(400, 500)), "commits survive a broker restart"
+    broker.kill9()
+    broker.start()
+    produce_range(broker, "commits", 500, 100)
+    assert consume_new(100) == list(range(500, 600)), "commits survive kill -9"
+    committed = member(broker, "committer").committed([TopicPartition("commits", p) for p in range(3)], timeout=10)
+    assert sum(tp.offset for tp in committed) == 600
+
+
+def test_static_member_restart_causes_no_rebalance(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "static", partitions=4)
+    rebalances = []
+    steady = member(broker, "static-group", **{"group.instance.id": "steady"})
+    steady.subscribe(["static"], on_assign=lambda c, p: rebalances.append("assign"),
+                     on_revoke=lambda c, p: rebalances.append("revoke"))
+    conf = ["group.instance.id=restarting", "session.timeout.ms=6000"]
+    first = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "static-group", "static", *conf],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        poll_all([steady], lambda g: len(assignment(steady)) == 2, timeout_s=30)
+        assert json.loads(first.stdout.readline())["assigned"]
+        before = list(rebalances)
+        first.stdin.close()  # a static member closes without leaving the group
+        first.wait(timeout=20)
+        second = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "static-group", "static", *conf],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert len(json.loads(second.stdout.readline())["assigned"]) == 2
+            poll_all([steady], lambda g: True, timeout_s=3)
+            time.sleep(2)
+            poll_all([steady], lambda g: True, timeout_s=1)
+            assert rebalances == before, f"the steady member saw a rebalance: {rebalances}"
+            assert len(assignment(steady)) == 2
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+        steady.close()
+
+
+def test_cooperative_sticky_rebalances_incrementally(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "coop", partitions=6)
+    events = {0: [], 1: []}
+
+    def tracker(i):
+        return {"on_assign": lambda c, p: events[i].append(("assign", sorted(x.partition for x in p))),
+                "on_revoke": lambda c, p: events[i].append(("revoke", sorted(x.partition for x in p)))}
+
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = member(broker, "coop-group", **conf)
+    a.subscribe(["coop"], **tracker(0))
+    poll_all([a], lambda g: len(assignment(a)) == 6)
+    b = member(broker, "coop-group", **conf)
+    b.subscribe(["coop"], **tracker(1))
+    poll_all([a, b], lambda g: len(assignment(a)) == 3 and len(assignment(b)) == 3)
+    revoked = [p for kind, ps in events[0] if kind == "revoke" for p in ps]
+    assert len(revoked) == 3, f"only the moved partitions are revoked: {events[0]}"
+    assert sorted(assignment(a) + assignment(b)) == list(range(6))
+    a.close()
+    b.close()
+
+
+def test_admin_lists_describes_and_deletes_groups(make_broker):
+    broker = make_broker(GROUP_CONFIG)
+    create_topic(broker, "adm", partitions=2)
+    produce_range(broker, "adm", 0, 10)
+    c = member(broker, "adm-group")
+    c.subscribe(["adm"])
+    poll_all([c], lambda g: total(g) >= 10)
+    c.commit(asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = admin.list_consumer_groups().result(timeout=10)
+    assert [g.group_id for g in listed.valid] == ["adm-group"]
+    described = admin.describe_consumer_groups(["adm-group"])["adm-group"].result(timeout=10)
+    assert str(described.state).endswith("STABLE")
+    assert len(described.members) == 1
+    assert sorted(tp.partition for tp in described.members[0].assignment.topic_partitions) == [0, 1]
+    # A group with members cannot be deleted; an empty one can, with its offsets.
+    futures = admin.delete_consumer_groups(["adm-group"])
+    try:
+        futures["adm-group"].result(timeout=10)
+        raise AssertionError("deleting a group with members must fail")
+    except Exception as e:  # noqa: BLE001 — the client raises KafkaException
+        assert "NON_EMPTY_GROUP" in str(e), e
+    c.close()
+    admin.delete_consumer_groups(["adm-group"])["adm-group"].result(timeout=10)
+    assert admin.list_consumer_groups().result(timeout=10).valid == []
+    fresh = member(broker, "adm-group")
+    assert all(tp.offset < 0 for tp in fresh.committed([TopicPartition("adm", 0)], timeout=10))
+    fresh.close()
