@@ -870,3 +870,181 @@ impl Group {
         topics
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: GroupLimits = GroupLimits {
+        initial_rebalance_delay_ms: 100,
+        min_session_timeout_ms: 10,
+        max_session_timeout_ms: 100_000,
+        max_size: 3,
+    };
+
+    fn request(member_id: &str, instance: Option<&str>) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: instance.map(str::to_string),
+            client_id: "client".to_string(),
+            client_host: "/127.0.0.1".to_string(),
+            session_timeout_ms: 1000,
+            rebalance_timeout_ms: 5000,
+            protocol_type: "consumer".to_string(),
+            protocols: vec![("range".to_string(), Bytes::from_static(b"sub"))],
+            require_known_member_id: true,
+        }
+    }
+
+    fn now_result(reply: JoinReply) -> JoinResult {
+        match reply {
+            JoinReply::Now(r) => r,
+            JoinReply::Later(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn later(reply: JoinReply) -> oneshot::Receiver<JoinResult> {
+        match reply {
+            JoinReply::Later(rx) => rx,
+            JoinReply::Now(r) => panic!("expected to wait, got {:?}", r.error),
+        }
+    }
+
+    /// Joins a dynamic member the KIP-394 way; returns its id and pending answer.
+    fn join_new(g: &mut Group, now: i64) -> (String, oneshot::Receiver<JoinResult>) {
+        let first = now_result(g.join(request("", None), now));
+        assert_eq!(first.error, ErrorCode::MemberIdRequired);
+        let rx = later(g.join(request(&first.member_id, None), now));
+        (first.member_id, rx)
+    }
+
+    fn stable_group_of_three() -> (Group, Vec<String>) {
+        let mut g = Group::new("g".into(), LIMITS, 0);
+        let joined: Vec<_> = (0..3).map(|_| join_new(&mut g, 0)).collect();
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        g.tick(50);
+        assert_eq!(
+            g.state,
+            GroupState::PreparingRebalance,
+            "the initial delay holds the join open"
+        );
+        g.tick(100);
+        g.tick(200);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        let mut ids = Vec::new();
+        let mut leader_members = 0;
+        for (id, mut rx) in joined {
+            let result = rx.try_recv().unwrap().expect("answered");
+            assert_eq!((result.error, result.generation), (ErrorCode::None, 1));
+            leader_members += result.members.len();
+            ids.push(id);
+        }
+        assert_eq!(leader_members, 3, "only the leader gets the member list");
+        let leader = g.leader.clone().unwrap();
+        let assignments = ids.iter().map(|id| (id.clone(), Bytes::from(id.clone()))).collect();
+        match g.sync(&leader, None, 1, assignments, 200) {
+            SyncReply::Later(mut rx) => assert_eq!(rx.try_recv().unwrap().unwrap().assignment, leader),
+            SyncReply::Now(r) => panic!("leader answered early: {:?}", r.error),
+        }
+        assert_eq!(g.state, GroupState::Stable);
+        assert!(g.take_dirty(), "a stable group is stored");
+        (g, ids)
+    }
+
+    #[test]
+    fn three_members_join_sync_and_get_their_assignment() {
+        let (mut g, ids) = stable_group_of_three();
+        for id in &ids {
+            match g.sync(id, None, 1, Vec::new(), 300) {
+                SyncReply::Now(r) => assert_eq!(r.assignment, Bytes::from(id.clone())),
+                SyncReply::Later(_) => panic!("stable group answers at once"),
+            }
+        }
+        let overflow = now_result(g.join(request("", None), 300));
+        assert_eq!(overflow.error, ErrorCode::GroupMaxSizeReached);
+    }
+
+    #[test]
+    fn a_silent_member_expires_and_the_rest_rebalance() {
+        let (mut g, ids) = stable_group_of_three();
+        for id in &ids[..2] {
+            assert_eq!(g.heartbeat(id, None, 1, 900), ErrorCode::None);
+        }
+        g.tick(1300); // ids[2] last heard of at 200, session 1000 ms
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert!(!g.members.contains_key(&ids[2]));
+        assert_eq!(g.heartbeat(&ids[0], None, 1, 1300), ErrorCode::RebalanceInProgress);
+        assert_eq!(g.heartbeat(&ids[2], None, 1, 1300), ErrorCode::UnknownMemberId);
+        let mut a = later(g.join(request(&ids[0], None), 1300));
+        let mut b = later(g.join(request(&ids[1], None), 1300));
+        assert_eq!(
+            g.state,
+            GroupState::CompletingRebalance,
+            "all remaining members rejoined"
+        );
+        assert_eq!(a.try_recv().unwrap().unwrap().generation, 2);
+        assert_eq!(b.try_recv().unwrap().unwrap().generation, 2);
+        assert_eq!(g.heartbeat(&ids[0], None, 1, 1300), ErrorCode::IllegalGeneration);
+    }
+
+    #[test]
+    fn leaving_members_empty_the_group() {
+        let (mut g, ids) = stable_group_of_three();
+        for id in &ids {
+            assert_eq!(g.leave(id, None, 300), ErrorCode::None);
+        }
+        assert_eq!(g.state, GroupState::Empty);
+        assert_eq!(g.leave(&ids[0], None, 300), ErrorCode::UnknownMemberId);
+        assert!(
+            g.check_commit("", None, -1, 300).is_ok(),
+            "an empty group takes admin commits"
+        );
+    }
+
+    #[test]
+    fn a_static_member_rejoining_a_stable_group_causes_no_rebalance() {
+        let mut g = Group::new("g".into(), LIMITS, 0);
+        let mut rx = later(g.join(request("", Some("instance-1")), 0));
+        g.tick(200);
+        let first = rx.try_recv().unwrap().unwrap();
+        let old_id = first.member_id.clone();
+        let _ = g.sync(
+            &old_id,
+            Some("instance-1"),
+            1,
+            vec![(old_id.clone(), Bytes::from_static(b"a"))],
+            200,
+        );
+        assert_eq!(g.state, GroupState::Stable);
+        let again = now_result(g.join(request("", Some("instance-1")), 300));
+        assert_eq!((again.error, again.generation), (ErrorCode::None, 1));
+        assert_ne!(again.member_id, old_id);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(
+            g.heartbeat(&old_id, Some("instance-1"), 1, 300),
+            ErrorCode::FencedInstanceId
+        );
+        assert_eq!(
+            g.heartbeat(&again.member_id, Some("instance-1"), 1, 300),
+            ErrorCode::None
+        );
+    }
+
+    #[test]
+    fn the_protocol_all_members_support_wins_the_vote() {
+        let mut g = Group::new("g".into(), LIMITS, 0);
+        let mut a = request("", None);
+        a.require_known_member_id = false;
+        a.protocols = vec![("roundrobin".into(), Bytes::new()), ("range".into(), Bytes::new())];
+        let mut b = a.clone();
+        b.protocols = vec![("range".into(), Bytes::new()), ("sticky".into(), Bytes::new())];
+        let _a = later(g.join(a, 0));
+        let _b = later(g.join(b, 0));
+        g.tick(500); // a member joined during the initial delay: it is extended once
+        g.tick(700);
+        assert_eq!(g.protocol.as_deref(), Some("range"));
+        let mut c = request("", None);
+        c.protocols = vec![("sticky".into(), Bytes::new())];
+        assert_eq!(now_result(g.join(c, 500)).error, ErrorCode::InconsistentGroupProtocol);
+    }
+}
