@@ -79,9 +79,12 @@ impl GroupConfig {
             "offsets.topic.segment.bytes" => {
                 parse_num::<u64>(key, value).map(|n| self.offsets_topic_segment_bytes = n.max(1024))
             }
-            "offsets.retention.minutes" => {
-                parse_num::<i64>(key, value).map(|m| self.offsets_retention_ms = m.saturating_mul(60_000))
-            }
+            // Kafka takes whole minutes; fractions are accepted too (tests use seconds).
+            "offsets.retention.minutes" => parse_num::<f64>(key, value).and_then(|m| {
+                (m.is_finite() && m > 0.0)
+                    .then(|| self.offsets_retention_ms = (m * 60_000.0) as i64)
+                    .ok_or_else(|| format!("{key} must be positive"))
+            }),
             "offsets.retention.check.interval.ms" => {
                 parse_num::<u64>(key, value).map(|ms| self.offsets_retention_check_interval_ms = ms.max(1))
             }

@@ -235,3 +235,53 @@ def test_admin_lists_describes_and_deletes_groups(make_broker):
     fresh = member(broker, "adm-group")
     assert all(tp.offset < 0 for tp in fresh.committed([TopicPartition("adm", 0)], timeout=10))
     fresh.close()
+
+
+def offsets_log_bytes(broker):
+    return sum(f.stat().st_size for f in broker.data_dir.glob("__consumer_offsets-*/*.log"))
+
+
+def test_offsets_topic_is_compacted_and_reloads(make_broker):
+    config = GROUP_CONFIG + '"offsets.topic.num.partitions" = 1\n"offsets.topic.segment.bytes" = 65536\n'
+    broker = make_broker(config)
+    create_topic(broker, "compact", partitions=2)
+    c = member(broker, "compactor", **{"enable.auto.commit": False})
+    c.assign([TopicPartition("compact", 0), TopicPartition("compact", 1)])
+    largest = 0
+    for i in range(3000):
+        c.commit(offsets=[TopicPartition("compact", i % 2, i)], asynchronous=False)
+        if i % 100 == 0:
+            largest = max(largest, offsets_log_bytes(broker))
+    c.close()
+    assert largest < 4 * 65536, f"__consumer_offsets grew to {largest} bytes; 3000 commits are ~360 KB"
+    assert "compacted __consumer_offsets" in broker.log()
+    broker.restart()
+    c = member(broker, "compactor")
+    committed = c.committed([TopicPartition("compact", 0), TopicPartition("compact", 1)], timeout=10)
+    assert [tp.offset for tp in committed] == [2998, 2999]
+    c.close()
+
+
+def test_offsets_expire_after_retention_once_the_group_is_empty(make_broker):
+    config = GROUP_CONFIG + '"offsets.retention.minutes" = 0.05\n"offsets.retention.check.interval.ms" = 200\n'
+    broker = make_broker(config)
+    create_topic(broker, "expire", partitions=1)
+    produce_range(broker, "expire", 0, 10)
+    active = member(broker, "active-group", **{"enable.auto.commit": False})
+    active.subscribe(["expire"])
+    poll_all([active], lambda g: total(g) >= 10)
+    active.commit(asynchronous=False)
+    standalone = member(broker, "standalone-group")
+    standalone.commit(offsets=[TopicPartition("expire", 0, 7)], asynchronous=False)
+    standalone.close()
+    time.sleep(4)  # past the 3 s retention
+    poll_all([active], lambda g: True, timeout_s=1)
+    assert active.committed([TopicPartition("expire", 0)], timeout=10)[0].offset == 10, \
+        "a group with members keeps its offsets"
+    probe = member(broker, "standalone-group")
+    assert probe.committed([TopicPartition("expire", 0)], timeout=10)[0].offset < 0, "expired 3 s after commit"
+    probe.close()
+    active.close()
+    time.sleep(4)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    assert admin.list_consumer_groups().result(timeout=10).valid == [], "empty groups go once their offsets expire"
