@@ -13,6 +13,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod group;

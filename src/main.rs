@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the broker. With no flags: listener 127.0.0.1:9092, data in ./data, one shard per core.
     Serve(ServeArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
+    Groups(sluice::cli::groups::GroupsArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +86,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Groups(args) => sluice::cli::groups::run(args),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e:#}");

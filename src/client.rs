@@ -1,0 +1,80 @@
+//! A small blocking Kafka client for the `sluice` command-line tools: one
+//! connection, one request at a time, encoded with the same codec the broker
+//! uses. Not used by the broker itself.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// Largest response the tools accept; Fetch is never sent.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+const CLIENT_ID: &str = "sluice-cli";
+
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    pub fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let addr = bootstrap
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {bootstrap}"))?
+            .next()
+            .with_context(|| format!("{bootstrap} resolves to no address"))?;
+        let stream =
+            TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("cannot connect to {bootstrap}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header.encode(&mut frame, R::header_version(version))?;
+        request.encode(&mut frame, version)?;
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&frame).context("sending the request")?;
+
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).context("reading the response")?;
+        let size = i32::from_be_bytes(size);
+        if size < 0 || size as usize > RESPONSE_BYTES_MAX {
+            bail!("the broker sent a response of {size} bytes");
+        }
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body).context("reading the response")?;
+        let mut body = Bytes::from(body);
+        let response_header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if response_header.correlation_id != self.correlation_id {
+            bail!(
+                "response to request {} arrived for {}",
+                response_header.correlation_id,
+                self.correlation_id
+            );
+        }
+        let response = R::Response::decode(&mut body, version)?;
+        if body.has_remaining() {
+            bail!("{} bytes left after the response", body.remaining());
+        }
+        Ok(response)
+    }
+}
