@@ -48,6 +48,9 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group.max.size`.
     pub max_size: usize,
+    /// KIP-848 groups: `group.consumer.session.timeout.ms` and `group.consumer.heartbeat.interval.ms`.
+    pub consumer_session_timeout_ms: i64,
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -62,6 +65,8 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
             max_size: i32::MAX as usize,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5000,
         }
     }
 }
@@ -95,6 +100,12 @@ impl GroupConfig {
             "group.min.session.timeout.ms" => parse_num(key, value).map(|ms| self.min_session_timeout_ms = ms),
             "group.max.session.timeout.ms" => parse_num(key, value).map(|ms| self.max_session_timeout_ms = ms),
             "group.max.size" => parse_num::<usize>(key, value).map(|n| self.max_size = n.max(1)),
+            "group.consumer.session.timeout.ms" => {
+                parse_num::<i64>(key, value).map(|ms| self.consumer_session_timeout_ms = ms.max(1))
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                parse_num::<i32>(key, value).map(|ms| self.consumer_heartbeat_interval_ms = ms.max(1))
+            }
             _ => return None,
         };
         Some(result)

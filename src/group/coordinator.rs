@@ -236,10 +236,9 @@ impl Coordinator {
     /// A group with no members, no offsets and no stored record leaves no trace.
     fn forget_if_unused(&self, group_id: &str) {
         let mut groups = self.groups.borrow_mut();
-        if groups
-            .get(group_id)
-            .is_some_and(|g| g.is_empty() && g.offsets.is_empty() && g.record_offset < 0 && g.generation == 0)
-        {
+        if groups.get(group_id).is_some_and(|g| {
+            g.is_empty() && g.offsets.is_empty() && g.record_offset < 0 && g.generation == 0 && g.consumer.is_none()
+        }) {
             groups.remove(group_id);
         }
     }
@@ -449,7 +448,7 @@ impl Coordinator {
         let retention = self.config.offsets_retention_ms;
         let mut work = Vec::new();
         for group in self.groups.borrow().values() {
-            if !group.members.is_empty() {
+            if !group.is_empty() {
                 continue;
             }
             let group_expired = group.protocol_type.is_some() && now - group.state_since_ms >= retention;

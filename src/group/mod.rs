@@ -8,6 +8,7 @@
 //! the per-shard owner of groups and of the offsets partitions' writers,
 //! `records` the stored format.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod records;
 pub mod state;
@@ -24,8 +25,8 @@ use crate::model::{ErrorCode, now_ms};
 use crate::runtime::{self, submit_to};
 use coordinator::{Coordinator, Entry, Value};
 use records::{Key, OffsetValue};
-pub use state::{GroupState, JoinRequest, JoinResult, JoinedMember, SyncResult};
 use state::{JoinReply, SyncReply};
+pub use state::{JoinRequest, JoinResult, JoinedMember, SyncResult};
 
 pub const OFFSETS_TOPIC: &str = crate::model::INTERNAL_TOPICS[0];
 
@@ -268,7 +269,9 @@ pub async fn fetch_offsets(
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    pub state: &'static str,
+    /// "classic" or "consumer".
+    pub group_type: &'static str,
 }
 
 /// Every group of every shard.
@@ -284,8 +287,12 @@ pub async fn list_groups() -> Vec<GroupListing> {
                 .filter_map(|id| {
                     c.with_group(&id, |g| GroupListing {
                         group_id: g.id.clone(),
-                        protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                        state: g.state,
+                        protocol_type: match &g.consumer {
+                            Some(_) => "consumer".to_string(),
+                            None => g.protocol_type.clone().unwrap_or_default(),
+                        },
+                        state: g.state_name(),
+                        group_type: g.type_name(),
                     })
                 })
                 .collect::<Vec<_>>()
@@ -323,7 +330,7 @@ pub async fn describe(group_id: String) -> Result<GroupDescription, ErrorCode> {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
         let described = c.with_group(&id, |g| GroupDescription {
-            state: g.state.name().to_string(),
+            state: g.state_name().to_string(),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: g.protocol.clone().unwrap_or_default(),
             members: g
@@ -419,6 +426,77 @@ pub async fn delete_offsets(group_id: String, partitions: Vec<(String, i32)>) ->
             c.write(&id, entries).await?;
         }
         Ok(codes)
+    })
+    .await
+}
+
+/// ConsumerGroupHeartbeat (KIP-848). A group without classic members becomes
+/// (or stays) a consumer group; one with classic members refuses.
+pub async fn consumer_heartbeat(
+    group_id: String,
+    request: consumer::HeartbeatRequest,
+) -> Result<consumer::HeartbeatResponse, (ErrorCode, String)> {
+    let id = group_id.clone();
+    let result = on_coordinator(&group_id, move |c| async move {
+        let metadata = shard::local().metadata();
+        let partitions_of = |topic: &str| metadata.topics.get(topic).map(|t| t.partitions);
+        let config = c.config().clone();
+        Ok(c.with_group_or_new(&id, |g| {
+            if !g.members.is_empty() {
+                return Err((
+                    ErrorCode::GroupIdNotFound,
+                    format!("group '{id}' is not a consumer group"),
+                ));
+            }
+            let consumer = g.consumer.get_or_insert_with(|| {
+                consumer::ConsumerGroup::new(config.consumer_session_timeout_ms, config.max_size)
+            });
+            consumer.heartbeat(request, &partitions_of, now_ms())
+        }))
+    })
+    .await;
+    result.map_err(|code| (code, String::new()))?
+}
+
+/// What ConsumerGroupDescribe shows of one member.
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberDescription {
+    pub member: consumer::Member,
+    pub target: consumer::Assignment,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+/// ConsumerGroupDescribe for one group: GROUP_ID_NOT_FOUND unless it is a consumer group.
+pub async fn consumer_describe(group_id: String) -> Result<ConsumerGroupDescription, ErrorCode> {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        c.with_group(&id, |g| {
+            let consumer = g.consumer.as_ref()?;
+            Some(ConsumerGroupDescription {
+                state: consumer.state_name(),
+                epoch: consumer.epoch,
+                assignment_epoch: consumer.assignment_epoch,
+                assignor: consumer.assignor.clone(),
+                members: consumer
+                    .members
+                    .values()
+                    .map(|m| ConsumerMemberDescription {
+                        member: m.clone(),
+                        target: consumer.target.get(&m.id).cloned().unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+        })
+        .flatten()
+        .ok_or(ErrorCode::GroupIdNotFound)
     })
     .await
 }

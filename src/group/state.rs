@@ -191,6 +191,8 @@ pub struct Group {
     pub record_offset: i64,
     dirty: bool,
     limits: GroupLimits,
+    /// Set when the group speaks KIP-848's consumer protocol instead of the classic one.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 fn new_member_id(prefix: &str) -> String {
@@ -216,6 +218,7 @@ impl Group {
             offsets: BTreeMap::new(),
             record_offset: -1,
             dirty: false,
+            consumer: None,
         }
     }
 
@@ -298,7 +301,23 @@ impl Group {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending_members.is_empty()
+        self.members.is_empty() && self.pending_members.is_empty() && !self.has_consumer_members()
+    }
+
+    pub fn has_consumer_members(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
+    }
+
+    /// "classic" or "consumer" (KIP-848), as ListGroups reports it.
+    pub fn type_name(&self) -> &'static str {
+        if self.consumer.is_some() { "consumer" } else { "classic" }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state_name(),
+            None => self.state.name(),
+        }
     }
 
     fn set_state(&mut self, state: GroupState, now_ms: i64) {
@@ -367,6 +386,9 @@ impl Group {
 
     fn validate_join(&self, request: &JoinRequest) -> Result<(), ErrorCode> {
         let limits = &self.limits;
+        if self.has_consumer_members() {
+            return Err(ErrorCode::InconsistentGroupProtocol);
+        }
         if !(limits.min_session_timeout_ms..=limits.max_session_timeout_ms).contains(&request.session_timeout_ms) {
             return Err(ErrorCode::InvalidSessionTimeout);
         }
@@ -785,6 +807,11 @@ impl Group {
     /// Session and rebalance timeouts. Members parked in a JoinGroup or
     /// SyncGroup are not expired: they are waiting on the group, not silent.
     pub fn tick(&mut self, now_ms: i64) {
+        if let Some(consumer) = self.consumer.as_mut() {
+            for id in consumer.tick(now_ms) {
+                tracing::info!(group = %self.id, member = %id, "consumer group member timed out; removed");
+            }
+        }
         let expired: Vec<String> = self
             .members
             .values()
@@ -815,6 +842,9 @@ impl Group {
         now_ms: i64,
     ) -> Result<(), ErrorCode> {
         self.check_fenced(member_id, instance_id)?;
+        if let Some(consumer) = self.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            return consumer.check_commit(member_id, generation);
+        }
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
@@ -850,7 +880,13 @@ impl Group {
     /// The topics the members subscribe to, from the consumer protocol's
     /// subscription metadata (v0+: version, then an array of topic names).
     pub fn subscribed_topics(&self) -> Vec<String> {
-        let mut topics = Vec::new();
+        let mut topics: Vec<String> = self
+            .consumer
+            .iter()
+            .flat_map(|c| c.members.values().flat_map(|m| m.subscribed.iter().cloned()))
+            .collect();
+        topics.sort();
+        topics.dedup();
         if self.protocol_type.as_deref() != Some("consumer") {
             return topics;
         }

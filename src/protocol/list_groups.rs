@@ -7,30 +7,26 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
 use crate::group;
 
-/// Every group here speaks the classic protocol (KIP-848's "consumer" groups are not implemented).
-const GROUP_TYPE: &str = "classic";
-
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: ListGroupsRequest = decode(body, header.api_version)?;
     let version = header.api_version;
     let wants = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
         filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
     };
-    let classic_wanted = wants(&request.types_filter, GROUP_TYPE);
     let groups = group::list_groups()
         .await
         .into_iter()
-        .filter(|g| wants(&request.states_filter, g.state.name()))
-        .filter(|_| classic_wanted)
+        .filter(|g| wants(&request.states_filter, g.state))
+        .filter(|g| wants(&request.types_filter, g.group_type))
         .map(|g| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type));
             if version >= 4 {
-                listed.group_state = str_bytes(g.state.name());
+                listed.group_state = str_bytes(g.state);
             }
             if version >= 5 {
-                listed.group_type = str_bytes(GROUP_TYPE);
+                listed.group_type = str_bytes(g.group_type);
             }
             listed
         })

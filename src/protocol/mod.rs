@@ -4,6 +4,8 @@
 
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -60,6 +62,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -197,6 +201,8 @@ pub async fn handle(frame: BytesMut, client_host: std::rc::Rc<str>) -> Result<Op
         ApiKey::DescribeGroups => describe_groups::handle(&header, body).await?,
         ApiKey::DeleteGroups => delete_groups::handle(&header, body).await?,
         ApiKey::OffsetDelete => offset_delete::handle(&header, body).await?,
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(&header, body).await?,
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -238,6 +244,8 @@ mod tests {
             ApiKey::DescribeGroups => drop(decode::<DescribeGroupsRequest>(body, version)),
             ApiKey::DeleteGroups => drop(decode::<DeleteGroupsRequest>(body, version)),
             ApiKey::OffsetDelete => drop(decode::<OffsetDeleteRequest>(body, version)),
+            ApiKey::ConsumerGroupHeartbeat => drop(decode::<ConsumerGroupHeartbeatRequest>(body, version)),
+            ApiKey::ConsumerGroupDescribe => drop(decode::<ConsumerGroupDescribeRequest>(body, version)),
             ApiKey::Produce => drop(produce::parse(&body, version)),
             other => panic!("{other:?} is advertised but not decoded here"),
         }
