@@ -236,10 +236,10 @@ impl ConsumerGroup {
             Some(p) => (p.previous_epoch.max(0), p.assigned.clone()),
             None => (0, Assignment::new()),
         };
-        if let Some(old) = keep.as_ref().filter(|p| p.id != request.member_id) {
-            if let Some(target) = self.target.remove(&old.id) {
-                self.target.insert(request.member_id.clone(), target);
-            }
+        if let Some(old) = keep.as_ref().filter(|p| p.id != request.member_id)
+            && let Some(target) = self.target.remove(&old.id)
+        {
+            self.target.insert(request.member_id.clone(), target);
         }
         self.members.insert(
             request.member_id.clone(),
