@@ -18,6 +18,9 @@ def main():
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
             "session.timeout.ms": 2000, "heartbeat.interval.ms": 300}
     conf.update(kv.split("=", 1) for kv in extra)
+    if conf.get("group.protocol") == "consumer":
+        # KIP-848: the broker owns session timing; librdkafka refuses these settings.
+        del conf["session.timeout.ms"], conf["heartbeat.interval.ms"]
     consumer = Consumer(conf)
 
     def on_assign(c, partitions):
