@@ -9,6 +9,8 @@
 #   perf/bench-single-node.sh                          # 100-byte records
 #   SIZE=1000 RECORDS=3000000 perf/bench-single-node.sh
 #   BROKER_CONFIG='"fetch.send.method" = "splice"' perf/bench-single-node.sh
+#   GROUP=bench perf/bench-single-node.sh   # consume as a consumer group (subscribe,
+#                                           # heartbeats, auto-commit) instead of assign
 #
 # It also prints the page-cache floor: the system CPU of `dd` writing the same bytes to a
 # fresh file in the same run, the least any broker with an on-disk log pays on this host.
@@ -40,7 +42,12 @@ $PERF -P -t bench -b "127.0.0.1:$port" -s "$SIZE" -c "$RECORDS" -a 1 -q \
     -X queue.buffering.max.messages=2000000 -X queue.buffering.max.kbytes=1048576 2>&1 \
     | grep "messages produced" > "$work/produce.txt"
 c1=$(cpu_s)
-$PERF -C -t bench -b "127.0.0.1:$port" -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -o beginning -c "$RECORDS" -B 10000 -q \
+if [ -n "${GROUP:-}" ]; then
+    consumer=(-G "$GROUP" -X auto.offset.reset=earliest)
+else
+    consumer=(-C -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -o beginning)
+fi
+$PERF "${consumer[@]}" -t bench -b "127.0.0.1:$port" -c "$RECORDS" -B 10000 -q \
     -X queued.min.messages=10000000 -X queued.max.messages.kbytes=2097151 2>&1 \
     | grep "consumed in" > "$work/consume.txt"
 c2=$(cpu_s)

@@ -8,7 +8,7 @@ from clients import consume_all, create_topic, produce
 from test_groups import GROUP_CONFIG
 
 FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
-OFFSET_COMMIT, OFFSET_FETCH, DELETE_GROUPS = 8, 9, 42
+OFFSET_COMMIT, OFFSET_FETCH, DELETE_GROUPS, OFFSET_DELETE = 8, 9, 42, 47
 NONE, UNKNOWN_TOPIC_OR_PARTITION, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL = 0, 3, 22, 23
 INVALID_GROUP_ID, UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT = 24, 25, 26
 NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 68, 69
@@ -93,6 +93,20 @@ def delete_group(conn, group):
     return r.take(">h")
 
 
+def offset_delete(conn, group, topic, partitions):
+    """OffsetDelete v0; returns (error, {partition: error})."""
+    body = kwire.string(group) + struct.pack(">i", 1) + kwire.string(topic)
+    body += struct.pack(">i", len(partitions)) + b"".join(struct.pack(">i", p) for p in partitions)
+    conn.send(OFFSET_DELETE, 0, body)
+    r = Reader(conn.recv()[1])
+    error, _throttle = r.take(">hi")
+    result = {}
+    for _ in range(r.take(">i")):
+        r.string()
+        result.update(dict(r.take(">ih") for _ in range(r.take(">i"))))
+    return error, result
+
+
 def test_group_errors_follow_kafka_and_disturb_nobody(make_broker):
     broker = make_broker(GROUP_CONFIG)
     create_topic(broker, "known", partitions=2)
@@ -124,6 +138,10 @@ def test_group_errors_follow_kafka_and_disturb_nobody(make_broker):
         assert commit(conn, "raw", generation, member, "unknown-topic", [0]) == {0: UNKNOWN_TOPIC_OR_PARTITION}
         assert commit(conn, "raw", generation, member, "known", [0, 99]) == {0: NONE, 99: UNKNOWN_TOPIC_OR_PARTITION}
         assert fetch_offsets(conn, "raw", "known", [0, 1]) == {0: 5, 1: -1}
+        assert commit(conn, "raw", generation, member, "known", [1]) == {1: NONE}
+        assert offset_delete(conn, "raw", "known", [1, 7]) == (NONE, {1: NONE, 7: UNKNOWN_TOPIC_OR_PARTITION})
+        assert fetch_offsets(conn, "raw", "known", [0, 1]) == {0: 5, 1: -1}
+        assert offset_delete(conn, "never-existed", "known", [0])[0] == GROUP_ID_NOT_FOUND
 
         assert delete_group(conn, "raw") == NON_EMPTY_GROUP
         assert delete_group(conn, "never-existed") == GROUP_ID_NOT_FOUND

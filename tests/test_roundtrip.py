@@ -94,18 +94,8 @@ def test_compressed_batches_pass_through(broker, codec):
     topic = f"codec-{codec}"
     create_topic(broker, topic)
     values = [f"compressible value number {i} ".encode() * 4 for i in range(2000)]
-    if codec == "lz4":
-        # librdkafka enables lz4 only for brokers that advertise FindCoordinator
-        # (its feature map), which arrives with consumer groups: use kafka-python.
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="lz4", linger_ms=5)
-        for v in values:
-            producer.send(topic, value=v)
-        producer.flush(timeout=30)
-        producer.close()
-    else:
-        produce(broker, topic, [(None, v) for v in values], **{"compression.type": codec})
+    # librdkafka enables lz4 only for brokers that advertise FindCoordinator (its feature map).
+    produce(broker, topic, [(None, v) for v in values], **{"compression.type": codec})
     got = consume_all(broker, topic, 1, len(values))
     assert [m.value() for m in got] == values
     # Stored untouched: the segment holds the producer's compressed batches.

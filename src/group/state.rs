@@ -163,14 +163,6 @@ pub struct Committed {
     pub log_offset: i64,
 }
 
-/// The initial rebalance delay of an empty group (`group.initial.rebalance.delay.ms`):
-/// the join phase is held open, and extended while new members keep arriving.
-#[derive(Debug, Clone, Copy)]
-struct InitialDelay {
-    remaining_ms: i64,
-    new_member_added: bool,
-}
-
 pub struct Group {
     pub id: String,
     pub state: GroupState,
@@ -185,7 +177,11 @@ pub struct Group {
     /// Member ids handed out with MEMBER_ID_REQUIRED, with the time they expire.
     pending_members: HashMap<String, i64>,
     join_deadline_ms: i64,
-    initial_delay: Option<InitialDelay>,
+    /// The first join phase of an empty group is held open for
+    /// `group.initial.rebalance.delay.ms`, so members starting together land in
+    /// one generation. Unlike Kafka, the delay is not extended when more members
+    /// arrive during it: a simultaneous start takes one delay, not two.
+    in_initial_delay: bool,
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// Position of the newest group record in the log (-1: never written).
     pub record_offset: i64,
@@ -214,7 +210,7 @@ impl Group {
             static_members: HashMap::new(),
             pending_members: HashMap::new(),
             join_deadline_ms: 0,
-            initial_delay: None,
+            in_initial_delay: false,
             offsets: BTreeMap::new(),
             record_offset: -1,
             dirty: false,
@@ -497,9 +493,6 @@ impl Group {
         if self.leader.is_none() {
             self.leader = Some(member_id.clone());
         }
-        if let Some(delay) = self.initial_delay.as_mut() {
-            delay.new_member_added = true;
-        }
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now_ms);
         }
@@ -561,13 +554,10 @@ impl Group {
             .unwrap_or(0);
         if self.state == GroupState::Empty {
             let delay = self.limits.initial_rebalance_delay_ms.min(rebalance_timeout_ms);
-            self.initial_delay = Some(InitialDelay {
-                remaining_ms: rebalance_timeout_ms - delay,
-                new_member_added: false,
-            });
+            self.in_initial_delay = true;
             self.join_deadline_ms = now_ms + delay;
         } else {
-            self.initial_delay = None;
+            self.in_initial_delay = false;
             self.join_deadline_ms = now_ms + rebalance_timeout_ms;
         }
         self.set_state(GroupState::PreparingRebalance, now_ms);
@@ -578,22 +568,11 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        if let Some(delay) = self.initial_delay {
+        if self.in_initial_delay {
             if now_ms < self.join_deadline_ms {
                 return;
             }
-            if delay.new_member_added && delay.remaining_ms > 0 {
-                let extension = self.limits.initial_rebalance_delay_ms.min(delay.remaining_ms);
-                self.initial_delay = Some(InitialDelay {
-                    remaining_ms: delay.remaining_ms - extension,
-                    new_member_added: false,
-                });
-                self.join_deadline_ms = now_ms + extension;
-                return;
-            }
-            self.initial_delay = None;
-            self.complete_join(now_ms);
-            return;
+            self.in_initial_delay = false;
         }
         let all_joined = self.pending_members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
         if all_joined || now_ms >= self.join_deadline_ms {
@@ -1076,8 +1055,7 @@ mod tests {
         b.protocols = vec![("range".into(), Bytes::new()), ("sticky".into(), Bytes::new())];
         let _a = later(g.join(a, 0));
         let _b = later(g.join(b, 0));
-        g.tick(500); // a member joined during the initial delay: it is extended once
-        g.tick(700);
+        g.tick(500);
         assert_eq!(g.protocol.as_deref(), Some("range"));
         let mut c = request("", None);
         c.protocols = vec![("sticky".into(), Bytes::new())];
