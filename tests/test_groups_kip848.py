@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clients import create_topic
+from test_groups_cli import cli, rows
 from test_groups import GROUP_CONFIG, MEMBER, assignment, poll_all, produce_range, total, values
 
 CONFIG = GROUP_CONFIG + '"group.consumer.session.timeout.ms" = 3000\n"group.consumer.heartbeat.interval.ms" = 300\n'
@@ -29,6 +30,9 @@ def test_kip848_members_share_partitions_and_rebalance(make_broker):
     produce_range(broker, "k848", 0, 1200)
     got = poll_all([a, b, c], lambda g: total(g) >= 1200)
     assert values(got) == list(range(1200)), "each message once, no partition owned twice"
+    described = cli(broker, "describe", "new-protocol")
+    assert "KIP-848" in described and "3 members" in described, described
+    assert len({r[5] for r in rows(described, "new-protocol")}) == 3, "three consumers own the six partitions"
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     listed = admin.list_consumer_groups().result(timeout=10)

@@ -189,20 +189,75 @@ fn list_offsets(
     Ok(out)
 }
 
-fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
+/// A group's members as describe prints them: (member id, host, client id, partitions).
+type Members = Vec<(String, String, String, Vec<(String, i32)>)>;
+
+/// The members of a KIP-848 group, or `None` if the group is not one.
+fn consumer_group_members(client: &mut Client, group: &str) -> anyhow::Result<Option<(String, Members)>> {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let mut response = client.send(&request, 0)?;
+    let Some(described) = response.groups.pop() else {
+        return Ok(None);
+    };
+    if described.error_code != 0 {
+        return Ok(None);
+    }
+    let members = described
+        .members
+        .iter()
+        .map(|m| {
+            let partitions = m
+                .assignment
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.0.to_string(), *p)))
+                .collect();
+            (
+                m.member_id.to_string(),
+                m.client_host.to_string(),
+                m.client_id.to_string(),
+                partitions,
+            )
+        })
+        .collect();
+    let summary = format!(
+        "state {}, assignor {} (KIP-848), epoch {}",
+        described.group_state, described.assignor_name, described.group_epoch
+    );
+    Ok(Some((summary, members)))
+}
+
+/// The members of a group of either protocol, with a one-line summary of its state.
+fn group_members(client: &mut Client, group: &str) -> anyhow::Result<(String, Members)> {
+    if let Some(found) = consumer_group_members(client, group)? {
+        return Ok(found);
+    }
     let described = describe_group(client, group)?;
+    let members = described
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.client_host.to_string(),
+                m.client_id.to_string(),
+                assigned_partitions(&m.member_assignment),
+            )
+        })
+        .collect();
+    Ok((
+        format!("state {}, protocol {}", described.group_state, described.protocol_data),
+        members,
+    ))
+}
+
+fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
+    let (summary, members) = group_members(client, group)?;
     let committed = committed(client, group)?;
     let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
-    for m in &described.members {
-        for tp in assigned_partitions(&m.member_assignment) {
-            owners.insert(
-                tp,
-                (
-                    m.member_id.to_string(),
-                    m.client_host.to_string(),
-                    m.client_id.to_string(),
-                ),
-            );
+    for (member_id, host, client_id, partitions) in &members {
+        for tp in partitions {
+            owners.insert(tp.clone(), (member_id.clone(), host.clone(), client_id.clone()));
         }
     }
     let partitions: BTreeSet<(String, i32)> = committed.keys().chain(owners.keys()).cloned().collect();
@@ -211,18 +266,10 @@ fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
     } else {
         list_offsets(client, &partitions, LATEST)?
     };
-    if described.members.is_empty() {
-        println!(
-            "Consumer group '{group}' has no active members (state {}).",
-            described.group_state
-        );
+    if members.is_empty() {
+        println!("Consumer group '{group}' has no active members ({summary}).");
     } else {
-        println!(
-            "Consumer group '{group}': state {}, protocol {}, {} members.",
-            described.group_state,
-            described.protocol_data,
-            described.members.len()
-        );
+        println!("Consumer group '{group}': {summary}, {} members.", members.len());
     }
     println!(
         "\n{:<24} {:<24} {:>9} {:>15} {:>15} {:>8} {:<48} {:<16} CLIENT-ID",
@@ -249,14 +296,10 @@ fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
             client_id
         );
     }
-    for m in described
-        .members
-        .iter()
-        .filter(|m| assigned_partitions(&m.member_assignment).is_empty())
-    {
+    for (member_id, host, client_id, _) in members.iter().filter(|m| m.3.is_empty()) {
         println!(
             "{:<24} {:<24} {:>9} {:>15} {:>15} {:>8} {:<48} {:<16} {}",
-            group, "-", "-", "-", "-", "-", m.member_id, m.client_host, m.client_id
+            group, "-", "-", "-", "-", "-", member_id, host, client_id
         );
     }
     Ok(())
