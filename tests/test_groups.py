@@ -21,6 +21,12 @@ def member(broker, group, **conf):
                      "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **conf})
 
 
+def spawn_member(broker, group, topic, *conf):
+    """A confluent-kafka member in its own process (tests/group_member.py), to kill or restart."""
+    return subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, group, topic, *conf],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def assignment(c):
     return sorted(tp.partition for tp in c.assignment())
 
@@ -104,8 +110,7 @@ def test_killed_member_is_replaced_after_its_session_timeout(make_broker):
     create_topic(broker, "kill", partitions=6)
     survivor = member(broker, "kill-group", **{"session.timeout.ms": 2000, "heartbeat.interval.ms": 300})
     survivor.subscribe(["kill"])
-    victim = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "kill-group", "kill"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    victim = spawn_member(broker, "kill-group", "kill")
     try:
         poll_all([survivor], lambda g: len(assignment(survivor)) == 3, timeout_s=30)
         victim.kill()
@@ -160,16 +165,14 @@ def test_static_member_restart_causes_no_rebalance(make_broker):
     steady.subscribe(["static"], on_assign=lambda c, p: rebalances.append("assign"),
                      on_revoke=lambda c, p: rebalances.append("revoke"))
     conf = ["group.instance.id=restarting", "session.timeout.ms=6000"]
-    first = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "static-group", "static", *conf],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    first = spawn_member(broker, "static-group", "static", *conf)
     try:
         poll_all([steady], lambda g: len(assignment(steady)) == 2, timeout_s=30)
         assert json.loads(first.stdout.readline())["assigned"]
         before = list(rebalances)
         first.stdin.close()  # a static member closes without leaving the group
         first.wait(timeout=20)
-        second = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "static-group", "static", *conf],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        second = spawn_member(broker, "static-group", "static", *conf)
         try:
             assert len(json.loads(second.stdout.readline())["assigned"]) == 2
             poll_all([steady], lambda g: True, timeout_s=3)

@@ -1,8 +1,6 @@
 """KIP-848 consumer groups (`group.protocol=consumer`) with librdkafka: the
 broker assigns, members reconcile, commits carry the member epoch."""
 
-import subprocess
-import sys
 import time
 
 from confluent_kafka import Consumer, TopicPartition
@@ -10,7 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from clients import create_topic
 from test_groups_cli import cli, rows
-from test_groups import GROUP_CONFIG, MEMBER, assignment, poll_all, produce_range, total, values
+from test_groups import GROUP_CONFIG, assignment, poll_all, produce_range, spawn_member, total, values
 
 CONFIG = GROUP_CONFIG + '"group.consumer.session.timeout.ms" = 3000\n"group.consumer.heartbeat.interval.ms" = 300\n'
 
@@ -67,8 +65,7 @@ def test_kip848_dead_member_expires_after_the_session_timeout(make_broker):
     create_topic(broker, "k848-dead", partitions=4)
     survivor = member(broker, "dead-group")
     survivor.subscribe(["k848-dead"])
-    victim = subprocess.Popen([sys.executable, str(MEMBER), broker.bootstrap, "dead-group", "k848-dead",
-                               "group.protocol=consumer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    victim = spawn_member(broker, "dead-group", "k848-dead", "group.protocol=consumer")
     try:
         poll_all([survivor], lambda g: len(assignment(survivor)) == 2, timeout_s=30)
         victim.kill()  # no leave, no more heartbeats: the broker's session timeout (3 s) must notice
