@@ -236,9 +236,7 @@ impl Coordinator {
     /// A group with no members, no offsets and no stored record leaves no trace.
     fn forget_if_unused(&self, group_id: &str) {
         let mut groups = self.groups.borrow_mut();
-        if groups.get(group_id).is_some_and(|g| {
-            g.is_empty() && g.offsets.is_empty() && g.record_offset < 0 && g.generation == 0 && g.consumer.is_none()
-        }) {
+        if groups.get(group_id).is_some_and(Group::leaves_no_trace) {
             groups.remove(group_id);
         }
     }
@@ -427,6 +425,9 @@ impl Coordinator {
                 records.push((group.id.clone(), group.to_record()));
             }
         }
+        // Groups that were only ever probed (a JoinGroup never completed, a
+        // KIP-848 member that left) do not stay in memory.
+        self.groups.borrow_mut().retain(|_, g| !g.leaves_no_trace());
         for (group_id, value) in records {
             let entry = Entry {
                 key: Key::Group {

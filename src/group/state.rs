@@ -300,6 +300,12 @@ impl Group {
         self.members.is_empty() && self.pending_members.is_empty() && !self.has_consumer_members()
     }
 
+    /// No members, no offsets, nothing stored and nothing to store: forgetting
+    /// the group changes nothing a client could observe.
+    pub fn leaves_no_trace(&self) -> bool {
+        self.is_empty() && self.offsets.is_empty() && self.record_offset < 0 && self.generation == 0 && !self.dirty
+    }
+
     pub fn has_consumer_members(&self) -> bool {
         self.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
     }
