@@ -1009,6 +1009,32 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
+        let (mut g, ids) = stable_group_of_three();
+        let mut joined: Vec<_> = ids[..2]
+            .iter()
+            .map(|id| later(g.join(request(id, None), 300)))
+            .collect();
+        assert_eq!(
+            g.state,
+            GroupState::PreparingRebalance,
+            "the leader rejoining starts a rebalance"
+        );
+        // ids[2] keeps heartbeating (so its session lives) but never rejoins.
+        for now in [1000, 2000, 3000, 4000, 5000] {
+            assert_eq!(g.heartbeat(&ids[2], None, 1, now), ErrorCode::RebalanceInProgress);
+            g.tick(now);
+        }
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        g.tick(5301); // rebalance timeout 5000 ms from 300
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert!(!g.members.contains_key(&ids[2]));
+        for rx in &mut joined {
+            assert_eq!(rx.try_recv().unwrap().unwrap().generation, 2);
+        }
+    }
+
+    #[test]
     fn leaving_members_empty_the_group() {
         let (mut g, ids) = stable_group_of_three();
         for id in &ids {
