@@ -12,8 +12,10 @@
 #   GROUP=bench perf/bench-single-node.sh   # consume as a consumer group (subscribe,
 #                                           # heartbeats, auto-commit) instead of assign
 #
-# It also prints the page-cache floor: the system CPU of `dd` writing the same bytes to a
-# fresh file in the same run, the least any broker with an on-disk log pays on this host.
+# It also prints two floors measured in the same run: the system CPU of `dd` writing the
+# same bytes to a fresh file (the least any broker with an on-disk log pays to ingest on
+# this host), and the CPU of sendfile(2) sending them to a loopback reader
+# (perf/sendfile-floor.py: the least a zero-copy broker pays to serve them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-20000000}
@@ -59,11 +61,13 @@ c2=$(cpu_s)
 TIMEFORMAT=%S
 floor_sys_s=$( { time dd if=/dev/zero of="$work/floor" bs=1M \
     count=$(( RECORDS * SIZE / 1048576 )) status=none; } 2>&1 )
+# And the serve floor: sendfile of that (now cached) file to a loopback reader.
+serve_floor=$(python3 perf/sendfile-floor.py "$work/floor")
 rm -f "$work/floor"
 
-python3 - "$work" "$c0" "$c1" "$c2" "$RECORDS" "$SIZE" "$SHARDS" "$floor_sys_s" <<'PY'
+python3 - "$work" "$c0" "$c1" "$c2" "$RECORDS" "$SIZE" "$SHARDS" "$floor_sys_s" "$serve_floor" <<'PY'
 import re, sys
-work, c0, c1, c2, records, size, shards, floor = sys.argv[1], *map(float, sys.argv[2:9])
+work, c0, c1, c2, records, size, shards, floor, serve_floor = sys.argv[1], *map(float, sys.argv[2:10])
 gb = records * size / 1e9
 def rate(path):
     text = open(f"{work}/{path}").read()
@@ -74,4 +78,6 @@ print(f"produce: {p:>12,.0f} records/s {p * size / 1e6:>9.1f} MB/s  broker CPU {
 print(f"consume: {c:>12,.0f} records/s {c * size / 1e6:>9.1f} MB/s  broker CPU {(c2 - c1) / gb:.3f} s/GB served")
 print(f"floor:   dd of the same bytes to a fresh file: {floor / gb:.3f} s/GB system CPU "
       f"(broker ingest = {(c1 - c0) / max(floor, 1e-9):.2f} x floor)")
+print(f"floor:   sendfile of them to a loopback reader: {serve_floor:.3f} s/GB "
+      f"(broker serve = {(c2 - c1) / gb / max(serve_floor, 1e-9):.2f} x floor)")
 PY
