@@ -219,6 +219,73 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> 
         .map_err(|_| format!("invalid value '{value}' for {key}"))
 }
 
+/// Every setting name `BrokerConfig::set` knows, besides the broker-level names of the
+/// topic settings (`log.segment.bytes`, ...); for `sluice config check`'s suggestions.
+/// A unit test keeps it in step with `set`.
+pub const BROKER_SETTINGS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.shards",
+    "broker.id",
+    "node.id",
+    "cluster.id",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "log.retention.check.interval.ms",
+    "log.retention.hours",
+    "log.retention.minutes",
+    "fetch.send.method",
+    "log.roll.hours",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+];
+
+/// The known setting closest to `key` by edit distance, if it is plausibly a typo.
+fn nearest_setting(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = diagonal + usize::from(ca != *cb);
+                diagonal = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+            }
+        }
+        row[b.len()]
+    }
+    known_settings()
+        .into_iter()
+        .map(|k| (distance(key, k), k))
+        .min()
+        .filter(|(d, _)| *d <= key.len().max(4) / 3)
+        .map(|(_, k)| k)
+}
+
+/// Every setting name a config file may use.
+pub fn known_settings() -> Vec<&'static str> {
+    let topic_level = crate::storage::log_config::TOPIC_CONFIG_KEYS
+        .iter()
+        .map(|k| k.broker_name);
+    BROKER_SETTINGS.iter().copied().chain(topic_level).collect()
+}
+
 impl BrokerConfig {
     /// The host and port clients are told to use.
     pub fn advertised_endpoint(&self) -> (String, u16) {
@@ -301,6 +368,31 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Checks a config file without stopping at the first problem: returns the
+    /// number of settings, or one sentence per unknown key (with the nearest
+    /// known name) or bad value.
+    pub fn check_toml(text: &str) -> Result<usize, Vec<String>> {
+        let table: toml::Table = text.parse().map_err(|e| vec![format!("invalid TOML: {e}")])?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat);
+        let mut problems = Vec::new();
+        for (key, value) in &flat {
+            if let Err(e) = BrokerConfig::default().set(key, value) {
+                match nearest_setting(key) {
+                    Some(near) if e.starts_with("unknown setting") => {
+                        problems.push(format!("{e}; did you mean '{near}'?"))
+                    }
+                    _ => problems.push(e),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(flat.len())
+        } else {
+            Err(problems)
+        }
+    }
+
     pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         self.apply_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -342,6 +434,43 @@ mod tests {
         assert_eq!(c.broker_id, 3);
         assert_eq!(c.cluster_id.as_deref(), Some("abc"));
         assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn check_names_every_problem_with_suggestions() {
+        let problems = BrokerConfig::check_toml(
+            "\"log.retention.msec\" = 1\n\"num.partitions\" = \"many\"\n\"lisenters\" = \"x:1\"\n\"zzz\" = 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("did you mean 'log.retention.ms'")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("did you mean 'listeners'")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("'zzz'") && !p.contains("did you mean")),
+            "{problems:?}"
+        );
+        assert_eq!(BrokerConfig::check_toml("\"num.partitions\" = 3\n"), Ok(1));
+    }
+
+    #[test]
+    fn every_listed_setting_is_one_set_knows() {
+        for key in known_settings() {
+            let mut c = BrokerConfig::default();
+            if let Err(e) = c.set(key, "not-a-valid-value-@@") {
+                assert!(
+                    !e.contains("unknown setting"),
+                    "{key} is listed but unknown to set: {e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -21,8 +21,14 @@ struct Cli {
 enum Command {
     /// Run the broker. With no flags: listener 127.0.0.1:9092, data in ./data, one shard per core.
     Serve(ServeArgs),
+    /// Topics: create, list, describe, delete, alter-config, add-partitions.
+    Topic(sluice::cli::topic::TopicArgs),
     /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
     Groups(sluice::cli::groups::GroupsArgs),
+    /// The cluster: info (brokers, controller, id), broker config get/set.
+    Cluster(sluice::cli::cluster::ClusterArgs),
+    /// Config files: check one for unknown keys and bad values.
+    Config(sluice::cli::config_check::ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,7 +92,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Topic(args) => sluice::cli::topic::run(args),
         Command::Groups(args) => sluice::cli::groups::run(args),
+        Command::Cluster(args) => sluice::cli::cluster::run(args),
+        Command::Config(args) => sluice::cli::config_check::run(args),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e:#}");

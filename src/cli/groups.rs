@@ -2,7 +2,6 @@
 //! groups over the Kafka protocol, after `kafka-consumer-groups.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -16,9 +15,8 @@ use crate::wire::Reader;
 
 #[derive(clap::Args)]
 pub struct GroupsArgs {
-    /// The broker to talk to, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap_server: String,
+    #[command(flatten)]
+    connect: super::Connect,
     #[command(subcommand)]
     command: GroupsCommand,
 }
@@ -62,12 +60,11 @@ struct ResetArgs {
     execute: bool,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
-const EARLIEST: i64 = -2;
-const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const LATEST: i64 = -1;
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap_server, TIMEOUT)?;
+    let mut client = args.connect.client()?;
     match args.command {
         GroupsCommand::List => list(&mut client),
         GroupsCommand::Describe { group } => describe(&mut client, &group),
@@ -81,10 +78,7 @@ fn s(value: &str) -> StrBytes {
 }
 
 fn check(code: i16, what: &str) -> anyhow::Result<()> {
-    if code != 0 {
-        bail!("{what} failed with Kafka error code {code}");
-    }
-    Ok(())
+    super::check(code, None, &format!("{what} failed"))
 }
 
 fn list(client: &mut Client) -> anyhow::Result<()> {
@@ -147,7 +141,7 @@ fn committed(client: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(Strin
 }
 
 /// ListOffsets for each partition at `timestamp` (EARLIEST, LATEST or a time in ms).
-fn list_offsets(
+pub fn list_offsets(
     client: &mut Client,
     partitions: &BTreeSet<(String, i32)>,
     timestamp: i64,
@@ -323,7 +317,7 @@ fn reset_scope(client: &mut Client, args: &ResetArgs) -> anyhow::Result<BTreeSet
                 let request = MetadataRequest::default().with_topics(Some(vec![
                     metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(spec)))),
                 ]));
-                let response = client.send(&request, 12)?;
+                let response = client.send(&request.with_allow_auto_topic_creation(false), 12)?;
                 for t in response.topics {
                     check(t.error_code, &format!("Metadata for topic '{spec}'"))?;
                     out.extend(t.partitions.iter().map(|p| (spec.clone(), p.partition_index)));

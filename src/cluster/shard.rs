@@ -277,3 +277,21 @@ pub async fn offset_for(tp: TopicPartition, timestamp_ms: i64) -> Result<(i64, i
     .await
     .or_else(stopped)?
 }
+
+/// The size on disk of every partition, gathered from every shard.
+pub async fn partition_sizes() -> Vec<(TopicPartition, u64)> {
+    let per_shard = (0..runtime::shard_count()).map(|shard| {
+        submit_to(shard, || async {
+            local()
+                .owned_logs()
+                .iter()
+                .map(|log| (log.topic_partition().clone(), log.size_bytes()))
+                .collect::<Vec<_>>()
+        })
+    });
+    futures_util::future::join_all(per_shard)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .collect()
+}

@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 pub mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -64,6 +65,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -203,6 +205,7 @@ pub async fn handle(frame: BytesMut, client_host: std::rc::Rc<str>) -> Result<Op
         ApiKey::OffsetDelete => offset_delete::handle(&header, body).await?,
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(&header, body).await?,
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(&header, body).await?,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -246,6 +249,7 @@ mod tests {
             ApiKey::OffsetDelete => drop(decode::<OffsetDeleteRequest>(body, version)),
             ApiKey::ConsumerGroupHeartbeat => drop(decode::<ConsumerGroupHeartbeatRequest>(body, version)),
             ApiKey::ConsumerGroupDescribe => drop(decode::<ConsumerGroupDescribeRequest>(body, version)),
+            ApiKey::DescribeLogDirs => drop(decode::<DescribeLogDirsRequest>(body, version)),
             ApiKey::Produce => drop(produce::parse(&body, version)),
             other => panic!("{other:?} is advertised but not decoded here"),
         }

@@ -1,0 +1,174 @@
+//! `sluice cluster`: brokers, controller and cluster id; broker configs.
+
+use anyhow::Context;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::*;
+use serde_json::json;
+
+use super::topic::parse_key_value;
+use super::{Connect, Format, check, print_table};
+use crate::client::Client;
+
+const BROKER_RESOURCE: i8 = 4;
+
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ClusterCommand {
+    /// Cluster id, controller and brokers.
+    Info {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Broker configs.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ConfigCommand {
+    /// Every config of a broker (or only KEY), with its source.
+    Get {
+        key: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        broker: i32,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Set KEY=VALUE on a broker at runtime (IncrementalAlterConfigs).
+    Set {
+        #[arg(value_parser = parse_key_value)]
+        setting: (String, String),
+        #[arg(long, default_value_t = 0)]
+        broker: i32,
+    },
+}
+
+fn s(value: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(value.to_string())
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let mut client = args.connect.client()?;
+    match args.command {
+        ClusterCommand::Info { format } => info(&mut client, format),
+        ClusterCommand::Config {
+            command: ConfigCommand::Get { key, broker, format },
+        } => config_get(&mut client, key.as_deref(), broker, format),
+        ClusterCommand::Config {
+            command: ConfigCommand::Set { setting, broker },
+        } => config_set(&mut client, &setting, broker),
+    }
+}
+
+fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
+    let response = client.send(&DescribeClusterRequest::default(), 0)?;
+    check(
+        response.error_code,
+        response.error_message.as_deref(),
+        "cannot describe the cluster",
+    )?;
+    let brokers: Vec<_> = response
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+        .collect();
+    match format {
+        Format::Json => {
+            let list: Vec<_> = brokers
+                .iter()
+                .map(|(id, host, port)| json!({"id": id, "host": host, "port": port}))
+                .collect();
+            let doc = json!({"cluster_id": response.cluster_id.to_string(),
+                             "controller": response.controller_id.0, "brokers": list});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Table => {
+            println!("Cluster id: {}", response.cluster_id);
+            println!("Controller: {}\n", response.controller_id.0);
+            let rows: Vec<Vec<String>> = brokers
+                .iter()
+                .map(|(id, host, port)| vec![id.to_string(), host.clone(), port.to_string()])
+                .collect();
+            print_table(&["BROKER", "HOST", "PORT"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn config_get(client: &mut Client, key: Option<&str>, broker: i32, format: Format) -> anyhow::Result<()> {
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(BROKER_RESOURCE)
+        .with_resource_name(s(&broker.to_string()))
+        .with_configuration_keys(key.map(|k| vec![s(k)]));
+    let response = client.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), 4)?;
+    let result = response.results.first().context("DescribeConfigs returned nothing")?;
+    check(
+        result.error_code,
+        result.error_message.as_deref(),
+        &format!("cannot read the configs of broker {broker}"),
+    )?;
+    let mut configs: Vec<_> = result
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    configs.sort();
+    if let Some(key) = key
+        && configs.is_empty()
+    {
+        anyhow::bail!("broker {broker} has no config '{key}'");
+    }
+    match format {
+        Format::Json => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                configs.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            println!("{}", serde_json::to_string_pretty(&map)?);
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = configs.into_iter().map(|(k, v)| vec![k, v]).collect();
+            print_table(&["CONFIG", "VALUE"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn config_set(client: &mut Client, (key, value): &(String, String), broker: i32) -> anyhow::Result<()> {
+    let config = AlterableConfig::default()
+        .with_name(s(key))
+        .with_config_operation(0)
+        .with_value(Some(s(value)));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(BROKER_RESOURCE)
+        .with_resource_name(s(&broker.to_string()))
+        .with_configs(vec![config]);
+    let response = client.send(
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+        1,
+    )?;
+    let result = response
+        .responses
+        .first()
+        .context("IncrementalAlterConfigs returned nothing")?;
+    check(
+        result.error_code,
+        result.error_message.as_deref(),
+        &format!("cannot set '{key}' on broker {broker}"),
+    )?;
+    println!("Set {key}={value} on broker {broker}.");
+    Ok(())
+}

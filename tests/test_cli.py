@@ -1,0 +1,79 @@
+"""`sluice topic`, `sluice cluster` and `sluice config check` against a live broker:
+tables, JSON, and plain-sentence errors with a non-zero exit."""
+
+import json
+import os
+import subprocess
+
+from clients import kcat
+from conftest import SLUICE_BIN
+
+
+def sluice(broker, *args, ok=True, env=None):
+    env = {**os.environ, **(env or {})}
+    if broker is not None:
+        env.setdefault("SLUICE_BOOTSTRAP", broker.bootstrap)
+    result = subprocess.run([SLUICE_BIN, *args], capture_output=True, text=True, timeout=60, env=env)
+    assert (result.returncode == 0) == ok, f"{args}: {result.stdout}{result.stderr}"
+    assert "panicked" not in result.stderr
+    return result.stdout + result.stderr
+
+
+def test_topic_commands_tables_and_json(broker):
+    assert "Created topic 'cli-t' with 3 partitions" in sluice(
+        broker, "topic", "create", "cli-t", "--partitions", "3", "--config", "retention.ms=3600000")
+    kcat(broker, "-P", "-t", "cli-t", "-p", "1", input=b"a\nb\nc\n")
+    listed = json.loads(sluice(broker, "topic", "list", "--format", "json"))
+    assert {"name": "cli-t", "partitions": 3, "internal": False} in listed["topics"]
+    assert "cli-t" in sluice(broker, "topic", "list")
+
+    described = json.loads(sluice(broker, "topic", "describe", "cli-t", "--format", "json"))
+    p1 = described["partitions"][1]
+    assert (p1["leader"], p1["replicas"], p1["isr"], p1["log_start_offset"], p1["log_end_offset"]) == (0, "0", "0", 0, 3)
+    assert p1["size_bytes"] > 0 and described["partitions"][0]["size_bytes"] == 0
+    configs = {c["name"]: (c["value"], c["source"]) for c in described["configs"]}
+    assert configs["retention.ms"] == ("3600000", "topic")
+    assert configs["segment.bytes"][1] == "default"
+    table = sluice(broker, "topic", "describe", "cli-t")
+    assert "LOG-END" in table and "retention.ms" in table
+
+    sluice(broker, "topic", "alter-config", "cli-t", "--set", "segment.bytes=1000000", "--delete", "retention.ms")
+    configs = {c["name"]: c for c in json.loads(sluice(broker, "topic", "describe", "cli-t", "--format", "json"))["configs"]}
+    assert (configs["segment.bytes"]["value"], configs["segment.bytes"]["source"]) == ("1000000", "topic")
+    assert configs["retention.ms"]["source"] == "default"
+    assert "now has 5 partitions" in sluice(broker, "topic", "add-partitions", "cli-t", "--total", "5")
+
+    assert "already exists" in sluice(broker, "topic", "create", "cli-t", ok=False)
+    sluice(broker, "topic", "create", "cli-t", "--if-not-exists")
+    assert "must be larger" in sluice(broker, "topic", "add-partitions", "cli-t", "--total", "2", ok=False)
+    assert "not supported" in sluice(broker, "topic", "alter-config", "cli-t", "--set", "cleanup.policy=compact",
+                                     ok=False)
+    assert "Deleted topic 'cli-t'" in sluice(broker, "topic", "delete", "cli-t")
+    assert "does not exist" in sluice(broker, "topic", "delete", "cli-t", ok=False)
+    assert "cannot describe topic 'nope'" in sluice(broker, "topic", "describe", "nope", ok=False)
+
+
+def test_cluster_info_and_broker_configs(broker):
+    info = json.loads(sluice(broker, "cluster", "info", "--format", "json"))
+    assert info["controller"] == 0
+    assert info["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port}]
+    assert "Cluster id:" in sluice(broker, "cluster", "info")
+    sluice(broker, "cluster", "config", "set", "log.retention.ms=120000")
+    got = json.loads(sluice(broker, "cluster", "config", "get", "log.retention.ms", "--format", "json"))
+    assert got == {"log.retention.ms": "120000"}
+    assert "invalid value" in sluice(broker, "cluster", "config", "set", "log.retention.ms=soon", ok=False)
+
+
+def test_bad_bootstrap_and_config_files(tmp_path):
+    err = sluice(None, "topic", "list", "--bootstrap", "127.0.0.1:1", ok=False)
+    assert "cannot connect to 127.0.0.1:1" in err
+    good = tmp_path / "good.toml"
+    good.write_text('"num.partitions" = 3\n[log]\nretention.ms = 1000\n')
+    assert "OK, 2 settings" in sluice(None, "config", "check", str(good))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('"log.retention.msec" = 1\n"num.partitions" = "many"\n')
+    err = sluice(None, "config", "check", str(bad), ok=False)
+    assert "did you mean 'log.retention.ms'" in err and "invalid value 'many'" in err and "2 problem(s)" in err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("this is = = not toml")
+    assert "invalid TOML" in sluice(None, "config", "check", str(broken), ok=False)
