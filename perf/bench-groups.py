@@ -45,7 +45,8 @@ class Broker:
         self.dir = tempfile.mkdtemp(prefix="sluice-bench-groups-")
         self.bootstrap = f"127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen([ROOT / "target/release/sluice", "serve", "--listen", self.bootstrap,
-                                      "--data-dir", f"{self.dir}/data"], stderr=open(f"{self.dir}/broker.log", "w"))
+                                      "--data-dir", f"{self.dir}/data", "--metrics-listen", "127.0.0.1:0"],
+                                     stderr=open(f"{self.dir}/broker.log", "w"))
         deadline = time.time() + 30
         while time.time() < deadline:
             try:

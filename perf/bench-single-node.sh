@@ -30,6 +30,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '"num.partitions" = 6\n%s\n' "${BROKER_CONFIG:-}" > "$work/sluice.toml"
 ./target/release/sluice serve --listen "127.0.0.1:$port" --data-dir "$work/data" --shards "$SHARDS" \
+    --metrics-listen 127.0.0.1:0 \
     --config "$work/sluice.toml" 2> "$work/broker.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT

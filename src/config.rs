@@ -133,6 +133,10 @@ pub struct BrokerConfig {
     /// Broker-wide defaults of the topic-level settings.
     pub log_defaults: LogConfig,
     pub group: GroupConfig,
+    /// Where the Prometheus endpoint listens (`metrics.listener`); port 0 picks one.
+    pub metrics_listen: SocketAddr,
+    /// `metrics.enabled`: with false nothing is recorded and nothing listens.
+    pub metrics_enabled: bool,
 }
 
 impl Default for BrokerConfig {
@@ -154,6 +158,8 @@ impl Default for BrokerConfig {
             fetch_send_method: SendMethod::Sendfile,
             log_defaults: LogConfig::default(),
             group: GroupConfig::default(),
+            metrics_listen: "127.0.0.1:9644".parse().expect("valid default address"),
+            metrics_enabled: true,
         }
     }
 }
@@ -240,6 +246,8 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "log.retention.hours",
     "log.retention.minutes",
     "fetch.send.method",
+    "metrics.listener",
+    "metrics.enabled",
     "log.roll.hours",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
@@ -336,6 +344,13 @@ impl BrokerConfig {
                 self.log_defaults.retention_ms = minutes.saturating_mul(60_000);
             }
             "fetch.send.method" => self.fetch_send_method = value.parse()?,
+            "metrics.listener" => {
+                let (host, port) = parse_host_port(value)?;
+                self.metrics_listen = format!("{host}:{port}")
+                    .parse()
+                    .map_err(|_| format!("metrics.listener '{value}' is not IP:PORT"))?;
+            }
+            "metrics.enabled" => self.metrics_enabled = parse_num(key, value)?,
             "log.roll.hours" => {
                 let hours: i64 = parse_num(key, value)?;
                 self.log_defaults.segment_ms = hours.saturating_mul(3_600_000);

@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod group;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod protocol;

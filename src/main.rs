@@ -51,6 +51,9 @@ struct ServeArgs {
     /// This broker's id (Kafka's `broker.id`).
     #[arg(long)]
     broker_id: Option<i32>,
+    /// Where the Prometheus endpoint listens, HOST:PORT (`metrics.listener`, default 127.0.0.1:9644).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -76,6 +79,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(id) = args.broker_id {
         config.broker_id = id;
+    }
+    if let Some(addr) = args.metrics_listen {
+        config.metrics_listen = addr;
     }
     sluice::server::run(config)
 }

@@ -37,6 +37,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let bound = first.local_addr()?;
     // Port 0 picks a free port: the listener and what is advertised use the one bound.
     config.listen = bound;
+    let metrics_listener = match config.metrics_enabled {
+        true => Some(
+            TcpListener::bind(config.metrics_listen)
+                .with_context(|| format!("cannot listen for metrics on {}", config.metrics_listen))?,
+        ),
+        false => None,
+    };
     let mut listeners = vec![Some(first)];
     for _ in 1..config.shards {
         listeners.push(Some(net::bind_reuseport(bound)?));
@@ -63,6 +70,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             shard_main(id, Arc::clone(&config), Arc::clone(&metadata), listener)
         })
     };
+    if let Some(listener) = metrics_listener {
+        crate::metrics::enable();
+        crate::metrics::endpoint::spawn(listener, shards.handle())?;
+    }
     wait_for_signal()?;
     info!("shutting down");
     shards.run_on_all_blocking(|| async {

@@ -29,6 +29,7 @@ class Broker:
         self.config = config
         self.shards = shards
         self.port = free_port()
+        self.metrics_port = free_port()
         self.proc = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
         self.starts = 0
@@ -39,7 +40,7 @@ class Broker:
 
     def start(self, timeout_s=30):
         args = [SLUICE_BIN, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-                "--shards", str(self.shards)]
+                "--shards", str(self.shards), "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         if self.config:
             path = self.data_dir.parent / f"{self.data_dir.name}.toml"
             path.write_text(self.config)

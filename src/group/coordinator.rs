@@ -119,6 +119,19 @@ impl Coordinator {
         f(group)
     }
 
+    /// Every committed offset this shard coordinates: (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups.borrow();
+        groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((topic, p), c)| (g.id.clone(), topic.clone(), *p, c.value.offset))
+            })
+            .collect()
+    }
+
     pub fn group_ids(&self) -> Vec<String> {
         self.groups.borrow().keys().cloned().collect()
     }

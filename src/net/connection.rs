@@ -27,6 +27,22 @@ const INITIAL_BUFFER_BYTES: usize = 4 * 1024;
 
 type Pending = JoinHandle<Result<Option<Response>, Malformed>>;
 
+/// Counts the connection in the shard's metrics for as long as it lives.
+struct ConnectionCounted;
+
+impl ConnectionCounted {
+    fn new() -> Self {
+        crate::metrics::connection_opened();
+        Self
+    }
+}
+
+impl Drop for ConnectionCounted {
+    fn drop(&mut self) {
+        crate::metrics::connection_closed();
+    }
+}
+
 pub struct Limits {
     pub request_max_bytes: usize,
     pub idle_timeout: Duration,
@@ -35,6 +51,7 @@ pub struct Limits {
 
 /// Serves one connection; `client_host` is the peer as Kafka shows it ("/127.0.0.1").
 pub async fn serve(stream: TcpStream, client_host: Rc<str>, limits: Limits) {
+    let _counted = ConnectionCounted::new();
     let _ = stream.set_nodelay(true);
     let socket = SocketFd(stream.as_raw_fd());
     if limits.send_method == SendMethod::Sendfile

@@ -226,6 +226,10 @@ fn encode(
         put_array_len(&mut buf, partitions.len(), flexible);
         for i in partitions {
             let (w, o) = (&wanted[i], &outcomes[i]);
+            crate::metrics::record_error(header.api_key as i16, o.error.code());
+            if let Some(slice) = &o.slice {
+                crate::metrics::record_bytes_out(&topic.name, slice.bytes);
+            }
             buf.put_i32(w.partition);
             buf.put_i16(o.error.code());
             buf.put_i64(o.high_watermark);

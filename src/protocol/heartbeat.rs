@@ -15,5 +15,6 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         request.generation_id,
     )
     .await;
+    crate::metrics::record_error(header.api_key as i16, code.code());
     encode_response(header, &HeartbeatResponse::default().with_error_code(code.code()))
 }

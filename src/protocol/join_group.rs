@@ -34,6 +34,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         require_known_member_id: version >= 4,
     };
     let result = group::join(request.group_id.0.to_string(), join).await;
+    crate::metrics::record_error(header.api_key as i16, result.error.code());
     let members = result
         .members
         .into_iter()

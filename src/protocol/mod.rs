@@ -164,8 +164,16 @@ pub fn decode<R: Decodable>(body: Bytes, version: i16) -> Result<R, Malformed> {
 /// response is due (acks=0 Produce). `Err` means the connection must close,
 /// as Kafka does for requests it cannot parse.
 pub async fn handle(frame: BytesMut, client_host: std::rc::Rc<str>) -> Result<Option<Response>, Malformed> {
+    let started = std::time::Instant::now();
     let (mut header, body_start) = parse_header(&frame)?;
     header.client_host = client_host;
+    let api_key = header.api_key as i16;
+    let result = dispatch(header, frame, body_start).await;
+    crate::metrics::record_request(api_key, started.elapsed());
+    result
+}
+
+async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> Result<Option<Response>, Malformed> {
     let Some((min, max)) = supported_versions(header.api_key) else {
         return Err(Malformed("API not supported"));
     };

@@ -61,6 +61,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                 .map(|p| {
                     let checked = codes.next().expect("one code per partition");
                     let code = if checked == ErrorCode::None { stored } else { checked };
+                    crate::metrics::record_error(header.api_key as i16, code.code());
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code.code())

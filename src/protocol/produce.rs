@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceResponse, TopicName};
 
 use super::wire::{Malformed, Reader};
 use super::{RequestHeader, Response, encode_response, str_bytes};
@@ -159,6 +159,7 @@ pub async fn handle(
         }
     }
     let results = futures_util::future::join_all(appends).await;
+    record_metrics(&request, &results);
     if request.acks == 0 {
         // No response tells an acks=0 producer about a failure; Kafka closes the
         // connection instead, so the client notices and refreshes its metadata.
@@ -189,6 +190,23 @@ pub async fn handle(
         })
         .collect();
     encode_response(header, &ProduceResponse::default().with_responses(responses)).map(Some)
+}
+
+/// Bytes in per topic and error codes, once per partition of the request.
+fn record_metrics(request: &ProduceRequestView, results: &[Result<AppendInfo, BatchError>]) {
+    let mut outcomes = results.iter();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            match outcomes.next() {
+                Some(Ok(_)) => {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len()) as u64;
+                    crate::metrics::record_bytes_in(&topic.name, bytes);
+                }
+                Some(Err(e)) => crate::metrics::record_error(ApiKey::Produce as i16, e.code.code()),
+                None => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             .collect(),
     };
     let result = group::sync(request.group_id.0.to_string(), sync).await;
+    crate::metrics::record_error(header.api_key as i16, result.error.code());
     let mut response = SyncGroupResponse::default()
         .with_error_code(result.error.code())
         .with_assignment(result.assignment);

@@ -70,26 +70,58 @@ where
 
 /// The running shards, as seen from outside them (the main thread).
 pub struct Shards {
-    mailboxes: Arc<Vec<async_channel::Sender<Task>>>,
+    handle: ShardsHandle,
     pub threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Shards {
+    /// A handle other threads (the metrics endpoint) use to reach the shards.
+    pub fn handle(&self) -> ShardsHandle {
+        self.handle.clone()
+    }
+
     /// Runs `f` on every shard and blocks until each has finished it.
     pub fn run_on_all_blocking<F, Fut>(&self, f: F)
     where
         F: Fn() -> Fut + Send + Clone + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        self.handle.collect_blocking(f);
+    }
+}
+
+/// The shards' mailboxes, for threads that are not shards.
+#[derive(Clone)]
+pub struct ShardsHandle {
+    mailboxes: Arc<Vec<async_channel::Sender<Task>>>,
+}
+
+impl ShardsHandle {
+    pub fn count(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Tasks waiting in a shard's mailbox.
+    pub fn mailbox_depth(&self, shard: usize) -> usize {
+        self.mailboxes[shard].len()
+    }
+
+    /// Runs `f` on every shard and blocks for the results, in shard order; a
+    /// shard that has stopped gives none. Only for threads that are not shards.
+    pub fn collect_blocking<F, Fut, R>(&self, f: F) -> Vec<R>
+    where
+        F: Fn() -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, R)>();
         let mut sent = 0;
-        for mailbox in self.mailboxes.iter() {
+        for (shard, mailbox) in self.mailboxes.iter().enumerate() {
             let f = f.clone();
             let done = done_tx.clone();
             let task: Task = Box::new(move || {
                 Box::pin(async move {
-                    f().await;
-                    let _ = done.send(());
+                    let _ = done.send((shard, f().await));
                 })
             });
             if mailbox.send_blocking(task).is_ok() {
@@ -97,11 +129,9 @@ impl Shards {
             }
         }
         drop(done_tx);
-        for _ in 0..sent {
-            if done_rx.recv().is_err() {
-                break;
-            }
-        }
+        let mut results: Vec<(usize, R)> = done_rx.iter().take(sent).collect();
+        results.sort_by_key(|(shard, _)| *shard);
+        results.into_iter().map(|(_, r)| r).collect()
     }
 }
 
@@ -131,7 +161,10 @@ where
                 .expect("spawn shard thread")
         })
         .collect();
-    Shards { mailboxes, threads }
+    Shards {
+        handle: ShardsHandle { mailboxes },
+        threads,
+    }
 }
 
 fn run_shard<F, Fut>(

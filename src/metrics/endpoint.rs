@@ -1,0 +1,324 @@
+//! The Prometheus endpoint: a small HTTP/1.1 server on its own thread (it is
+//! not on the data path). Each scrape asks every shard for its numbers over
+//! the mailboxes, then renders Prometheus text format 0.0.4.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use tracing::{debug, info};
+
+use super::{ShardMetrics, snapshot, thread_cpu_seconds};
+use crate::cluster::shard;
+use crate::group::coordinator;
+use crate::runtime::ShardsHandle;
+
+/// Bytes of an HTTP request head we read before answering.
+const REQUEST_HEAD_MAX_BYTES: usize = 8192;
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Latency histogram buckets, in seconds.
+const BUCKETS_S: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// What one shard reports at a scrape.
+struct ShardReport {
+    metrics: ShardMetrics,
+    cpu_seconds: f64,
+    /// (topic, partition, log end offset, bytes on disk) of the partitions it owns.
+    partitions: Vec<(String, i32, i64, u64)>,
+    /// (group, topic, partition, committed offset) of the groups it coordinates.
+    committed: Vec<(String, String, i32, i64)>,
+}
+
+fn report() -> ShardReport {
+    let partitions = shard::local()
+        .owned_logs()
+        .iter()
+        .map(|log| {
+            let tp = log.topic_partition();
+            (tp.topic.clone(), tp.partition, log.high_watermark(), log.size_bytes())
+        })
+        .collect();
+    ShardReport {
+        metrics: snapshot(),
+        cpu_seconds: thread_cpu_seconds(),
+        partitions,
+        committed: coordinator::local().committed_offsets(),
+    }
+}
+
+/// Serves `/metrics` on `listener` until the process exits.
+pub fn spawn(listener: TcpListener, shards: ShardsHandle) -> std::io::Result<()> {
+    info!(listen = %listener.local_addr()?, "metrics endpoint listening");
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if let Err(e) = serve(stream, &shards) {
+                debug!("metrics request failed: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn serve(mut stream: TcpStream, shards: &ShardsHandle) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Bounded by REQUEST_HEAD_MAX_BYTES.
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REQUEST_HEAD_MAX_BYTES {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if path == "/metrics" || path.starts_with("/metrics?") {
+        ("200 OK", render(shards))
+    } else {
+        ("404 Not Found", "metrics are at /metrics\n".to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key).map_or_else(|_| key.to_string(), |k| format!("{k:?}"))
+}
+
+fn error_name(code: i16) -> String {
+    ResponseError::try_from_code(code).map_or_else(|| code.to_string(), |e| format!("{e:?}"))
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Gathers every shard's report and renders the whole exposition.
+pub fn render(shards: &ShardsHandle) -> String {
+    let reports = shards.collect_blocking(|| async { report() });
+    let mut out = String::new();
+    render_requests(&mut out, &reports);
+    render_topics_and_partitions(&mut out, &reports);
+    render_shards(&mut out, &reports, shards);
+    render_group_lag(&mut out, &reports);
+    out
+}
+
+fn render_requests(out: &mut String, reports: &[ShardReport]) {
+    let mut merged: BTreeMap<String, super::ApiMetrics> = BTreeMap::new();
+    for r in reports {
+        for (key, api) in &r.metrics.apis {
+            match merged.get_mut(&api_name(*key)) {
+                Some(m) => {
+                    m.requests += api.requests;
+                    let _ = m.latency_us.add(&api.latency_us);
+                    for (code, n) in &api.errors {
+                        *m.errors.entry(*code).or_default() += n;
+                    }
+                }
+                None => {
+                    merged.insert(api_name(*key), api.clone());
+                }
+            }
+        }
+    }
+    header(out, "sluice_requests_total", "counter", "Requests handled, per API.");
+    for (api, m) in &merged {
+        let _ = writeln!(out, "sluice_requests_total{{api=\"{api}\"}} {}", m.requests);
+    }
+    header(
+        out,
+        "sluice_request_errors_total",
+        "counter",
+        "Error codes returned, per API and error (per partition, member or resource).",
+    );
+    for (api, m) in &merged {
+        let errors: BTreeMap<String, u64> = m.errors.iter().map(|(c, n)| (error_name(*c), *n)).collect();
+        for (error, n) in errors {
+            let _ = writeln!(
+                out,
+                "sluice_request_errors_total{{api=\"{api}\",error=\"{error}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
+        "sluice_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to its response, long polls included, per API.",
+    );
+    for (api, m) in &merged {
+        let h = &m.latency_us;
+        for le in BUCKETS_S {
+            let count = h.count_between(0, (le * 1e6) as u64);
+            let _ = writeln!(
+                out,
+                "sluice_request_duration_seconds_bucket{{api=\"{api}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sluice_request_duration_seconds_bucket{{api=\"{api}\",le=\"+Inf\"}} {}",
+            h.len()
+        );
+        let sum_s = h.mean() * h.len() as f64 / 1e6;
+        let _ = writeln!(out, "sluice_request_duration_seconds_sum{{api=\"{api}\"}} {sum_s}");
+        let _ = writeln!(
+            out,
+            "sluice_request_duration_seconds_count{{api=\"{api}\"}} {}",
+            h.len()
+        );
+    }
+}
+
+fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
+    let mut topics: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for r in reports {
+        for (topic, (bytes_in, bytes_out)) in &r.metrics.topic_bytes {
+            let t = topics.entry(topic).or_default();
+            t.0 += bytes_in;
+            t.1 += bytes_out;
+        }
+    }
+    header(
+        out,
+        "sluice_topic_bytes_in_total",
+        "counter",
+        "Record bytes produced, per topic.",
+    );
+    for (topic, (bytes_in, _)) in &topics {
+        let _ = writeln!(out, "sluice_topic_bytes_in_total{{topic=\"{topic}\"}} {bytes_in}");
+    }
+    header(
+        out,
+        "sluice_topic_bytes_out_total",
+        "counter",
+        "Record bytes fetched, per topic.",
+    );
+    for (topic, (_, bytes_out)) in &topics {
+        let _ = writeln!(out, "sluice_topic_bytes_out_total{{topic=\"{topic}\"}} {bytes_out}");
+    }
+    let mut partitions: Vec<&(String, i32, i64, u64)> = reports.iter().flat_map(|r| &r.partitions).collect();
+    partitions.sort();
+    header(
+        out,
+        "sluice_partition_log_end_offset",
+        "gauge",
+        "Log end offset, per partition.",
+    );
+    for (topic, p, end, _) in &partitions {
+        let _ = writeln!(
+            out,
+            "sluice_partition_log_end_offset{{topic=\"{topic}\",partition=\"{p}\"}} {end}"
+        );
+    }
+    header(
+        out,
+        "sluice_partition_size_bytes",
+        "gauge",
+        "Bytes on disk, per partition.",
+    );
+    for (topic, p, _, size) in &partitions {
+        let _ = writeln!(
+            out,
+            "sluice_partition_size_bytes{{topic=\"{topic}\",partition=\"{p}\"}} {size}"
+        );
+    }
+}
+
+fn render_shards(out: &mut String, reports: &[ShardReport], shards: &ShardsHandle) {
+    header(
+        out,
+        "sluice_connections",
+        "gauge",
+        "Open client connections, per shard.",
+    );
+    for (i, r) in reports.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sluice_connections{{shard=\"{i}\"}} {}",
+            r.metrics.connections_open
+        );
+    }
+    header(
+        out,
+        "sluice_connections_accepted_total",
+        "counter",
+        "Client connections accepted, per shard.",
+    );
+    for (i, r) in reports.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sluice_connections_accepted_total{{shard=\"{i}\"}} {}",
+            r.metrics.connections_accepted
+        );
+    }
+    header(
+        out,
+        "sluice_shard_busy_seconds_total",
+        "counter",
+        "CPU time of each shard's thread (time not spent waiting for io_uring completions).",
+    );
+    for (i, r) in reports.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sluice_shard_busy_seconds_total{{shard=\"{i}\"}} {}",
+            r.cpu_seconds
+        );
+    }
+    header(
+        out,
+        "sluice_shard_mailbox_depth",
+        "gauge",
+        "Cross-shard tasks waiting in each shard's mailbox.",
+    );
+    for i in 0..shards.count() {
+        let _ = writeln!(
+            out,
+            "sluice_shard_mailbox_depth{{shard=\"{i}\"}} {}",
+            shards.mailbox_depth(i)
+        );
+    }
+}
+
+fn render_group_lag(out: &mut String, reports: &[ShardReport]) {
+    let ends: HashMap<(&str, i32), i64> = reports
+        .iter()
+        .flat_map(|r| &r.partitions)
+        .map(|(t, p, end, _)| ((t.as_str(), *p), *end))
+        .collect();
+    let mut committed: Vec<&(String, String, i32, i64)> = reports.iter().flat_map(|r| &r.committed).collect();
+    committed.sort();
+    header(
+        out,
+        "sluice_consumer_group_lag",
+        "gauge",
+        "Log end offset minus the committed offset, per group and partition.",
+    );
+    for (group, topic, p, offset) in committed {
+        if let Some(end) = ends.get(&(topic.as_str(), *p)) {
+            let lag = (end - offset).max(0);
+            let group = escape(group);
+            let _ = writeln!(
+                out,
+                "sluice_consumer_group_lag{{group=\"{group}\",topic=\"{topic}\",partition=\"{p}\"}} {lag}"
+            );
+        }
+    }
+}
