@@ -137,6 +137,10 @@ pub struct BrokerConfig {
     pub metrics_listen: SocketAddr,
     /// `metrics.enabled`: with false nothing is recorded and nothing listens.
     pub metrics_enabled: bool,
+    /// `logging.level`: a tracing filter ("info", "sluice=debug"); RUST_LOG overrides it.
+    pub logging_level: String,
+    /// `logging.format`: one line of text per event, or one JSON object.
+    pub logging_json: bool,
 }
 
 impl Default for BrokerConfig {
@@ -160,6 +164,8 @@ impl Default for BrokerConfig {
             group: GroupConfig::default(),
             metrics_listen: "127.0.0.1:9644".parse().expect("valid default address"),
             metrics_enabled: true,
+            logging_level: "info".to_string(),
+            logging_json: false,
         }
     }
 }
@@ -248,6 +254,8 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "fetch.send.method",
     "metrics.listener",
     "metrics.enabled",
+    "logging.level",
+    "logging.format",
     "log.roll.hours",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
@@ -351,6 +359,14 @@ impl BrokerConfig {
                     .map_err(|_| format!("metrics.listener '{value}' is not IP:PORT"))?;
             }
             "metrics.enabled" => self.metrics_enabled = parse_num(key, value)?,
+            "logging.level" => self.logging_level = value.trim().to_string(),
+            "logging.format" => {
+                self.logging_json = match value.trim() {
+                    "text" => false,
+                    "json" => true,
+                    other => return Err(format!("logging.format '{other}': expected text or json")),
+                }
+            }
             "log.roll.hours" => {
                 let hours: i64 = parse_num(key, value)?;
                 self.log_defaults.segment_ms = hours.saturating_mul(3_600_000);
@@ -473,6 +489,22 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(BrokerConfig::check_toml("\"num.partitions\" = 3\n"), Ok(1));
+    }
+
+    #[test]
+    fn the_sample_config_is_valid_and_names_every_setting() {
+        let sample = include_str!("../tuning/sluice.toml");
+        assert!(
+            BrokerConfig::check_toml(sample).is_ok(),
+            "{:?}",
+            BrokerConfig::check_toml(sample)
+        );
+        for key in known_settings() {
+            assert!(
+                sample.contains(&format!("\"{key}\"")),
+                "tuning/sluice.toml does not mention {key}"
+            );
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Where the Prometheus endpoint listens, HOST:PORT (`metrics.listener`, default 127.0.0.1:9644).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Log lines as `text` (default) or `json` (`logging.format`).
+    #[arg(long)]
+    log_format: Option<String>,
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -83,19 +86,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = addr;
     }
+    if let Some(format) = &args.log_format {
+        config.set("logging.format", format).map_err(anyhow::Error::msg)?;
+    }
+    init_logging(&config.logging_level, config.logging_json);
+    tracing::info!(config = ?config, "effective configuration");
     sluice::server::run(config)
 }
 
+/// Logs go to stderr, one line per event; RUST_LOG, when set, wins over `level`.
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging("warn", false);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Topic(args) => sluice::cli::topic::run(args),

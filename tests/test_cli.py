@@ -77,3 +77,13 @@ def test_bad_bootstrap_and_config_files(tmp_path):
     broken = tmp_path / "broken.toml"
     broken.write_text("this is = = not toml")
     assert "invalid TOML" in sluice(None, "config", "check", str(broken), ok=False)
+
+
+def test_json_logs_and_the_effective_config_line(make_broker):
+    import json as jsonlib
+    broker = make_broker('"logging.format" = "json"\n"num.partitions" = 4\n')
+    lines = broker.log().split("--- start 1\n", 1)[1].strip().splitlines()
+    events = [jsonlib.loads(line) for line in lines]
+    configs = [e for e in events if e["fields"].get("message") == "effective configuration"]
+    assert len(configs) == 1 and "num_partitions: 4" in configs[0]["fields"]["config"]
+    assert all(e["level"] in ("INFO", "WARN", "ERROR", "DEBUG") for e in events)
