@@ -23,6 +23,10 @@ enum Command {
     Serve(ServeArgs),
     /// Topics: create, list, describe, delete, alter-config, add-partitions.
     Topic(sluice::cli::topic::TopicArgs),
+    /// Console producer: one record per line of stdin.
+    Produce(sluice::cli::console::ProduceArgs),
+    /// Console consumer: records to stdout through a kcat-style --format template.
+    Consume(sluice::cli::console::ConsumeArgs),
     /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
     Groups(sluice::cli::groups::GroupsArgs),
     /// The cluster: info (brokers, controller, id), broker config get/set.
@@ -119,6 +123,8 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Topic(args) => sluice::cli::topic::run(args),
+        Command::Produce(args) => sluice::cli::console::produce(args),
+        Command::Consume(args) => sluice::cli::console::consume(args),
         Command::Groups(args) => sluice::cli::groups::run(args),
         Command::Cluster(args) => sluice::cli::cluster::run(args),
         Command::Config(args) => sluice::cli::config_check::run(args),

@@ -87,3 +87,55 @@ def test_json_logs_and_the_effective_config_line(make_broker):
     configs = [e for e in events if e["fields"].get("message") == "effective configuration"]
     assert len(configs) == 1 and "num_partitions: 4" in configs[0]["fields"]["config"]
     assert all(e["level"] in ("INFO", "WARN", "ERROR", "DEBUG") for e in events)
+
+
+def run_with_input(broker, args, text):
+    env = {**os.environ, "SLUICE_BOOTSTRAP": broker.bootstrap}
+    result = subprocess.run([SLUICE_BIN, *args], input=text, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr
+
+
+def test_console_round_trip_with_keys_headers_and_kcat(broker):
+    sluice(broker, "topic", "create", "console", "--partitions", "2")
+    lines = "".join(f"h{i}:x{i},n:{i}\tk{i % 3}=v{i}\n" for i in range(50))
+    _, err = run_with_input(broker, ["produce", "console", "--key-separator", "=", "--headers",
+                                     "--compression", "lz4"], lines)
+    assert "Produced 50 of 50 records" in err
+    out, err = run_with_input(broker, ["consume", "console", "--from-beginning", "--max-messages", "50",
+                                       "--format", "%k|%s|%h\\n"], "")
+    got = sorted(out.splitlines())
+    assert got == sorted(f"k{i % 3}|v{i}|h{i}=x{i},n={i}" for i in range(50))
+    assert "Processed a total of 50 messages" in err
+    # kcat reads what sluice produced, and the other way round.
+    assert sorted(kcat(broker, "-C", "-t", "console", "-e", "-q", "-f", "%k=%s\n").decode().splitlines()) == \
+        sorted(f"k{i % 3}=v{i}" for i in range(50))
+    kcat(broker, "-P", "-t", "from-kcat", "-K", ":", input=b"a:1\nb:2\nc:3\n")
+    out, _ = run_with_input(broker, ["consume", "from-kcat", "--from-beginning", "--timeout-ms", "2000",
+                                     "--format", "%k %s %p %o\\n"], "")
+    assert sorted(out.splitlines()) == ["a 1 0 0", "b 2 0 1", "c 3 0 2"]
+    # One partition from an offset; and a group that commits.
+    out, _ = run_with_input(broker, ["consume", "from-kcat", "--partition", "0", "--offset", "1",
+                                     "--max-messages", "2"], "")
+    assert out.splitlines() == ["2", "3"]
+    out, _ = run_with_input(broker, ["consume", "from-kcat", "--group", "console-group", "--from-beginning",
+                                     "--max-messages", "3"], "")
+    assert sorted(out.splitlines()) == ["1", "2", "3"]
+
+
+def test_console_consumer_stops_cleanly_on_ctrl_c(broker):
+    import signal
+    import time
+    sluice(broker, "topic", "create", "idle")
+    env = {**os.environ, "SLUICE_BOOTSTRAP": broker.bootstrap}
+    proc = subprocess.Popen([SLUICE_BIN, "consume", "idle"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Processed a total of 0 messages" in err
+    assert "unknown topic" not in err.lower()
+    bad = subprocess.run([SLUICE_BIN, "consume", "absent-topic", "--timeout-ms", "100"], capture_output=True,
+                         text=True, timeout=60, env={**env, "SLUICE_BOOTSTRAP": broker.bootstrap})
+    assert bad.returncode != 0 and "topic 'absent-topic'" in bad.stderr, bad.stderr

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config_check;
+pub mod console;
 pub mod groups;
 pub mod topic;
 
