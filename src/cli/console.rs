@@ -17,6 +17,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::Connect;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Messages taken from librdkafka per batch-consume call.
+const CONSUME_BATCH: usize = 10_000;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -222,30 +224,188 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(256);
     let mut count: u64 = 0;
     let mut last_record = Instant::now();
+    // Assigned partitions are read in batches; a group member polls one record
+    // at a time, because the crate handles rebalances (as queue events) in `poll`.
+    let mut queue = args.group.is_none().then(|| BatchQueue::new(&consumer));
+    let with_headers = template.needs_headers();
     while !stop.load(Ordering::Relaxed) && args.max_messages.is_none_or(|max| count < max) {
-        match consumer.poll(POLL_INTERVAL) {
-            Some(Ok(message)) => {
+        let room = args
+            .max_messages
+            .map_or(CONSUME_BATCH, |max| ((max - count) as usize).min(CONSUME_BATCH));
+        let mut got = 0;
+        let mut emit = |record: Result<RecordView<'_>, String>| match record {
+            Ok(record) => {
                 line.clear();
-                template.render(&message, &mut line);
-                out.write_all(&line)?;
-                count += 1;
-                last_record = Instant::now();
+                template.render(&record, &mut line);
+                got += 1;
+                out.write_all(&line)
             }
-            Some(Err(e)) => eprintln!("sluice: {e}"),
-            None => {
-                out.flush()?;
-                if args
-                    .timeout_ms
-                    .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms))
-                {
-                    break;
-                }
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                Ok(())
+            }
+        };
+        match queue.as_mut() {
+            Some(queue) => queue.poll(POLL_INTERVAL, room, with_headers, &mut emit)?,
+            None => match consumer.poll(POLL_INTERVAL) {
+                Some(Ok(message)) => emit(Ok(borrowed_view(&message, with_headers)))?,
+                Some(Err(e)) => emit(Err(e.to_string()))?,
+                None => {}
+            },
+        }
+        count += got;
+        if got > 0 {
+            last_record = Instant::now();
+        } else {
+            out.flush()?;
+            if args
+                .timeout_ms
+                .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms))
+            {
+                break;
             }
         }
     }
     out.flush()?;
+    drop(queue);
     eprintln!("Processed a total of {count} messages");
     Ok(())
+}
+
+/// One consumed record, borrowed from librdkafka's message.
+pub struct RecordView<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: i64,
+    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+fn borrowed_view<'a>(m: &'a BorrowedMessage<'_>, with_headers: bool) -> RecordView<'a> {
+    let headers = match m.headers() {
+        Some(headers) if with_headers => headers.iter().map(|h| (h.key, h.value)).collect(),
+        _ => Vec::new(),
+    };
+    RecordView {
+        key: m.key(),
+        value: m.payload(),
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
+        headers,
+    }
+}
+
+/// librdkafka's batch consume on the consumer queue (what rdkafka_performance
+/// uses): one call hands over many messages, where the crate's `poll` costs a
+/// queue operation per message. Only for assigned partitions: the
+/// crate delivers a group's rebalances as events that only its own `poll` handles.
+struct BatchQueue {
+    queue: *mut rdkafka_sys::rd_kafka_queue_t,
+    messages: Vec<*mut rdkafka_sys::rd_kafka_message_t>,
+}
+
+impl BatchQueue {
+    fn new(consumer: &BaseConsumer) -> Self {
+        // SAFETY: the handle is valid for the consumer's lifetime, which outlives this queue (dropped first).
+        let queue = unsafe { rdkafka_sys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        Self {
+            queue,
+            messages: vec![std::ptr::null_mut(); CONSUME_BATCH],
+        }
+    }
+
+    /// Waits up to `timeout` for up to `max` messages and hands each to `each`.
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+        with_headers: bool,
+        mut each: impl FnMut(Result<RecordView<'_>, String>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let max = max.min(self.messages.len());
+        // SAFETY: the array has room for `max` pointers; librdkafka fills the first n.
+        let n = unsafe {
+            rdkafka_sys::rd_kafka_consume_batch_queue(
+                self.queue,
+                timeout.as_millis() as i32,
+                self.messages.as_mut_ptr(),
+                max,
+            )
+        };
+        let mut result = Ok(());
+        for &message in &self.messages[..n.max(0) as usize] {
+            if result.is_ok() {
+                // SAFETY: each pointer is a live message until destroyed just below.
+                result = each(unsafe { view(message, with_headers) });
+            }
+            // SAFETY: every message librdkafka handed over is destroyed exactly once.
+            unsafe { rdkafka_sys::rd_kafka_message_destroy(message) };
+        }
+        result
+    }
+}
+
+impl Drop for BatchQueue {
+    fn drop(&mut self) {
+        // SAFETY: the queue reference from rd_kafka_queue_get_consumer is released once.
+        unsafe { rdkafka_sys::rd_kafka_queue_destroy(self.queue) };
+    }
+}
+
+/// # Safety
+/// `message` must be a live message from librdkafka; the view borrows it.
+unsafe fn view<'a>(
+    message: *mut rdkafka_sys::rd_kafka_message_t,
+    with_headers: bool,
+) -> Result<RecordView<'a>, String> {
+    // SAFETY (whole body): the caller guarantees a live message; pointers with
+    // lengths come from librdkafka and stay valid until the message is destroyed.
+    unsafe {
+        let m = &*message;
+        if m.err != rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            let text = std::ffi::CStr::from_ptr(rdkafka_sys::rd_kafka_message_errstr(message));
+            return Err(text.to_string_lossy().into_owned());
+        }
+        let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
+            (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr as *const u8, len))
+        };
+        let topic = std::ffi::CStr::from_ptr(rdkafka_sys::rd_kafka_topic_name(m.rkt))
+            .to_str()
+            .unwrap_or("");
+        let mut kind = rdkafka_sys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        let timestamp_ms = rdkafka_sys::rd_kafka_message_timestamp(message, &mut kind);
+        let mut headers = Vec::new();
+        let mut list: *mut rdkafka_sys::rd_kafka_headers_t = std::ptr::null_mut();
+        if with_headers
+            && rdkafka_sys::rd_kafka_message_headers(message, &mut list)
+                == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            let mut i = 0;
+            loop {
+                let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+                let found = rdkafka_sys::rd_kafka_header_get_all(list, i, &mut name, &mut value, &mut size);
+                if found != rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    break;
+                }
+                let name = std::ffi::CStr::from_ptr(name).to_str().unwrap_or("");
+                headers.push((name, bytes(value as *mut _, size)));
+                i += 1;
+            }
+        }
+        Ok(RecordView {
+            key: bytes(m.key, m.key_len),
+            value: bytes(m.payload, m.len),
+            topic,
+            partition: m.partition,
+            offset: m.offset,
+            timestamp_ms,
+            headers,
+        })
+    }
 }
 
 /// The partitions to read without a group, each at its start offset.
@@ -355,34 +515,31 @@ impl Template {
         Template(pieces)
     }
 
-    fn render(&self, m: &BorrowedMessage<'_>, out: &mut Vec<u8>) {
+    fn needs_headers(&self) -> bool {
+        self.0.contains(&Piece::Headers)
+    }
+
+    fn render(&self, r: &RecordView<'_>, out: &mut Vec<u8>) {
+        let number = |out: &mut Vec<u8>, n: i64| out.extend_from_slice(n.to_string().as_bytes());
         for piece in &self.0 {
             match piece {
                 Piece::Text(t) => out.extend_from_slice(t),
-                Piece::Key => out.extend_from_slice(m.key().unwrap_or_default()),
-                Piece::Value => out.extend_from_slice(m.payload().unwrap_or_default()),
-                Piece::Partition => out.extend_from_slice(m.partition().to_string().as_bytes()),
-                Piece::Offset => out.extend_from_slice(m.offset().to_string().as_bytes()),
-                Piece::Timestamp => {
-                    out.extend_from_slice(m.timestamp().to_millis().unwrap_or(-1).to_string().as_bytes())
-                }
-                Piece::Topic => out.extend_from_slice(m.topic().as_bytes()),
-                Piece::KeyLength => {
-                    out.extend_from_slice(m.key().map_or(-1, |k| k.len() as i64).to_string().as_bytes())
-                }
-                Piece::ValueLength => {
-                    out.extend_from_slice(m.payload().map_or(-1, |v| v.len() as i64).to_string().as_bytes())
-                }
+                Piece::Key => out.extend_from_slice(r.key.unwrap_or_default()),
+                Piece::Value => out.extend_from_slice(r.value.unwrap_or_default()),
+                Piece::Partition => number(out, r.partition as i64),
+                Piece::Offset => number(out, r.offset),
+                Piece::Timestamp => number(out, r.timestamp_ms),
+                Piece::Topic => out.extend_from_slice(r.topic.as_bytes()),
+                Piece::KeyLength => number(out, r.key.map_or(-1, |k| k.len() as i64)),
+                Piece::ValueLength => number(out, r.value.map_or(-1, |v| v.len() as i64)),
                 Piece::Headers => {
-                    if let Some(headers) = m.headers() {
-                        for (i, h) in headers.iter().enumerate() {
-                            if i > 0 {
-                                out.push(b',');
-                            }
-                            out.extend_from_slice(h.key.as_bytes());
-                            out.push(b'=');
-                            out.extend_from_slice(h.value.unwrap_or_default());
+                    for (i, (name, value)) in r.headers.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
                         }
+                        out.extend_from_slice(name.as_bytes());
+                        out.push(b'=');
+                        out.extend_from_slice(value.unwrap_or_default());
                     }
                 }
             }
