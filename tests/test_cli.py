@@ -48,6 +48,8 @@ def test_topic_commands_tables_and_json(broker):
     assert "must be larger" in sluice(broker, "topic", "add-partitions", "cli-t", "--total", "2", ok=False)
     assert "not supported" in sluice(broker, "topic", "alter-config", "cli-t", "--set", "cleanup.policy=compact",
                                      ok=False)
+    assert "retention.ms" in sluice(broker, "topic", "create", "bad-config", "--config", "retention.ms=soon", ok=False)
+    assert "is not KEY=VALUE" in sluice(broker, "topic", "create", "bad-config", "--config", "retention.ms", ok=False)
     assert "Deleted topic 'cli-t'" in sluice(broker, "topic", "delete", "cli-t")
     assert "does not exist" in sluice(broker, "topic", "delete", "cli-t", ok=False)
     assert "cannot describe topic 'nope'" in sluice(broker, "topic", "describe", "nope", ok=False)
@@ -74,6 +76,11 @@ def test_bad_bootstrap_and_config_files(tmp_path):
     bad.write_text('"log.retention.msec" = 1\n"num.partitions" = "many"\n')
     err = sluice(None, "config", "check", str(bad), ok=False)
     assert "did you mean 'log.retention.ms'" in err and "invalid value 'many'" in err and "2 problem(s)" in err
+    # The broker itself refuses a bad file with the same sentence, and starts nothing.
+    serve = subprocess.run([SLUICE_BIN, "serve", "--config", str(bad), "--data-dir", str(tmp_path / "d"),
+                            "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=60)
+    assert serve.returncode != 0 and "log.retention.msec" in serve.stderr and "panicked" not in serve.stderr
     broken = tmp_path / "broken.toml"
     broken.write_text("this is = = not toml")
     assert "invalid TOML" in sluice(None, "config", "check", str(broken), ok=False)
