@@ -1,16 +1,11 @@
 //! `sluice cluster`: brokers, controller and cluster id; broker configs.
 
-use anyhow::Context;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::*;
 use serde_json::json;
 
 use super::topic::parse_key_value;
-use super::{Connect, Format, check, print_table};
+use super::{BROKER_RESOURCE, Connect, Format, check, print_table};
 use crate::client::Client;
-
-const BROKER_RESOURCE: i8 = 4;
 
 #[derive(clap::Args)]
 pub struct ClusterArgs {
@@ -51,10 +46,6 @@ enum ConfigCommand {
         #[arg(long, default_value_t = 0)]
         broker: i32,
     },
-}
-
-fn s(value: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(value.to_string())
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -106,28 +97,13 @@ fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
 }
 
 fn config_get(client: &mut Client, key: Option<&str>, broker: i32, format: Format) -> anyhow::Result<()> {
-    let resource = DescribeConfigsResource::default()
-        .with_resource_type(BROKER_RESOURCE)
-        .with_resource_name(s(&broker.to_string()))
-        .with_configuration_keys(key.map(|k| vec![s(k)]));
-    let response = client.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), 4)?;
-    let result = response.results.first().context("DescribeConfigs returned nothing")?;
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot read the configs of broker {broker}"),
-    )?;
-    let mut configs: Vec<_> = result
-        .configs
-        .iter()
-        .map(|c| {
-            (
-                c.name.to_string(),
-                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-            )
-        })
-        .collect();
-    configs.sort();
+    let what = format!("cannot read the configs of broker {broker}");
+    let keys = key.map(|k| vec![k]);
+    let configs: Vec<(String, String)> =
+        super::describe_configs(client, BROKER_RESOURCE, &broker.to_string(), keys.as_deref(), &what)?
+            .into_iter()
+            .map(|c| (c.name, c.value))
+            .collect();
     if let Some(key) = key
         && configs.is_empty()
     {
@@ -148,27 +124,9 @@ fn config_get(client: &mut Client, key: Option<&str>, broker: i32, format: Forma
 }
 
 fn config_set(client: &mut Client, (key, value): &(String, String), broker: i32) -> anyhow::Result<()> {
-    let config = AlterableConfig::default()
-        .with_name(s(key))
-        .with_config_operation(0)
-        .with_value(Some(s(value)));
-    let resource = AlterConfigsResource::default()
-        .with_resource_type(BROKER_RESOURCE)
-        .with_resource_name(s(&broker.to_string()))
-        .with_configs(vec![config]);
-    let response = client.send(
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
-        1,
-    )?;
-    let result = response
-        .responses
-        .first()
-        .context("IncrementalAlterConfigs returned nothing")?;
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot set '{key}' on broker {broker}"),
-    )?;
+    let what = format!("cannot set '{key}' on broker {broker}");
+    let set = [(key.clone(), value.clone())];
+    super::alter_configs(client, BROKER_RESOURCE, &broker.to_string(), &set, &[], &what)?;
     println!("Set {key}={value} on broker {broker}.");
     Ok(())
 }

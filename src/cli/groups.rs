@@ -8,8 +8,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
+use super::s;
 use crate::client::Client;
 use crate::wire::Reader;
 
@@ -71,10 +71,6 @@ pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
         GroupsCommand::ResetOffsets(reset) => reset_offsets(&mut client, reset),
         GroupsCommand::Delete { group } => delete(&mut client, &group),
     }
-}
-
-fn s(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
 }
 
 fn check(code: i16, what: &str) -> anyhow::Result<()> {

@@ -9,7 +9,12 @@ pub mod topic;
 
 use std::time::Duration;
 
+use anyhow::Context;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
 
@@ -59,6 +64,89 @@ pub fn check(code: i16, message: Option<&str>, what: &str) -> anyhow::Result<()>
         },
     };
     anyhow::bail!("{what}: {reason}")
+}
+
+pub fn s(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+/// Kafka's config resource types.
+pub const TOPIC_RESOURCE: i8 = 2;
+pub const BROKER_RESOURCE: i8 = 4;
+
+/// A config as DescribeConfigs reports it: name, value and Kafka's `ConfigSource`.
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: i8,
+}
+
+/// DescribeConfigs of one resource (all keys, or only `keys`), sorted by name.
+pub fn describe_configs(
+    client: &mut Client,
+    resource_type: i8,
+    resource_name: &str,
+    keys: Option<&[&str]>,
+    what: &str,
+) -> anyhow::Result<Vec<ConfigEntry>> {
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(resource_name))
+        .with_configuration_keys(keys.map(|k| k.iter().map(|k| s(k)).collect()));
+    let response = client.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), 4)?;
+    let result = response.results.first().context("DescribeConfigs returned nothing")?;
+    check(result.error_code, result.error_message.as_deref(), what)?;
+    let mut configs: Vec<ConfigEntry> = result
+        .configs
+        .iter()
+        .map(|c| ConfigEntry {
+            name: c.name.to_string(),
+            value: c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            source: c.config_source,
+        })
+        .collect();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(configs)
+}
+
+/// IncrementalAlterConfigs of one resource: sets `set`, removes `delete`.
+pub fn alter_configs(
+    client: &mut Client,
+    resource_type: i8,
+    resource_name: &str,
+    set: &[(String, String)],
+    delete: &[String],
+    what: &str,
+) -> anyhow::Result<()> {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    let configs = set
+        .iter()
+        .map(|(k, v)| {
+            AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(SET)
+                .with_value(Some(s(v)))
+        })
+        .chain(
+            delete
+                .iter()
+                .map(|k| AlterableConfig::default().with_name(s(k)).with_config_operation(DELETE)),
+        )
+        .collect();
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(resource_name))
+        .with_configs(configs);
+    let response = client.send(
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+        1,
+    )?;
+    let result = response
+        .responses
+        .first()
+        .context("IncrementalAlterConfigs returned nothing")?;
+    check(result.error_code, result.error_message.as_deref(), what)
 }
 
 /// Prints rows as aligned columns under `header`.

@@ -6,16 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, bail};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use serde_json::json;
 
-use super::{Connect, Format, check, print_table};
+use super::{Connect, Format, TOPIC_RESOURCE, check, print_table, s};
 use crate::client::Client;
 
-const TOPIC_RESOURCE: i8 = 2;
 const REQUEST_TIMEOUT_MS: i32 = 30_000;
 
 #[derive(clap::Args)]
@@ -78,10 +75,6 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("'{text}' is not KEY=VALUE")),
     }
-}
-
-fn s(value: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(value.to_string())
 }
 
 pub fn run(args: TopicArgs) -> anyhow::Result<()> {
@@ -300,30 +293,12 @@ fn partition_sizes(client: &mut Client, name: &str) -> anyhow::Result<BTreeMap<i
 
 /// The topic's effective configs: (name, value, source).
 fn topic_configs(client: &mut Client, name: &str) -> anyhow::Result<Vec<(String, String, &'static str)>> {
-    let resource = DescribeConfigsResource::default()
-        .with_resource_type(TOPIC_RESOURCE)
-        .with_resource_name(s(name))
-        .with_configuration_keys(None);
-    let response = client.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), 4)?;
-    let result = response.results.first().context("DescribeConfigs returned nothing")?;
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot read the configs of '{name}'"),
-    )?;
-    let mut configs: Vec<_> = result
-        .configs
-        .iter()
-        .map(|c| {
-            (
-                c.name.to_string(),
-                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                source_name(c.config_source),
-            )
-        })
-        .collect();
-    configs.sort();
-    Ok(configs)
+    let what = format!("cannot read the configs of '{name}'");
+    let configs = super::describe_configs(client, TOPIC_RESOURCE, name, None, &what)?;
+    Ok(configs
+        .into_iter()
+        .map(|c| (c.name, c.value, source_name(c.source)))
+        .collect())
 }
 
 fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
@@ -342,42 +317,11 @@ fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
 }
 
 fn alter_config(client: &mut Client, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {
-    const SET: i8 = 0;
-    const DELETE: i8 = 1;
     if set.is_empty() && delete.is_empty() {
         bail!("nothing to change: give --set KEY=VALUE or --delete KEY");
     }
-    let configs = set
-        .iter()
-        .map(|(k, v)| {
-            AlterableConfig::default()
-                .with_name(s(k))
-                .with_config_operation(SET)
-                .with_value(Some(s(v)))
-        })
-        .chain(
-            delete
-                .iter()
-                .map(|k| AlterableConfig::default().with_name(s(k)).with_config_operation(DELETE)),
-        )
-        .collect();
-    let resource = AlterConfigsResource::default()
-        .with_resource_type(TOPIC_RESOURCE)
-        .with_resource_name(s(name))
-        .with_configs(configs);
-    let response = client.send(
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
-        1,
-    )?;
-    let result = response
-        .responses
-        .first()
-        .context("IncrementalAlterConfigs returned nothing")?;
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot change the configs of '{name}'"),
-    )?;
+    let what = format!("cannot change the configs of '{name}'");
+    super::alter_configs(client, TOPIC_RESOURCE, name, set, delete, &what)?;
     println!("Updated the configs of '{name}'.");
     Ok(())
 }
