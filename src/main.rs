@@ -33,6 +33,8 @@ enum Command {
     Cluster(sluice::cli::cluster::ClusterArgs),
     /// Config files: check one for unknown keys and bad values.
     Config(sluice::cli::config_check::ConfigArgs),
+    /// Benchmarks: `linkedin` reruns LinkedIn's 2014 producer and consumer tests.
+    Bench(sluice::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -128,6 +130,7 @@ fn main() {
         Command::Groups(args) => sluice::cli::groups::run(args),
         Command::Cluster(args) => sluice::cli::cluster::run(args),
         Command::Config(args) => sluice::cli::config_check::run(args),
+        Command::Bench(args) => sluice::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e:#}");

@@ -274,8 +274,8 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
 
 /// One consumed record, borrowed from librdkafka's message.
 pub struct RecordView<'a> {
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
     topic: &'a str,
     partition: i32,
     offset: i64,
@@ -303,13 +303,13 @@ fn borrowed_view<'a>(m: &'a BorrowedMessage<'_>, with_headers: bool) -> RecordVi
 /// uses): one call hands over many messages, where the crate's `poll` costs a
 /// queue operation per message. Only for assigned partitions: the
 /// crate delivers a group's rebalances as events that only its own `poll` handles.
-struct BatchQueue {
+pub struct BatchQueue {
     queue: *mut rdkafka_sys::rd_kafka_queue_t,
     messages: Vec<*mut rdkafka_sys::rd_kafka_message_t>,
 }
 
 impl BatchQueue {
-    fn new(consumer: &BaseConsumer) -> Self {
+    pub fn new(consumer: &BaseConsumer) -> Self {
         // SAFETY: the handle is valid for the consumer's lifetime, which outlives this queue (dropped first).
         let queue = unsafe { rdkafka_sys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
         Self {
@@ -319,7 +319,7 @@ impl BatchQueue {
     }
 
     /// Waits up to `timeout` for up to `max` messages and hands each to `each`.
-    fn poll(
+    pub fn poll(
         &mut self,
         timeout: Duration,
         max: usize,

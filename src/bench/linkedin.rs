@@ -1,0 +1,437 @@
+//! The LinkedIn rows (BRIEF, "The LinkedIn runs to reproduce"): each with its
+//! original parameters, scaled by `--scale`, checked (every record produced is
+//! counted back exactly once), and reported next to LinkedIn's 2014 figure.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use serde::Serialize;
+use serde_json::json;
+
+use super::LinkedinArgs;
+use super::load::{self, ConsumeSpec, Measured, ProduceSpec};
+use super::local::LocalBroker;
+use crate::client::Client;
+
+/// LinkedIn's run: 50 million 100-byte records into 6 partitions.
+const RECORDS: f64 = 50_000_000.0;
+const SIZE: usize = 100;
+const PARTITIONS: i32 = 6;
+const SWEEP_SIZES: &[usize] = &[10, 100, 1000, 10_000, 100_000];
+/// The steady rate of the end-to-end latency run.
+const E2E_RATE: u64 = 100_000;
+const NEEDS_CLUSTER: &str = "needs a 3-broker cluster";
+
+/// One row of the table.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub linkedin: &'static str,
+    pub status: String,
+    pub records: u64,
+    pub records_per_second: f64,
+    pub mb_per_second: f64,
+    pub latency_us: Option<[u64; 4]>,
+    pub broker_cpu_s_per_gb: Option<f64>,
+    pub per_second: Vec<u64>,
+}
+
+impl Row {
+    fn skipped(name: &str, linkedin: &'static str, status: &str) -> Self {
+        Row {
+            name: name.to_string(),
+            linkedin,
+            status: status.to_string(),
+            records: 0,
+            records_per_second: 0.0,
+            mb_per_second: 0.0,
+            latency_us: None,
+            broker_cpu_s_per_gb: None,
+            per_second: Vec::new(),
+        }
+    }
+}
+
+struct Bench<'a> {
+    bootstrap: String,
+    local: Option<&'a LocalBroker>,
+    scale: f64,
+    exe: PathBuf,
+    rows: Vec<Row>,
+}
+
+fn scaled(scale: f64, records: f64) -> u64 {
+    ((records * scale).round() as u64).max(1000)
+}
+
+pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
+    if args.client != "rdkafka" {
+        bail!("--client {}: only rdkafka is implemented so far", args.client);
+    }
+    if !(args.scale > 0.0 && args.scale <= 1.0) {
+        bail!("--scale must be in (0, 1]");
+    }
+    let local = match &args.bootstrap {
+        Some(_) => None,
+        None => Some(LocalBroker::start()?),
+    };
+    let bootstrap = args
+        .bootstrap
+        .clone()
+        .unwrap_or_else(|| local.as_ref().expect("started").bootstrap.clone());
+    let mut bench = Bench {
+        bootstrap,
+        local: local.as_ref(),
+        scale: args.scale,
+        exe: std::env::current_exe()?,
+        rows: Vec::new(),
+    };
+    bench.all_rows()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("bench-results").join(crate::model::now_ms().to_string()));
+    write_results(&out, &args, &bench)?;
+    print_table(&bench.rows);
+    println!("\nresults: {}", out.display());
+    let failed: Vec<&Row> = bench.rows.iter().filter(|r| r.status.starts_with("error")).collect();
+    if !failed.is_empty() {
+        bail!("{} row(s) failed their checks", failed.len());
+    }
+    Ok(())
+}
+
+impl Bench<'_> {
+    fn all_rows(&mut self) -> anyhow::Result<()> {
+        let records = scaled(self.scale, RECORDS);
+        let produce = |topic: &str, records: u64, size: usize, acks: &str, batch_size: usize| ProduceSpec {
+            topic: topic.to_string(),
+            records,
+            size,
+            acks: acks.to_string(),
+            batch_size,
+            linger_ms: 5,
+            rate: 0,
+            first_seq: 0,
+        };
+        self.topic("linkedin-1p")?;
+        let one = produce("linkedin-1p", records, SIZE, "1", 8196);
+        self.measure(
+            "1 producer, no replication",
+            "821,557 rec/s (78.3 MB/s)",
+            records,
+            |b| load::produce(&b.bootstrap, &one),
+        );
+        for (name, figure) in [
+            ("1 producer, 3x async replication", "786,980 rec/s (75.1 MB/s)"),
+            ("1 producer, 3x sync replication", "421,823 rec/s (40.2 MB/s)"),
+            ("3 producers, 3x async replication", "2,024,032 rec/s (193.0 MB/s)"),
+        ] {
+            self.rows.push(Row::skipped(name, figure, NEEDS_CLUSTER));
+        }
+        self.topic("linkedin-3p")?;
+        self.measure(
+            "3 producers, no replication (separate processes)",
+            "2,024,032 rec/s with 3x",
+            records,
+            |b| {
+                let share = records / 3;
+                let jobs: Vec<_> = (0..3)
+                    .map(|w| {
+                        // The last producer also sends the remainder.
+                        let n = if w == 2 { records - 2 * share } else { share };
+                        let mut spec = produce("linkedin-3p", n, SIZE, "1", 8196);
+                        spec.first_seq = w * share;
+                        serde_json::to_string(&spec).expect("serializable")
+                    })
+                    .collect();
+                b.workers(&jobs)
+            },
+        );
+        self.topic("linkedin-stored")?;
+        let stored = produce("linkedin-stored", records * 2, SIZE, "1", 8196);
+        self.measure("Throughput vs stored data", "flat up to ~1 TB", records * 2, |b| {
+            load::produce(&b.bootstrap, &stored)
+        });
+        for size in SWEEP_SIZES {
+            let topic = format!("linkedin-size-{size}");
+            self.topic(&topic)?;
+            let n = scaled(self.scale, RECORDS * (SIZE as f64 / *size as f64).min(1.0));
+            let spec = produce(&topic, n, *size, "1", 128_000);
+            self.measure(&format!("Message size {size} B"), "MB/s rises with size", n, |b| {
+                load::produce(&b.bootstrap, &spec)
+            });
+        }
+        let all = |topic: &str, partitions: Vec<i32>, records: u64| ConsumeSpec {
+            topic: topic.to_string(),
+            partitions,
+            records,
+            timed: false,
+            seq_limit: records.max(1),
+        };
+        let one_consumer = all("linkedin-1p", (0..PARTITIONS).collect(), records);
+        self.measure("1 consumer", "940,521 rec/s (89.7 MB/s)", records, |b| {
+            load::consume(&b.bootstrap, &one_consumer)
+        });
+        self.measure(
+            "3 consumers (separate processes)",
+            "2,615,968 rec/s (249.5 MB/s)",
+            records,
+            |b| b.three_consumers("linkedin-1p", records),
+        );
+        self.topic("linkedin-together")?;
+        let together_produce = produce("linkedin-together", records, SIZE, "1", 8196);
+        let together_consume = all("linkedin-together", (0..PARTITIONS).collect(), records);
+        self.measure(
+            "Producer and consumer together",
+            "795,064 rec/s (75.8 MB/s)",
+            records,
+            |b| {
+                let bootstrap = b.bootstrap.clone();
+                let consumer = std::thread::spawn(move || load::consume(&bootstrap, &together_consume));
+                load::produce(&b.bootstrap, &together_produce)?;
+                consumer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?
+            },
+        );
+        self.topic_with_partitions("linkedin-e2e", 1)?;
+        let e2e_records = scaled(self.scale, RECORDS / 10.0);
+        self.measure(
+            "End-to-end latency (100k rec/s steady)",
+            "2 ms p50, 3 ms p99, 14 ms p99.9",
+            e2e_records,
+            |b| load::end_to_end(&b.bootstrap, "linkedin-e2e", e2e_records, SIZE, E2E_RATE),
+        );
+        Ok(())
+    }
+
+    fn topic(&self, name: &str) -> anyhow::Result<()> {
+        self.topic_with_partitions(name, PARTITIONS)
+    }
+
+    fn topic_with_partitions(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        let mut client = Client::connect(&self.bootstrap, Duration::from_secs(30))?;
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(crate::cli::s(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(30_000);
+        let response = client.send(&request, 5)?;
+        let result = response.topics.first().context("CreateTopics returned nothing")?;
+        const TOPIC_ALREADY_EXISTS: i16 = 36;
+        if result.error_code != TOPIC_ALREADY_EXISTS {
+            crate::cli::check(
+                result.error_code,
+                result.error_message.as_deref(),
+                &format!("creating {name}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs one row, checks that exactly `expected` records went through, and
+    /// records it with the broker's CPU per GB when the broker is local.
+    fn measure(
+        &mut self,
+        name: &str,
+        linkedin: &'static str,
+        expected: u64,
+        run: impl FnOnce(&Self) -> anyhow::Result<Measured>,
+    ) {
+        eprintln!("running: {name}");
+        let cpu_before = self.local.map(LocalBroker::cpu_seconds);
+        let result = run(self);
+        let cpu = self.local.map(|l| l.cpu_seconds() - cpu_before.unwrap_or(0.0));
+        let row = match result {
+            Err(e) => Row::skipped(name, linkedin, &format!("error: {e:#}")),
+            Ok(m) => {
+                let status = if m.records != expected || m.failed > 0 {
+                    format!(
+                        "error: expected {expected} records once, got {} ({} lost or repeated)",
+                        m.records, m.failed
+                    )
+                } else {
+                    "ok".to_string()
+                };
+                Row {
+                    name: name.to_string(),
+                    linkedin,
+                    status,
+                    records: m.records,
+                    records_per_second: m.records_per_second(),
+                    mb_per_second: m.mb_per_second(),
+                    latency_us: m.latency_us,
+                    broker_cpu_s_per_gb: cpu.map(|c| c / (m.bytes.max(1) as f64 / 1e9)),
+                    per_second: m.per_second,
+                }
+            }
+        };
+        self.rows.push(row);
+    }
+
+    /// Runs `jobs` as separate worker processes at once and sums what they measured.
+    fn workers(&self, jobs: &[String]) -> anyhow::Result<Measured> {
+        let children: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                Command::new(&self.exe)
+                    .args(["bench", "worker", "--bootstrap", &self.bootstrap, "--job", job])
+                    .stdout(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()
+            .context("cannot start a worker")?;
+        let mut total = Measured::default();
+        for child in children {
+            let output = child.wait_with_output()?;
+            if !output.status.success() {
+                bail!("a worker failed ({})", output.status);
+            }
+            let m: Measured = serde_json::from_slice(&output.stdout).context("worker output")?;
+            total.records += m.records;
+            total.bytes += m.bytes;
+            total.failed += m.failed;
+            // They ran at once: the row took as long as the slowest.
+            total.seconds = total.seconds.max(m.seconds);
+        }
+        Ok(total)
+    }
+
+    /// Three consumer processes, two partitions each, as LinkedIn's three machines.
+    fn three_consumers(&self, topic: &str, records: u64) -> anyhow::Result<Measured> {
+        let ends = partition_ends(&self.bootstrap, topic)?;
+        let jobs: Vec<String> = (0..3)
+            .map(|w| {
+                let partitions = vec![2 * w, 2 * w + 1];
+                let expected = partitions.iter().map(|p| ends[*p as usize]).sum();
+                serde_json::to_string(&ConsumeSpec {
+                    topic: topic.to_string(),
+                    partitions,
+                    records: expected,
+                    timed: false,
+                    seq_limit: records,
+                })
+                .expect("serializable")
+            })
+            .collect();
+        self.workers(&jobs)
+    }
+}
+
+/// The log end offset of each partition of `topic`.
+fn partition_ends(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<u64>> {
+    let mut client = Client::connect(bootstrap, Duration::from_secs(30))?;
+    let partitions = (0..PARTITIONS).map(|p| (topic.to_string(), p)).collect();
+    let ends = crate::cli::groups::list_offsets(&mut client, &partitions, crate::cli::groups::LATEST)?;
+    Ok((0..PARTITIONS)
+        .map(|p| ends.get(&(topic.to_string(), p)).copied().unwrap_or(0).max(0) as u64)
+        .collect())
+}
+
+/// `sluice bench worker`: runs one job and prints what it measured as JSON.
+pub fn worker(bootstrap: &str, job: &str) -> anyhow::Result<()> {
+    let measured = if let Ok(spec) = serde_json::from_str::<ProduceSpec>(job) {
+        load::produce(bootstrap, &spec)?
+    } else {
+        let spec: ConsumeSpec = serde_json::from_str(job).context("--job is neither a produce nor a consume spec")?;
+        load::consume(bootstrap, &spec)?
+    };
+    println!("{}", serde_json::to_string(&measured)?);
+    Ok(())
+}
+
+fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let doc = json!({
+        "benchmark": "linkedin-2014",
+        "scale": args.scale,
+        "client": args.client,
+        "broker": args.bootstrap.clone().unwrap_or_else(|| "local sluice".to_string()),
+        "broker_peak_rss_bytes": bench.local.map(LocalBroker::peak_rss_bytes),
+        "rows": bench.rows,
+    });
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&doc)?)?;
+    let mut csv = String::from(
+        "row,status,records,records_per_second,mb_per_second,p50_us,p99_us,p999_us,max_us,broker_cpu_s_per_gb,linkedin\n",
+    );
+    for r in &bench.rows {
+        let [p50, p99, p999, max] = r
+            .latency_us
+            .map_or([String::new(), String::new(), String::new(), String::new()], |l| {
+                l.map(|v| v.to_string())
+            });
+        csv.push_str(&format!(
+            "\"{}\",\"{}\",{},{:.0},{:.1},{p50},{p99},{p999},{max},{},\"{}\"\n",
+            r.name,
+            r.status.replace('"', "'"),
+            r.records,
+            r.records_per_second,
+            r.mb_per_second,
+            r.broker_cpu_s_per_gb.map_or(String::new(), |c| format!("{c:.3}")),
+            r.linkedin
+        ));
+    }
+    std::fs::write(out.join("results.csv"), csv)?;
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let ok = r.status == "ok";
+            vec![
+                r.name.clone(),
+                if ok {
+                    format!("{:.0}", r.records_per_second)
+                } else {
+                    "-".into()
+                },
+                if ok {
+                    format!("{:.1}", r.mb_per_second)
+                } else {
+                    "-".into()
+                },
+                r.latency_us.filter(|_| ok).map_or("-".into(), |l| {
+                    format!("{:.2}/{:.2}", l[0] as f64 / 1000.0, l[1] as f64 / 1000.0)
+                }),
+                r.broker_cpu_s_per_gb
+                    .filter(|_| ok)
+                    .map_or("-".into(), |c| format!("{c:.2}")),
+                r.linkedin.to_string(),
+                if ok { String::new() } else { r.status.clone() },
+            ]
+        })
+        .collect();
+    crate::cli::print_table(
+        &[
+            "ROW",
+            "RECORDS/S",
+            "MB/S",
+            "P50/P99 MS",
+            "BROKER S/GB",
+            "LINKEDIN 2014",
+            "NOTE",
+        ],
+        &table,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_keeps_a_floor_and_rounds() {
+        assert_eq!(scaled(1.0, RECORDS), 50_000_000);
+        assert_eq!(scaled(0.02, RECORDS), 1_000_000);
+        assert_eq!(scaled(0.000_001, RECORDS), 1000, "never fewer than 1000 records");
+    }
+}

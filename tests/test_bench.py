@@ -1,0 +1,59 @@
+"""`sluice bench linkedin` end to end at a tiny scale: every row that one broker
+can run passes its exactly-once count check, and the results files agree."""
+
+import csv
+import json
+import subprocess
+
+from conftest import SLUICE_BIN
+
+CLUSTER_ROWS = {"1 producer, 3x async replication", "1 producer, 3x sync replication",
+                "3 producers, 3x async replication"}
+
+
+def run_bench(tmp_path, *extra):
+    out = tmp_path / "results"
+    result = subprocess.run([SLUICE_BIN, "bench", "linkedin", "--scale", "0.0002", "--out", str(out), *extra],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result.stdout
+
+
+def check_results(out, stdout):
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["benchmark"] == "linkedin-2014" and doc["client"] == "rdkafka"
+    rows = {r["name"]: r for r in doc["rows"]}
+    for name in CLUSTER_ROWS:
+        assert rows[name]["status"] == "needs a 3-broker cluster"
+    measured = [r for r in doc["rows"] if r["name"] not in CLUSTER_ROWS]
+    assert len(measured) == 12
+    for r in measured:
+        assert r["status"] == "ok", r
+        assert r["records"] >= 1000 and r["records_per_second"] > 0 and r["mb_per_second"] > 0
+    assert rows["1 consumer"]["records"] == rows["1 producer, no replication"]["records"]
+    assert rows["Throughput vs stored data"]["records"] == 2 * rows["1 producer, no replication"]["records"]
+    p50, p99, p999, worst = rows["End-to-end latency (100k rec/s steady)"]["latency_us"]
+    assert 0 < p50 <= p99 <= p999 <= worst
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["row"] for r in table] == [r["name"] for r in doc["rows"]]
+    assert "LINKEDIN 2014" in stdout and "821,557 rec/s" in stdout
+    return doc
+
+
+def test_bench_against_a_given_broker(broker, tmp_path):
+    out, stdout = run_bench(tmp_path, "--bootstrap", broker.bootstrap)
+    doc = check_results(out, stdout)
+    assert doc["broker"] == broker.bootstrap
+    assert all(r["broker_cpu_s_per_gb"] is None for r in doc["rows"]), "no /proc figures for a remote broker"
+
+
+def test_bench_one_command_demo_starts_its_own_broker(tmp_path):
+    out, stdout = run_bench(tmp_path)
+    doc = check_results(out, stdout)
+    assert doc["broker"] == "local sluice" and doc["broker_peak_rss_bytes"] > 0
+    assert rows_with_cpu(doc) >= 10
+
+
+def rows_with_cpu(doc):
+    return sum(1 for r in doc["rows"] if r["broker_cpu_s_per_gb"] is not None)
