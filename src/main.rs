@@ -33,6 +33,8 @@ enum Command {
     Cluster(sluice::cli::cluster::ClusterArgs),
     /// Config files: check one for unknown keys and bad values.
     Config(sluice::cli::config_check::ConfigArgs),
+    /// Host tuning: `check` compares this machine with the recommended settings.
+    Tune(sluice::cli::tune::TuneArgs),
     /// Benchmarks: `linkedin` reruns LinkedIn's 2014 producer and consumer tests.
     Bench(sluice::bench::BenchArgs),
 }
@@ -131,6 +133,7 @@ fn main() {
         Command::Cluster(args) => sluice::cli::cluster::run(args),
         Command::Config(args) => sluice::cli::config_check::run(args),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::Tune(args) => sluice::cli::tune::run(args),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e:#}");

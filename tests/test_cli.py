@@ -146,3 +146,19 @@ def test_console_consumer_stops_cleanly_on_ctrl_c(broker):
     bad = subprocess.run([SLUICE_BIN, "consume", "absent-topic", "--timeout-ms", "100"], capture_output=True,
                          text=True, timeout=60, env={**env, "SLUICE_BOOTSTRAP": broker.bootstrap})
     assert bad.returncode != 0 and "topic 'absent-topic'" in bad.stderr, bad.stderr
+
+
+def test_tune_check_reads_the_host(tmp_path):
+    result = subprocess.run([SLUICE_BIN, "tune", "check", "--data-dir", str(tmp_path / "data")],
+                            capture_output=True, text=True, timeout=60)
+    rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    for setting in ["vm.swappiness", "vm.dirty_ratio", "net.core.somaxconn", "io_uring", "open files (hard limit)",
+                    "transparent huge pages", "CPU frequency governor"]:
+        assert setting in rows, result.stdout
+    assert "available" in rows["io_uring"] and " ok " in rows["io_uring"], "the tests themselves run on io_uring"
+    broken = sum(" BROKEN " in line for line in rows.values())
+    assert (result.returncode != 0) == (broken > 0), result.stdout + result.stderr
+    # A data dir on tmpfs would lose everything at reboot: that breaks the broker.
+    shm = subprocess.run([SLUICE_BIN, "tune", "check", "--data-dir", "/dev/shm/sluice-data"],
+                         capture_output=True, text=True, timeout=60)
+    assert shm.returncode != 0 and "tmpfs" in shm.stdout and "would break the broker" in shm.stderr

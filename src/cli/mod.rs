@@ -6,6 +6,7 @@ pub mod config_check;
 pub mod console;
 pub mod groups;
 pub mod topic;
+pub mod tune;
 
 use std::time::Duration;
 
