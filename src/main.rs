@@ -123,6 +123,10 @@ fn main() {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
         init_logging("warn", false);
+        // The tools print to pipes (`| head`): a closed pipe ends them quietly, as
+        // any Unix tool. The broker keeps Rust's default (ignored: EPIPE errors).
+        // SAFETY: setting a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args),

@@ -46,6 +46,13 @@ def test_bench_against_a_given_broker(broker, tmp_path):
     doc = check_results(out, stdout)
     assert doc["broker"] == broker.bootstrap
     assert all(r["broker_cpu_s_per_gb"] is None for r in doc["rows"]), "no /proc figures for a remote broker"
+    compared = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.json"), str(out / "results.json")],
+                              capture_output=True, text=True, timeout=60)
+    assert compared.returncode == 0, compared.stderr
+    assert "1 consumer" in compared.stdout and "1.00x" in compared.stdout
+    bad = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.csv"), str(out / "results.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "is not a results.json" in bad.stderr
 
 
 def test_bench_one_command_demo_starts_its_own_broker(tmp_path):

@@ -382,6 +382,62 @@ fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) 
     Ok(())
 }
 
+/// `sluice bench compare A.json B.json`: rows matched by name, B/A ratios.
+pub fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<()> {
+    let load = |path: &std::path::Path| -> anyhow::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a results.json", path.display()))
+    };
+    let (a_doc, b_doc) = (load(a)?, load(b)?);
+    let rows = |doc: &serde_json::Value| -> Vec<(String, String, f64, f64)> {
+        doc["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r["name"].as_str().unwrap_or_default().to_string(),
+                            r["status"].as_str().unwrap_or_default().to_string(),
+                            r["records_per_second"].as_f64().unwrap_or(0.0),
+                            r["mb_per_second"].as_f64().unwrap_or(0.0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let b_rows = rows(&b_doc);
+    let mut table = Vec::new();
+    for (name, status, a_rps, a_mbps) in rows(&a_doc) {
+        let Some((_, b_status, b_rps, b_mbps)) = b_rows.iter().find(|r| r.0 == name) else {
+            continue;
+        };
+        let ratio = |b: f64, a: f64| {
+            if a > 0.0 && b > 0.0 {
+                format!("{:.2}x", b / a)
+            } else {
+                "-".into()
+            }
+        };
+        let both_ok = status == "ok" && b_status == "ok";
+        table.push(vec![
+            name,
+            format!("{a_rps:.0}"),
+            format!("{b_rps:.0}"),
+            if both_ok { ratio(*b_rps, a_rps) } else { "-".into() },
+            format!("{a_mbps:.1}"),
+            format!("{b_mbps:.1}"),
+            if both_ok { ratio(*b_mbps, a_mbps) } else { "-".into() },
+        ]);
+    }
+    if table.is_empty() {
+        bail!("the two runs have no row in common");
+    }
+    println!("A: {}\nB: {}\n", a.display(), b.display());
+    crate::cli::print_table(&["ROW", "A REC/S", "B REC/S", "B/A", "A MB/S", "B MB/S", "B/A"], &table);
+    Ok(())
+}
+
 fn print_table(rows: &[Row]) {
     let table: Vec<Vec<String>> = rows
         .iter()

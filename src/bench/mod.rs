@@ -20,6 +20,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Every row of LinkedIn's 2014 benchmark, side by side with its figures.
     Linkedin(LinkedinArgs),
+    /// Two runs' results.json side by side, with B/A ratios.
+    Compare { a: PathBuf, b: PathBuf },
     /// One load job as a separate process (used by the multi-producer and multi-consumer rows).
     #[command(hide = true)]
     Worker {
@@ -50,6 +52,7 @@ pub struct LinkedinArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Linkedin(args) => linkedin::run(args),
+        BenchCommand::Compare { a, b } => linkedin::compare(&a, &b),
         BenchCommand::Worker { bootstrap, job } => linkedin::worker(&bootstrap, &job),
     }
 }
