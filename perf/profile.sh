@@ -90,12 +90,14 @@ echo "flamegraph: $OUT/$WORKLOAD.svg"
 python3 - "$work/stat.txt" "$RECORDS" <<'PY'
 import re, sys
 path, records = sys.argv[1], int(sys.argv[2])
-print(f"perf stat of the broker, per record ({records:,} records):")
+print(f"perf stat of the broker ({records:,} records):")
 for line in open(path):
     m = re.match(r"\s*([\d,.]+)\s+(msec\s+)?([\w-]+)", line)
-    if m and m.group(3) not in ("seconds",):
-        value = float(m.group(1).replace(",", ""))
-        unit = "ns" if m.group(3) == "task-clock" else ""
-        per = value * 1e6 / records if unit else value / records
-        print(f"  {m.group(3):>18}: {per:12.3f} {unit or 'per record'}")
+    if not m or m.group(3) == "seconds":
+        continue
+    value = float(m.group(1).replace(",", ""))
+    if m.group(3) in ("task-clock", "cpu-clock"):
+        print(f"  {m.group(3):>18}: {value * 1e6 / records:10.1f} ns of CPU per record")
+    else:
+        print(f"  {m.group(3):>18}: {value * 1000 / records:10.3f} per 1,000 records ({value:,.0f} in all)")
 PY
