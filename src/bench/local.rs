@@ -64,17 +64,7 @@ impl LocalBroker {
 
     /// utime + stime of the broker and all its threads, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let Some(stat) = self.proc_file("stat") else { return 0.0 };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return 0.0;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-            .sum();
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+        crate::metrics::cpu_seconds_from_stat(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// Peak resident set size (VmHWM), in bytes.

@@ -122,7 +122,12 @@ pub fn snapshot() -> ShardMetrics {
 
 /// The calling thread's CPU time (utime + stime), from /proc/thread-self/stat.
 pub fn thread_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+    cpu_seconds_from_stat("/proc/thread-self/stat")
+}
+
+/// utime + stime, in seconds, from a /proc `stat` file (a process's or a thread's).
+pub fn cpu_seconds_from_stat(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the parenthesised name; utime and stime are the 14th and 15th.
