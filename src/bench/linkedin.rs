@@ -7,8 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use serde::Serialize;
 use serde_json::json;
 
@@ -216,23 +214,7 @@ impl Bench<'_> {
 
     fn topic_with_partitions(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
         let mut client = Client::connect(&self.bootstrap, Duration::from_secs(30))?;
-        let topic = CreatableTopic::default()
-            .with_name(TopicName(crate::cli::s(name)))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1);
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(30_000);
-        let response = client.send(&request, 5)?;
-        let result = response.topics.first().context("CreateTopics returned nothing")?;
-        const TOPIC_ALREADY_EXISTS: i16 = 36;
-        if result.error_code != TOPIC_ALREADY_EXISTS {
-            crate::cli::check(
-                result.error_code,
-                result.error_message.as_deref(),
-                &format!("creating {name}"),
-            )?;
-        }
+        crate::cli::topic::create_topic(&mut client, name, partitions, 1, &[], true)?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::console::BatchQueue;
+use crate::cli::console::{BatchQueue, send_retrying};
 
 /// Latencies are kept in microseconds up to a minute.
 const LATENCY_MAX_US: u64 = 60_000_000;
@@ -136,19 +136,9 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
         }
         payload[..8].copy_from_slice(&(spec.first_seq + i).to_be_bytes());
         let sent_us = Box::new(started.elapsed().as_micros() as u64);
-        let mut record = BaseRecord::with_opaque_to(&spec.topic, sent_us).payload(&payload[..]);
-        // Bounded by FLUSH_TIMEOUT: a full queue drains as the broker acknowledges.
-        let deadline = Instant::now() + FLUSH_TIMEOUT;
-        loop {
-            match producer.send::<[u8], [u8]>(record) {
-                Ok(()) => break,
-                Err((e, r)) if Instant::now() < deadline && is_queue_full(&e) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
+        let record: BaseRecord<'_, [u8], [u8], _> =
+            BaseRecord::with_opaque_to(&spec.topic, sent_us).payload(&payload[..]);
+        send_retrying(&producer, record)?;
         if second_start.elapsed() >= Duration::from_secs(1) {
             let acked = producer.context().acked.load(Ordering::Relaxed);
             per_second.push(acked - acked_before);
@@ -169,13 +159,6 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
         per_second,
         failed,
     })
-}
-
-fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
-    matches!(
-        e,
-        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-    )
 }
 
 /// Sleeps until record `i` is due at `rate` records per second.

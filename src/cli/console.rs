@@ -161,7 +161,7 @@ pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             }
             record = record.headers(owned);
         }
-        send_with_retry(&producer, record)?;
+        send_retrying(&producer, record)?;
         sent += 1;
     }
     producer.flush(FLUSH_TIMEOUT).context("flushing the producer")?;
@@ -173,12 +173,20 @@ pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Queues a record, waiting while librdkafka's queue is full.
-fn send_with_retry<'a>(
-    producer: &ThreadedProducer<DeliveryReport>,
-    mut record: BaseRecord<'a, str, str>,
-) -> anyhow::Result<()> {
-    // Bounded by the flush timeout: the queue drains as the broker acknowledges.
+/// How long a producer waits before retrying a record librdkafka's full queue refused.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_micros(200);
+
+/// Queues a record, waiting while librdkafka's queue is full (at most `FLUSH_TIMEOUT`:
+/// the queue drains as the broker acknowledges).
+pub fn send_retrying<'a, K, P, C>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> anyhow::Result<()>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C: ProducerContext + 'static,
+{
     let deadline = Instant::now() + FLUSH_TIMEOUT;
     loop {
         match producer.send(record) {
@@ -187,7 +195,7 @@ fn send_with_retry<'a>(
                 if Instant::now() < deadline =>
             {
                 record = r;
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(QUEUE_FULL_BACKOFF);
             }
             Err((e, _)) => bail!("cannot produce: {e}"),
         }

@@ -310,10 +310,7 @@ fn reset_scope(client: &mut Client, args: &ResetArgs) -> anyhow::Result<BTreeSet
                 }
             }
             None => {
-                let request = MetadataRequest::default().with_topics(Some(vec![
-                    metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(spec)))),
-                ]));
-                let response = client.send(&request.with_allow_auto_topic_creation(false), 12)?;
+                let response = super::topic::metadata(client, Some(spec))?;
                 for t in response.topics {
                     check(t.error_code, &format!("Metadata for topic '{spec}'"))?;
                     out.extend(t.partitions.iter().map(|p| (spec.clone(), p.partition_index)));

@@ -110,10 +110,29 @@ fn create(
     configs: &[(String, String)],
     if_not_exists: bool,
 ) -> anyhow::Result<()> {
+    let partitions = partitions.unwrap_or(-1);
+    let replication_factor = replication_factor.unwrap_or(-1);
+    if let Some(count) = create_topic(client, name, partitions, replication_factor, configs, if_not_exists)? {
+        println!("Created topic '{name}' with {count} partitions.");
+    }
+    Ok(())
+}
+
+/// CreateTopics for one topic (-1: the broker's default). Returns the partition
+/// count, or `None` when the topic already existed and `if_not_exists` allows it.
+pub fn create_topic(
+    client: &mut Client,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(String, String)],
+    if_not_exists: bool,
+) -> anyhow::Result<Option<i32>> {
+    const TOPIC_ALREADY_EXISTS: i16 = 36;
     let topic = CreatableTopic::default()
         .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(replication_factor.unwrap_or(-1))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor)
         .with_configs(
             configs
                 .iter()
@@ -125,20 +144,19 @@ fn create(
         .with_timeout_ms(REQUEST_TIMEOUT_MS);
     let response = client.send(&request, 5)?;
     let result = response.topics.first().context("CreateTopics returned no topic")?;
-    const TOPIC_ALREADY_EXISTS: i16 = 36;
     if if_not_exists && result.error_code == TOPIC_ALREADY_EXISTS {
-        return Ok(());
+        return Ok(None);
     }
     check(
         result.error_code,
         result.error_message.as_deref(),
         &format!("cannot create topic '{name}'"),
     )?;
-    println!("Created topic '{name}' with {} partitions.", result.num_partitions);
-    Ok(())
+    Ok(Some(result.num_partitions))
 }
 
-fn metadata(client: &mut Client, topic: Option<&str>) -> anyhow::Result<MetadataResponse> {
+/// Metadata for one topic, or all of them; never creates a topic.
+pub fn metadata(client: &mut Client, topic: Option<&str>) -> anyhow::Result<MetadataResponse> {
     let topics = topic.map(|t| vec![MetadataRequestTopic::default().with_name(Some(TopicName(s(t))))]);
     // A tool looking at a topic must never create it.
     let request = MetadataRequest::default()
