@@ -121,19 +121,18 @@ impl Coordinator {
 
     /// Every committed offset this shard coordinates: (group, topic, partition, offset).
     pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
-        let groups = self.groups.borrow();
-        groups
-            .values()
-            .flat_map(|g| {
-                g.offsets
-                    .iter()
-                    .map(|((topic, p), c)| (g.id.clone(), topic.clone(), *p, c.value.offset))
-            })
-            .collect()
+        self.map_groups(|g| {
+            g.offsets
+                .iter()
+                .map(|((topic, p), c)| (g.id.clone(), topic.clone(), *p, c.value.offset))
+                .collect::<Vec<_>>()
+        })
+        .concat()
     }
 
-    pub fn group_ids(&self) -> Vec<String> {
-        self.groups.borrow().keys().cloned().collect()
+    /// `f` applied to every group this shard coordinates.
+    pub fn map_groups<R>(&self, f: impl Fn(&Group) -> R) -> Vec<R> {
+        self.groups.borrow().values().map(f).collect()
     }
 
     /// Makes sure the offsets partition `partition` is loaded and has its writer.

@@ -281,21 +281,15 @@ pub async fn list_groups() -> Vec<GroupListing> {
     }
     let per_shard = (0..runtime::shard_count()).map(|shard| {
         submit_to(shard, || async {
-            let c = coordinator::local();
-            c.group_ids()
-                .into_iter()
-                .filter_map(|id| {
-                    c.with_group(&id, |g| GroupListing {
-                        group_id: g.id.clone(),
-                        protocol_type: match &g.consumer {
-                            Some(_) => "consumer".to_string(),
-                            None => g.protocol_type.clone().unwrap_or_default(),
-                        },
-                        state: g.state_name(),
-                        group_type: g.type_name(),
-                    })
-                })
-                .collect::<Vec<_>>()
+            coordinator::local().map_groups(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: match &g.consumer {
+                    Some(_) => "consumer".to_string(),
+                    None => g.protocol_type.clone().unwrap_or_default(),
+                },
+                state: g.state_name(),
+                group_type: g.type_name(),
+            })
         })
     });
     let mut groups: Vec<GroupListing> = futures_util::future::join_all(per_shard)
