@@ -20,6 +20,30 @@ pub struct Client {
     correlation_id: i32,
 }
 
+/// Where the correlation id sits in a framed request: after the size, the
+/// API key and the version. Lets a caller resend one frame with a new id.
+pub const CORRELATION_ID_AT: usize = 8;
+
+/// `request` framed for the wire: size prefix, header, body.
+pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header.encode(&mut frame, R::header_version(version))?;
+    request.encode(&mut frame, version)?;
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    debug_assert_eq!(
+        frame[CORRELATION_ID_AT..CORRELATION_ID_AT + 4],
+        correlation_id.to_be_bytes()
+    );
+    Ok(frame)
+}
+
 impl Client {
     pub fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
         let addr = bootstrap
@@ -41,17 +65,7 @@ impl Client {
     /// Sends `request` at `version` and waits for its response.
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header.encode(&mut frame, R::header_version(version))?;
-        request.encode(&mut frame, version)?;
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let frame = frame(request, version, self.correlation_id)?;
         self.stream.write_all(&frame).context("sending the request")?;
 
         let mut size = [0u8; 4];

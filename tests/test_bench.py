@@ -19,9 +19,9 @@ def run_bench(tmp_path, *extra):
     return out, result.stdout
 
 
-def check_results(out, stdout):
+def check_results(out, stdout, client="rdkafka"):
     doc = json.loads((out / "results.json").read_text())
-    assert doc["benchmark"] == "linkedin-2014" and doc["client"] == "rdkafka"
+    assert doc["benchmark"] == "linkedin-2014" and doc["client"] == client
     rows = {r["name"]: r for r in doc["rows"]}
     for name in CLUSTER_ROWS:
         assert rows[name]["status"] == "needs a 3-broker cluster"
@@ -64,3 +64,11 @@ def test_bench_one_command_demo_starts_its_own_broker(tmp_path):
 
 def rows_with_cpu(doc):
     return sum(1 for r in doc["rows"] if r["broker_cpu_s_per_gb"] is not None)
+
+
+def test_bench_native_client_counts_every_record_back(broker, tmp_path):
+    out, stdout = run_bench(tmp_path, "--bootstrap", broker.bootstrap, "--client", "native")
+    doc = check_results(out, stdout, client="native")
+    rows = {r["name"]: r for r in doc["rows"]}
+    # The native producer's acks are timed per request, so the row has percentiles.
+    assert rows["1 producer, no replication"]["latency_us"][0] > 0

@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use super::LinkedinArgs;
-use super::load::{self, ConsumeSpec, Measured, ProduceSpec};
+use super::load::{ConsumeSpec, Measured, ProduceSpec};
 use super::local::LocalBroker;
+use super::{Engine, LinkedinArgs};
 use crate::client::Client;
 
 /// LinkedIn's run: 50 million 100-byte records into 6 partitions.
@@ -56,6 +56,7 @@ impl Row {
 
 struct Bench<'a> {
     bootstrap: String,
+    engine: Engine,
     local: Option<&'a LocalBroker>,
     scale: f64,
     exe: PathBuf,
@@ -67,9 +68,6 @@ fn scaled(scale: f64, records: f64) -> u64 {
 }
 
 pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
-    if args.client != "rdkafka" {
-        bail!("--client {}: only rdkafka is implemented so far", args.client);
-    }
     if !(args.scale > 0.0 && args.scale <= 1.0) {
         bail!("--scale must be in (0, 1]");
     }
@@ -83,6 +81,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| local.as_ref().expect("started").bootstrap.clone());
     let mut bench = Bench {
         bootstrap,
+        engine: args.client,
         local: local.as_ref(),
         scale: args.scale,
         exe: std::env::current_exe()?,
@@ -122,7 +121,7 @@ impl Bench<'_> {
             "1 producer, no replication",
             "821,557 rec/s (78.3 MB/s)",
             records,
-            |b| load::produce(&b.bootstrap, &one),
+            |b| b.engine.produce(&b.bootstrap, &one),
         );
         for (name, figure) in [
             ("1 producer, 3x async replication", "786,980 rec/s (75.1 MB/s)"),
@@ -153,7 +152,7 @@ impl Bench<'_> {
         self.topic("linkedin-stored")?;
         let stored = produce("linkedin-stored", records * 2, SIZE, "1", 8196);
         self.measure("Throughput vs stored data", "flat up to ~1 TB", records * 2, |b| {
-            load::produce(&b.bootstrap, &stored)
+            b.engine.produce(&b.bootstrap, &stored)
         });
         for size in SWEEP_SIZES {
             let topic = format!("linkedin-size-{size}");
@@ -161,7 +160,7 @@ impl Bench<'_> {
             let n = scaled(self.scale, RECORDS * (SIZE as f64 / *size as f64).min(1.0));
             let spec = produce(&topic, n, *size, "1", 128_000);
             self.measure(&format!("Message size {size} B"), "MB/s rises with size", n, |b| {
-                load::produce(&b.bootstrap, &spec)
+                b.engine.produce(&b.bootstrap, &spec)
             });
         }
         let all = |topic: &str, partitions: Vec<i32>, records: u64| ConsumeSpec {
@@ -170,10 +169,11 @@ impl Bench<'_> {
             records,
             timed: false,
             seq_limit: records.max(1),
+            record_size: SIZE,
         };
         let one_consumer = all("linkedin-1p", (0..PARTITIONS).collect(), records);
         self.measure("1 consumer", "940,521 rec/s (89.7 MB/s)", records, |b| {
-            load::consume(&b.bootstrap, &one_consumer)
+            b.engine.consume(&b.bootstrap, &one_consumer)
         });
         self.measure(
             "3 consumers (separate processes)",
@@ -189,9 +189,9 @@ impl Bench<'_> {
             "795,064 rec/s (75.8 MB/s)",
             records,
             |b| {
-                let bootstrap = b.bootstrap.clone();
-                let consumer = std::thread::spawn(move || load::consume(&bootstrap, &together_consume));
-                load::produce(&b.bootstrap, &together_produce)?;
+                let (bootstrap, engine) = (b.bootstrap.clone(), b.engine);
+                let consumer = std::thread::spawn(move || engine.consume(&bootstrap, &together_consume));
+                b.engine.produce(&b.bootstrap, &together_produce)?;
                 consumer
                     .join()
                     .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?
@@ -203,7 +203,10 @@ impl Bench<'_> {
             "End-to-end latency (100k rec/s steady)",
             "2 ms p50, 3 ms p99, 14 ms p99.9",
             e2e_records,
-            |b| load::end_to_end(&b.bootstrap, "linkedin-e2e", e2e_records, SIZE, E2E_RATE),
+            |b| {
+                b.engine
+                    .end_to_end(&b.bootstrap, "linkedin-e2e", e2e_records, SIZE, E2E_RATE)
+            },
         );
         Ok(())
     }
@@ -264,7 +267,8 @@ impl Bench<'_> {
             .iter()
             .map(|job| {
                 Command::new(&self.exe)
-                    .args(["bench", "worker", "--bootstrap", &self.bootstrap, "--job", job])
+                    .args(["bench", "worker", "--bootstrap", &self.bootstrap])
+                    .args(["--client", self.engine.name(), "--job", job])
                     .stdout(Stdio::piped())
                     .spawn()
             })
@@ -299,6 +303,7 @@ impl Bench<'_> {
                     records: expected,
                     timed: false,
                     seq_limit: records,
+                    record_size: SIZE,
                 })
                 .expect("serializable")
             })
@@ -318,12 +323,12 @@ fn partition_ends(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<u64>> {
 }
 
 /// `sluice bench worker`: runs one job and prints what it measured as JSON.
-pub fn worker(bootstrap: &str, job: &str) -> anyhow::Result<()> {
+pub fn worker(engine: Engine, bootstrap: &str, job: &str) -> anyhow::Result<()> {
     let measured = if let Ok(spec) = serde_json::from_str::<ProduceSpec>(job) {
-        load::produce(bootstrap, &spec)?
+        engine.produce(bootstrap, &spec)?
     } else {
         let spec: ConsumeSpec = serde_json::from_str(job).context("--job is neither a produce nor a consume spec")?;
-        load::consume(bootstrap, &spec)?
+        engine.consume(bootstrap, &spec)?
     };
     println!("{}", serde_json::to_string(&measured)?);
     Ok(())
@@ -334,7 +339,7 @@ fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) 
     let doc = json!({
         "benchmark": "linkedin-2014",
         "scale": args.scale,
-        "client": args.client,
+        "client": args.client.name(),
         "broker": args.bootstrap.clone().unwrap_or_else(|| "local sluice".to_string()),
         "broker_peak_rss_bytes": bench.local.map(LocalBroker::peak_rss_bytes),
         "rows": bench.rows,

@@ -13,6 +13,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::progress::Progress;
 use crate::cli::console::{BatchQueue, send_retrying};
 
 /// Latencies are kept in microseconds up to a minute.
@@ -23,6 +24,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const CONSUME_STALL: Duration = Duration::from_secs(30);
 /// Messages taken from librdkafka per batch-consume call.
 const CONSUME_BATCH: usize = 10_000;
+/// Records between progress updates.
+const PROGRESS_EVERY_RECORDS: u64 = 4096;
 /// How long a latency run's consumer gets to connect before the producer starts.
 const CONSUMER_WARMUP: Duration = Duration::from_millis(500);
 
@@ -127,9 +130,7 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
         })
         .context("cannot create the producer")?;
     let mut payload = vec![b'x'; spec.size.max(8)];
-    let mut per_second = Vec::new();
-    let mut second_start = Instant::now();
-    let mut acked_before = 0;
+    let mut progress = Progress::new(&format!("produce {}", spec.topic), spec.records);
     for i in 0..spec.records {
         if spec.rate > 0 {
             pace(started, i, spec.rate);
@@ -139,14 +140,13 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
         let record: BaseRecord<'_, [u8], [u8], _> =
             BaseRecord::with_opaque_to(&spec.topic, sent_us).payload(&payload[..]);
         send_retrying(&producer, record)?;
-        if second_start.elapsed() >= Duration::from_secs(1) {
-            let acked = producer.context().acked.load(Ordering::Relaxed);
-            per_second.push(acked - acked_before);
-            acked_before = acked;
-            second_start = Instant::now();
+        if i % PROGRESS_EVERY_RECORDS == 0 {
+            progress.set(producer.context().acked.load(Ordering::Relaxed));
         }
     }
     producer.flush(FLUSH_TIMEOUT).context("flushing the producer")?;
+    progress.set(producer.context().acked.load(Ordering::Relaxed));
+    let per_second = progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let context = producer.context();
     let failed = context.failed.load(Ordering::Relaxed);
@@ -162,7 +162,7 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
 }
 
 /// Sleeps until record `i` is due at `rate` records per second.
-fn pace(started: Instant, i: u64, rate: u64) {
+pub(super) fn pace(started: Instant, i: u64, rate: u64) {
     let due = Duration::from_secs_f64(i as f64 / rate as f64);
     let elapsed = started.elapsed();
     if due > elapsed {
@@ -180,6 +180,8 @@ pub struct ConsumeSpec {
     pub timed: bool,
     /// Sequence numbers run below this; each may arrive once (checked unless timed).
     pub seq_limit: u64,
+    /// Payload bytes per record, for engines that count without reading payloads.
+    pub record_size: usize,
 }
 
 /// Reads `spec.partitions` from the beginning until `spec.records` arrived.
@@ -215,6 +217,7 @@ fn consume_signalling(
         std::thread::sleep(CONSUMER_WARMUP);
         let _ = ready.send(());
     }
+    let mut progress = Progress::new(&format!("consume {}", spec.topic), spec.records);
     let started = Instant::now();
     let mut last = Instant::now();
     // Bounded: every round takes records or brings the stall deadline closer.
@@ -253,17 +256,19 @@ fn consume_signalling(
                 .context("consume failed")?;
         }
         if records > before {
+            progress.set(records);
             last = Instant::now();
         } else if last.elapsed() > CONSUME_STALL {
             bail!("only {records} of {} records arrived", spec.records);
         }
     }
+    let seconds = started.elapsed().as_secs_f64();
     Ok(Measured {
         records,
         bytes,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         latency_us: percentiles(&latency),
-        per_second: Vec::new(),
+        per_second: progress.finish(),
         failed: duplicates,
     })
 }
@@ -277,7 +282,7 @@ pub fn wall_clock_us() -> u64 {
 }
 
 /// The sequence number or send time a payload starts with.
-fn first_u64(payload: &[u8]) -> Option<u64> {
+pub(super) fn first_u64(payload: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
@@ -290,6 +295,7 @@ pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate:
         records,
         timed: true,
         seq_limit: 0,
+        record_size: size,
     };
     let bootstrap_owned = bootstrap.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

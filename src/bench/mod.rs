@@ -2,11 +2,14 @@
 //! (`linkedin`), against a temporary local Sluice or any Kafka-compatible
 //! broker (`--bootstrap`). `load` generates the traffic with librdkafka,
 //! `local` runs the temporary broker, `worker` is the child process used for
-//! the rows that LinkedIn ran from separate machines.
+//! the rows that LinkedIn ran from separate machines. `native` is the lean
+//! alternative to `load` (`--client native`).
 
 pub mod linkedin;
 pub mod load;
 pub mod local;
+pub mod native;
+mod progress;
 
 use std::path::PathBuf;
 
@@ -27,6 +30,8 @@ enum BenchCommand {
     Worker {
         #[arg(long)]
         bootstrap: String,
+        #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
+        client: Engine,
         /// A JSON `ProduceSpec` or `ConsumeSpec`.
         #[arg(long)]
         job: String,
@@ -41,9 +46,10 @@ pub struct LinkedinArgs {
     /// Measure this broker instead of a temporary local Sluice.
     #[arg(long)]
     pub bootstrap: Option<String>,
-    /// The load generator: `rdkafka` (librdkafka, the reference).
-    #[arg(long, default_value = "rdkafka")]
-    pub client: String,
+    /// The load generator: `rdkafka` (librdkafka, the reference) or
+    /// `native` (Sluice's own pipelined client, to find the broker's ceiling).
+    #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
+    pub client: Engine,
     /// Where results.json and results.csv go (default ./bench-results/<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -53,6 +59,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Linkedin(args) => linkedin::run(args),
         BenchCommand::Compare { a, b } => linkedin::compare(&a, &b),
-        BenchCommand::Worker { bootstrap, job } => linkedin::worker(&bootstrap, &job),
+        BenchCommand::Worker { bootstrap, client, job } => linkedin::worker(client, &bootstrap, &job),
+    }
+}
+
+/// The client that generates the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Rdkafka,
+    Native,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Rdkafka => "rdkafka",
+            Engine::Native => "native",
+        }
+    }
+
+    pub fn produce(self, bootstrap: &str, spec: &load::ProduceSpec) -> anyhow::Result<load::Measured> {
+        match self {
+            Engine::Rdkafka => load::produce(bootstrap, spec),
+            Engine::Native => native::produce(bootstrap, spec),
+        }
+    }
+
+    pub fn consume(self, bootstrap: &str, spec: &load::ConsumeSpec) -> anyhow::Result<load::Measured> {
+        match self {
+            Engine::Rdkafka => load::consume(bootstrap, spec),
+            Engine::Native => native::consume(bootstrap, spec),
+        }
+    }
+
+    pub fn end_to_end(
+        self,
+        bootstrap: &str,
+        topic: &str,
+        records: u64,
+        size: usize,
+        rate: u64,
+    ) -> anyhow::Result<load::Measured> {
+        match self {
+            Engine::Rdkafka => load::end_to_end(bootstrap, topic, records, size, rate),
+            Engine::Native => native::end_to_end(bootstrap, topic, records, size, rate),
+        }
     }
 }
