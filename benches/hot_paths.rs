@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the broker's hot paths, each reported in bytes/s:
 //! batch validation (CRC32C over the batch), offset assignment, append to a
-//! partition log (io_uring write into the page cache), and offset lookup
-//! (segment binary search, then the sparse index).
+//! partition log (io_uring write into the page cache), offset lookup
+//! (segment binary search, then the sparse index), and Fetch response framing
+//! (the user-space bytes around the file ranges that sendfile sends).
 //!
 //!     cargo bench --bench hot_paths
 
@@ -9,7 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, cr
 use sluice::model::TopicPartition;
 use sluice::record::builder::{Record, build_batch};
 use sluice::record::{assign_offset, validate_single_batch};
-use sluice::storage::{LogConfig, PartitionLog};
+use sluice::storage::{FileSlice, LogConfig, PartitionLog};
 
 /// A producer-like batch: `count` records of `size` bytes.
 fn batch(count: usize, size: usize) -> bytes::BytesMut {
@@ -67,5 +68,24 @@ fn append_and_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validation_and_offsets, append_and_lookup);
+fn fetch_framing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = std::fs::File::create(dir.path().join("segment")).expect("file");
+    let slice = FileSlice {
+        file: std::sync::Arc::new(file),
+        position: 0,
+        bytes: 1 << 20,
+    };
+    let mut group = c.benchmark_group("fetch");
+    const PARTITIONS: i32 = 6; // LinkedIn's topic, one consumer reading all of it
+    group.throughput(Throughput::Bytes(slice.bytes * PARTITIONS as u64));
+    for version in [11i16, 16] {
+        group.bench_function(format!("frame v{version} response, 6 x 1 MB partitions"), |bench| {
+            bench.iter(|| sluice::protocol::fetch::frame_for_bench(black_box(version), PARTITIONS, &slice))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation_and_offsets, append_and_lookup, fetch_framing);
 criterion_main!(benches);

@@ -38,7 +38,23 @@ def check_results(out, stdout, client="rdkafka"):
         table = list(csv.DictReader(f))
     assert [r["row"] for r in table] == [r["name"] for r in doc["rows"]]
     assert "LINKEDIN 2014" in stdout and "821,557 rec/s" in stdout
+    check_charts(out)
     return doc
+
+
+CHARTS = ["records-per-second-by-size", "mb-per-second-by-size", "throughput-over-stored-data",
+          "end-to-end-latency"]
+
+
+def check_charts(out, legend=None):
+    for stem in CHARTS:
+        if stem == "throughput-over-stored-data" and not (out / f"{stem}.svg").exists():
+            continue  # a run shorter than a second has no per-second samples
+        svg = (out / f"{stem}.svg").read_text()
+        assert svg.startswith("<svg") and "<polyline" in svg, stem
+        if legend:
+            assert legend in svg
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
 
 
 def test_bench_against_a_given_broker(broker, tmp_path):
@@ -46,10 +62,12 @@ def test_bench_against_a_given_broker(broker, tmp_path):
     doc = check_results(out, stdout)
     assert doc["broker"] == broker.bootstrap
     assert all(r["broker_cpu_s_per_gb"] is None for r in doc["rows"]), "no /proc figures for a remote broker"
-    compared = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.json"), str(out / "results.json")],
+    compared = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.json"), str(out / "results.json"),
+                               "--out", str(tmp_path)],
                               capture_output=True, text=True, timeout=60)
     assert compared.returncode == 0, compared.stderr
     assert "1 consumer" in compared.stdout and "1.00x" in compared.stdout
+    check_charts(tmp_path, legend="A: results")
     bad = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.csv"), str(out / "results.json")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "is not a results.json" in bad.stderr

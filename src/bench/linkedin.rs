@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::load::{ConsumeSpec, Measured, ProduceSpec};
@@ -23,18 +23,28 @@ const SWEEP_SIZES: &[usize] = &[10, 100, 1000, 10_000, 100_000];
 /// The steady rate of the end-to-end latency run.
 const E2E_RATE: u64 = 100_000;
 const NEEDS_CLUSTER: &str = "needs a 3-broker cluster";
+pub const STORED_ROW: &str = "Throughput vs stored data";
+pub const END_TO_END_ROW: &str = "End-to-end latency (100k rec/s steady)";
+pub const SWEEP_PREFIX: &str = "Message size ";
 
-/// One row of the table.
-#[derive(Debug, Serialize)]
+/// One row of the table, as results.json holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub name: String,
-    pub linkedin: &'static str,
+    pub linkedin: String,
     pub status: String,
+    /// Payload bytes per record.
+    #[serde(default)]
+    pub size_bytes: usize,
     pub records: u64,
     pub records_per_second: f64,
     pub mb_per_second: f64,
     pub latency_us: Option<[u64; 4]>,
+    /// (quantile, microseconds): the latency percentile chart.
+    #[serde(default)]
+    pub latency_curve_us: Vec<(f64, u64)>,
     pub broker_cpu_s_per_gb: Option<f64>,
+    /// Records done in each second of the run (the stored-data chart).
     pub per_second: Vec<u64>,
 }
 
@@ -42,12 +52,14 @@ impl Row {
     fn skipped(name: &str, linkedin: &'static str, status: &str) -> Self {
         Row {
             name: name.to_string(),
-            linkedin,
+            linkedin: linkedin.to_string(),
             status: status.to_string(),
+            size_bytes: SIZE,
             records: 0,
             records_per_second: 0.0,
             mb_per_second: 0.0,
             latency_us: None,
+            latency_curve_us: Vec::new(),
             broker_cpu_s_per_gb: None,
             per_second: Vec::new(),
         }
@@ -95,6 +107,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     write_results(&out, &args, &bench)?;
     print_table(&bench.rows);
     println!("\nresults: {}", out.display());
+    draw_charts(&out, &[("sluice", &bench.rows)]);
     let failed: Vec<&Row> = bench.rows.iter().filter(|r| r.status.starts_with("error")).collect();
     if !failed.is_empty() {
         bail!("{} row(s) failed their checks", failed.len());
@@ -120,6 +133,7 @@ impl Bench<'_> {
         self.measure(
             "1 producer, no replication",
             "821,557 rec/s (78.3 MB/s)",
+            SIZE,
             records,
             |b| b.engine.produce(&b.bootstrap, &one),
         );
@@ -134,6 +148,7 @@ impl Bench<'_> {
         self.measure(
             "3 producers, no replication (separate processes)",
             "2,024,032 rec/s with 3x",
+            SIZE,
             records,
             |b| {
                 let share = records / 3;
@@ -151,7 +166,7 @@ impl Bench<'_> {
         );
         self.topic("linkedin-stored")?;
         let stored = produce("linkedin-stored", records * 2, SIZE, "1", 8196);
-        self.measure("Throughput vs stored data", "flat up to ~1 TB", records * 2, |b| {
+        self.measure(STORED_ROW, "flat up to ~1 TB", SIZE, records * 2, |b| {
             b.engine.produce(&b.bootstrap, &stored)
         });
         for size in SWEEP_SIZES {
@@ -159,9 +174,13 @@ impl Bench<'_> {
             self.topic(&topic)?;
             let n = scaled(self.scale, RECORDS * (SIZE as f64 / *size as f64).min(1.0));
             let spec = produce(&topic, n, *size, "1", 128_000);
-            self.measure(&format!("Message size {size} B"), "MB/s rises with size", n, |b| {
-                b.engine.produce(&b.bootstrap, &spec)
-            });
+            self.measure(
+                &format!("{SWEEP_PREFIX}{size} B"),
+                "MB/s rises with size",
+                *size,
+                n,
+                |b| b.engine.produce(&b.bootstrap, &spec),
+            );
         }
         let all = |topic: &str, partitions: Vec<i32>, records: u64| ConsumeSpec {
             topic: topic.to_string(),
@@ -172,12 +191,13 @@ impl Bench<'_> {
             record_size: SIZE,
         };
         let one_consumer = all("linkedin-1p", (0..PARTITIONS).collect(), records);
-        self.measure("1 consumer", "940,521 rec/s (89.7 MB/s)", records, |b| {
+        self.measure("1 consumer", "940,521 rec/s (89.7 MB/s)", SIZE, records, |b| {
             b.engine.consume(&b.bootstrap, &one_consumer)
         });
         self.measure(
             "3 consumers (separate processes)",
             "2,615,968 rec/s (249.5 MB/s)",
+            SIZE,
             records,
             |b| b.three_consumers("linkedin-1p", records),
         );
@@ -187,6 +207,7 @@ impl Bench<'_> {
         self.measure(
             "Producer and consumer together",
             "795,064 rec/s (75.8 MB/s)",
+            SIZE,
             records,
             |b| {
                 let (bootstrap, engine) = (b.bootstrap.clone(), b.engine);
@@ -200,8 +221,9 @@ impl Bench<'_> {
         self.topic_with_partitions("linkedin-e2e", 1)?;
         let e2e_records = scaled(self.scale, RECORDS / 10.0);
         self.measure(
-            "End-to-end latency (100k rec/s steady)",
+            END_TO_END_ROW,
             "2 ms p50, 3 ms p99, 14 ms p99.9",
+            SIZE,
             e2e_records,
             |b| {
                 b.engine
@@ -227,6 +249,7 @@ impl Bench<'_> {
         &mut self,
         name: &str,
         linkedin: &'static str,
+        size_bytes: usize,
         expected: u64,
         run: impl FnOnce(&Self) -> anyhow::Result<Measured>,
     ) {
@@ -235,7 +258,10 @@ impl Bench<'_> {
         let result = run(self);
         let cpu = self.local.map(|l| l.cpu_seconds() - cpu_before.unwrap_or(0.0));
         let row = match result {
-            Err(e) => Row::skipped(name, linkedin, &format!("error: {e:#}")),
+            Err(e) => Row {
+                size_bytes,
+                ..Row::skipped(name, linkedin, &format!("error: {e:#}"))
+            },
             Ok(m) => {
                 let status = if m.records != expected || m.failed > 0 {
                     format!(
@@ -247,12 +273,14 @@ impl Bench<'_> {
                 };
                 Row {
                     name: name.to_string(),
-                    linkedin,
+                    linkedin: linkedin.to_string(),
                     status,
+                    size_bytes,
                     records: m.records,
                     records_per_second: m.records_per_second(),
                     mb_per_second: m.mb_per_second(),
                     latency_us: m.latency_us,
+                    latency_curve_us: m.latency_curve_us,
                     broker_cpu_s_per_gb: cpu.map(|c| c / (m.bytes.max(1) as f64 / 1e9)),
                     per_second: m.per_second,
                 }
@@ -369,59 +397,86 @@ fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) 
     Ok(())
 }
 
-/// `sluice bench compare A.json B.json`: rows matched by name, B/A ratios.
-pub fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<()> {
-    let load = |path: &std::path::Path| -> anyhow::Result<serde_json::Value> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a results.json", path.display()))
+/// Draws the charts into `out`; a host without a font gets a warning, not a failure.
+fn draw_charts(out: &std::path::Path, runs: &[(&str, &[Row])]) {
+    match super::chart::write(out, &super::chart::charts(runs)) {
+        Ok(files) => println!("charts: {} files in {}", files.len(), out.display()),
+        Err(e) => eprintln!("warning: no charts: {e:#}"),
+    }
+}
+
+fn load_rows(path: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    #[derive(Deserialize)]
+    struct Results {
+        rows: Vec<Row>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let results: Results =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a results.json", path.display()))?;
+    Ok(results.rows)
+}
+
+/// `sluice bench compare A.json B.json`: rows matched by name, B/A ratios,
+/// and both runs drawn on the same charts in `out`.
+pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let (a_rows, b_rows) = (load_rows(a)?, load_rows(b)?);
+    let ratio = |b: f64, a: f64| {
+        if a > 0.0 && b > 0.0 {
+            format!("{:.2}x", b / a)
+        } else {
+            "-".into()
+        }
     };
-    let (a_doc, b_doc) = (load(a)?, load(b)?);
-    let rows = |doc: &serde_json::Value| -> Vec<(String, String, f64, f64)> {
-        doc["rows"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        (
-                            r["name"].as_str().unwrap_or_default().to_string(),
-                            r["status"].as_str().unwrap_or_default().to_string(),
-                            r["records_per_second"].as_f64().unwrap_or(0.0),
-                            r["mb_per_second"].as_f64().unwrap_or(0.0),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let b_rows = rows(&b_doc);
     let mut table = Vec::new();
-    for (name, status, a_rps, a_mbps) in rows(&a_doc) {
-        let Some((_, b_status, b_rps, b_mbps)) = b_rows.iter().find(|r| r.0 == name) else {
+    for a_row in &a_rows {
+        let Some(b_row) = b_rows.iter().find(|r| r.name == a_row.name) else {
             continue;
         };
-        let ratio = |b: f64, a: f64| {
-            if a > 0.0 && b > 0.0 {
-                format!("{:.2}x", b / a)
+        let both_ok = a_row.status == "ok" && b_row.status == "ok";
+        let p99 = |r: &Row| {
+            r.latency_us
+                .map_or("-".into(), |l| format!("{:.2}", l[1] as f64 / 1000.0))
+        };
+        table.push(vec![
+            a_row.name.clone(),
+            format!("{:.0}", a_row.records_per_second),
+            format!("{:.0}", b_row.records_per_second),
+            if both_ok {
+                ratio(b_row.records_per_second, a_row.records_per_second)
             } else {
                 "-".into()
-            }
-        };
-        let both_ok = status == "ok" && b_status == "ok";
-        table.push(vec![
-            name,
-            format!("{a_rps:.0}"),
-            format!("{b_rps:.0}"),
-            if both_ok { ratio(*b_rps, a_rps) } else { "-".into() },
-            format!("{a_mbps:.1}"),
-            format!("{b_mbps:.1}"),
-            if both_ok { ratio(*b_mbps, a_mbps) } else { "-".into() },
+            },
+            format!("{:.1}", a_row.mb_per_second),
+            format!("{:.1}", b_row.mb_per_second),
+            if both_ok {
+                ratio(b_row.mb_per_second, a_row.mb_per_second)
+            } else {
+                "-".into()
+            },
+            p99(a_row),
+            p99(b_row),
         ]);
     }
     if table.is_empty() {
         bail!("the two runs have no row in common");
     }
     println!("A: {}\nB: {}\n", a.display(), b.display());
-    crate::cli::print_table(&["ROW", "A REC/S", "B REC/S", "B/A", "A MB/S", "B MB/S", "B/A"], &table);
+    crate::cli::print_table(
+        &[
+            "ROW", "A REC/S", "B REC/S", "B/A", "A MB/S", "B MB/S", "B/A", "A P99 MS", "B P99 MS",
+        ],
+        &table,
+    );
+    let out = out.unwrap_or_else(|| PathBuf::from("bench-results").join(format!("compare-{}", crate::model::now_ms())));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let label = |letter: &str, path: &std::path::Path| {
+        let run = path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        run.map_or(letter.to_string(), |run| format!("{letter}: {run}"))
+    };
+    draw_charts(&out, &[(&label("A", a), &a_rows), (&label("B", b), &b_rows)]);
     Ok(())
 }
 

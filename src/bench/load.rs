@@ -41,6 +41,9 @@ pub struct Measured {
     pub seconds: f64,
     /// Produce acknowledgement or end-to-end latency, microseconds (p50, p99, p99.9, max).
     pub latency_us: Option<[u64; 4]>,
+    /// (quantile, microseconds) at each of `CURVE_QUANTILES`: the percentile chart.
+    #[serde(default)]
+    pub latency_curve_us: Vec<(f64, u64)>,
     /// Records per second in each second of the run (throughput over stored data).
     pub per_second: Vec<u64>,
     /// Records not acknowledged (produce) or seen twice (consume).
@@ -65,6 +68,16 @@ pub fn percentiles(h: &Histogram<u64>) -> Option<[u64; 4]> {
             h.max(),
         ]
     })
+}
+
+/// The quantiles of the latency percentile curve.
+pub const CURVE_QUANTILES: &[f64] = &[0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+pub fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CURVE_QUANTILES.iter().map(|q| (*q, h.value_at_quantile(*q))).collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,12 +163,17 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
     let seconds = started.elapsed().as_secs_f64();
     let context = producer.context();
     let failed = context.failed.load(Ordering::Relaxed);
-    let latency = context.latency.lock().map(|h| percentiles(&h)).unwrap_or(None);
+    let (latency, latency_curve_us) = context
+        .latency
+        .lock()
+        .map(|h| (percentiles(&h), latency_curve(&h)))
+        .unwrap_or_default();
     Ok(Measured {
         records: spec.records - failed,
         bytes: (spec.records - failed) * spec.size as u64,
         seconds,
         latency_us: latency,
+        latency_curve_us,
         per_second,
         failed,
     })
@@ -268,6 +286,7 @@ fn consume_signalling(
         bytes,
         seconds,
         latency_us: percentiles(&latency),
+        latency_curve_us: latency_curve(&latency),
         per_second: progress.finish(),
         failed: duplicates,
     })
@@ -348,6 +367,14 @@ mod tests {
         assert!((989..=991).contains(&p99), "{p99}");
         assert!((998..=1000).contains(&p999), "{p999}");
         assert_eq!(max, 1000);
+        let curve = latency_curve(&h);
+        assert_eq!(curve.len(), CURVE_QUANTILES.len());
+        assert!(
+            curve.windows(2).all(|w| w[0].1 <= w[1].1),
+            "a percentile curve never falls"
+        );
+        assert_eq!(curve.last(), Some(&(1.0, 1000)));
+        assert!(latency_curve(&latency_histogram()).is_empty());
         assert_eq!(first_u64(&42u64.to_be_bytes()), Some(42));
         assert_eq!(first_u64(b"short"), None);
     }

@@ -3,8 +3,9 @@
 //! broker (`--bootstrap`). `load` generates the traffic with librdkafka,
 //! `local` runs the temporary broker, `worker` is the child process used for
 //! the rows that LinkedIn ran from separate machines. `native` is the lean
-//! alternative to `load` (`--client native`).
+//! alternative to `load` (`--client native`). `chart` draws the figures.
 
+mod chart;
 pub mod linkedin;
 pub mod load;
 pub mod local;
@@ -23,8 +24,14 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Every row of LinkedIn's 2014 benchmark, side by side with its figures.
     Linkedin(LinkedinArgs),
-    /// Two runs' results.json side by side, with B/A ratios.
-    Compare { a: PathBuf, b: PathBuf },
+    /// Two runs' results.json side by side, with B/A ratios, and both on one set of charts.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Where the charts go (default ./bench-results/compare-<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// One load job as a separate process (used by the multi-producer and multi-consumer rows).
     #[command(hide = true)]
     Worker {
@@ -50,7 +57,7 @@ pub struct LinkedinArgs {
     /// `native` (Sluice's own pipelined client, to find the broker's ceiling).
     #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
     pub client: Engine,
-    /// Where results.json and results.csv go (default ./bench-results/<timestamp>).
+    /// Where results.json, results.csv and the charts go (default ./bench-results/<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -58,7 +65,7 @@ pub struct LinkedinArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Linkedin(args) => linkedin::run(args),
-        BenchCommand::Compare { a, b } => linkedin::compare(&a, &b),
+        BenchCommand::Compare { a, b, out } => linkedin::compare(&a, &b, out),
         BenchCommand::Worker { bootstrap, client, job } => linkedin::worker(client, &bootstrap, &job),
     }
 }

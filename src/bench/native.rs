@@ -23,7 +23,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{FetchRequest, ProduceRequest, ProduceResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::Decodable;
 
-use super::load::{self, ConsumeSpec, Measured, ProduceSpec, latency_histogram, percentiles};
+use super::load::{self, ConsumeSpec, Measured, ProduceSpec, latency_curve, latency_histogram, percentiles};
 use super::progress::Progress;
 use crate::client::{CORRELATION_ID_AT, Client, frame};
 use crate::record::BatchHeader;
@@ -201,6 +201,7 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
         bytes: total.acked * spec.size as u64,
         seconds: (finished - started).as_secs_f64(),
         latency_us: percentiles(&latency),
+        latency_curve_us: latency_curve(&latency),
         per_second,
         failed: total.failed,
     })
@@ -400,6 +401,7 @@ pub fn consume(bootstrap: &str, spec: &ConsumeSpec) -> anyhow::Result<Measured> 
         bytes: total.bytes,
         seconds: (finished - started).as_secs_f64(),
         latency_us: percentiles(&latency),
+        latency_curve_us: latency_curve(&latency),
         per_second,
         failed: total.failed,
     })

@@ -266,6 +266,44 @@ fn encode(
     finish(pieces)
 }
 
+/// Frames a response to one topic of `partitions` partitions, each carrying
+/// `slice`: the framing alone, without reads or waits, for
+/// `benches/hot_paths.rs`.
+#[doc(hidden)]
+pub fn frame_for_bench(version: i16, partitions: i32, slice: &FileSlice) -> Response {
+    let header = RequestHeader {
+        api_key: kafka_protocol::messages::ApiKey::Fetch,
+        api_version: version,
+        correlation_id: 1,
+        client_id: None,
+        client_host: std::rc::Rc::from("/127.0.0.1"),
+    };
+    let topics = [TopicKey {
+        name: "bench".to_string(),
+        id: Uuid::nil(),
+    }];
+    let wanted: Vec<WantedPartition> = (0..partitions)
+        .map(|partition| WantedPartition {
+            topic_index: 0,
+            tp: None,
+            partition,
+            fetch_offset: 0,
+            max_bytes: slice.bytes,
+            error: None,
+        })
+        .collect();
+    let outcomes: Vec<PartitionOutcome> = wanted
+        .iter()
+        .map(|_| PartitionOutcome {
+            error: ErrorCode::None,
+            high_watermark: 1,
+            log_start_offset: 0,
+            slice: Some(slice.clone()),
+        })
+        .collect();
+    encode(&header, ErrorCode::None, &topics, &wanted, &outcomes)
+}
+
 enum PieceBuilder {
     Bytes(BytesMut),
     File(FileSlice),
