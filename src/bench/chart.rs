@@ -29,9 +29,11 @@ const COLORS: &[RGBColor] = &[RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGB
 /// The latency curve's x axis ends at 99.99%; the maximum is in the table.
 const NINES_MAX: f64 = 4.0;
 
+type Points = Vec<(f64, f64)>;
+
 pub struct Series {
     pub label: String,
-    pub points: Vec<(f64, f64)>,
+    pub points: Points,
 }
 
 pub struct Chart {
@@ -196,7 +198,7 @@ pub fn charts(runs: &[(&str, &[Row])]) -> Vec<Chart> {
             .map(|r| ((sweep_size(r).max(1) as f64).log10(), value(r)))
             .collect()
     };
-    let series = |points: &dyn Fn(&[Row]) -> Vec<(f64, f64)>| -> Vec<Series> {
+    let series = |points: &dyn Fn(&[Row]) -> Points| -> Vec<Series> {
         runs.iter()
             .map(|(label, rows)| Series {
                 label: label.to_string(),
