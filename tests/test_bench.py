@@ -62,6 +62,9 @@ def test_bench_against_a_given_broker(broker, tmp_path):
     doc = check_results(out, stdout)
     assert doc["broker"] == broker.bootstrap
     assert all(r["broker_cpu_s_per_gb"] is None for r in doc["rows"]), "no /proc figures for a remote broker"
+    listed = subprocess.run([SLUICE_BIN, "topic", "list", "--bootstrap", broker.bootstrap],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "linkedin-" not in listed.stdout, "the bench deletes its topics"
     compared = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.json"), str(out / "results.json"),
                                "--out", str(tmp_path)],
                               capture_output=True, text=True, timeout=60)

@@ -164,11 +164,13 @@ impl Bench<'_> {
                 b.workers(&jobs)
             },
         );
+        self.drop_topic("linkedin-3p");
         self.topic("linkedin-stored")?;
         let stored = produce("linkedin-stored", records * 2, SIZE, "1", 8196);
         self.measure(STORED_ROW, "flat up to ~1 TB", SIZE, records * 2, |b| {
             b.engine.produce(&b.bootstrap, &stored)
         });
+        self.drop_topic("linkedin-stored");
         for size in SWEEP_SIZES {
             let topic = format!("linkedin-size-{size}");
             self.topic(&topic)?;
@@ -181,6 +183,7 @@ impl Bench<'_> {
                 n,
                 |b| b.engine.produce(&b.bootstrap, &spec),
             );
+            self.drop_topic(&topic);
         }
         let all = |topic: &str, partitions: Vec<i32>, records: u64| ConsumeSpec {
             topic: topic.to_string(),
@@ -218,6 +221,8 @@ impl Bench<'_> {
                     .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?
             },
         );
+        self.drop_topic("linkedin-together");
+        self.drop_topic("linkedin-1p");
         self.topic_with_partitions("linkedin-e2e", 1)?;
         let e2e_records = scaled(self.scale, RECORDS / 10.0);
         self.measure(
@@ -230,7 +235,19 @@ impl Bench<'_> {
                     .end_to_end(&b.bootstrap, "linkedin-e2e", e2e_records, SIZE, E2E_RATE)
             },
         );
+        self.drop_topic("linkedin-e2e");
         Ok(())
+    }
+
+    /// Deletes a topic once its rows are done: a full-scale run stores ~55 GB
+    /// in all, but never more than ~15 GB at once, and a rerun against the
+    /// same broker starts from empty topics.
+    fn drop_topic(&self, name: &str) {
+        let dropped = Client::connect(&self.bootstrap, Duration::from_secs(30))
+            .and_then(|mut client| crate::cli::topic::delete_topic(&mut client, name));
+        if let Err(e) = dropped {
+            eprintln!("warning: {e:#}");
+        }
     }
 
     fn topic(&self, name: &str) -> anyhow::Result<()> {

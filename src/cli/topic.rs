@@ -320,6 +320,12 @@ fn topic_configs(client: &mut Client, name: &str) -> anyhow::Result<Vec<(String,
 }
 
 fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
+    delete_topic(client, name)?;
+    println!("Deleted topic '{name}'.");
+    Ok(())
+}
+
+pub fn delete_topic(client: &mut Client, name: &str) -> anyhow::Result<()> {
     let request = DeleteTopicsRequest::default()
         .with_topic_names(vec![TopicName(s(name))])
         .with_timeout_ms(REQUEST_TIMEOUT_MS);
@@ -329,9 +335,7 @@ fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
         result.error_code,
         result.error_message.as_deref(),
         &format!("cannot delete topic '{name}'"),
-    )?;
-    println!("Deleted topic '{name}'.");
-    Ok(())
+    )
 }
 
 fn alter_config(client: &mut Client, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {
