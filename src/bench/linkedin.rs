@@ -23,6 +23,7 @@ const SWEEP_SIZES: &[usize] = &[10, 100, 1000, 10_000, 100_000];
 /// The steady rate of the end-to-end latency run.
 const E2E_RATE: u64 = 100_000;
 const NEEDS_CLUSTER: &str = "needs a 3-broker cluster";
+const NOT_SELECTED: &str = "not selected (--only)";
 pub const STORED_ROW: &str = "Throughput vs stored data";
 pub const END_TO_END_ROW: &str = "End-to-end latency (100k rec/s steady)";
 pub const SWEEP_PREFIX: &str = "Message size ";
@@ -69,6 +70,8 @@ impl Row {
 struct Bench<'a> {
     bootstrap: String,
     engine: Engine,
+    /// Lower-cased `--only`.
+    only: Option<String>,
     local: Option<&'a LocalBroker>,
     scale: f64,
     exe: PathBuf,
@@ -94,6 +97,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     let mut bench = Bench {
         bootstrap,
         engine: args.client,
+        only: args.only.as_ref().map(|o| o.to_lowercase()),
         local: local.as_ref(),
         scale: args.scale,
         exe: std::env::current_exe()?,
@@ -108,6 +112,9 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     print_table(&bench.rows);
     println!("\nresults: {}", out.display());
     draw_charts(&out, &[("sluice", &bench.rows)]);
+    if bench.rows.iter().all(|r| r.status == NOT_SELECTED || r.status == NEEDS_CLUSTER) {
+        bail!("--only {:?} selects no row that can run here", args.only.as_deref().unwrap_or_default());
+    }
     let failed: Vec<&Row> = bench.rows.iter().filter(|r| r.status.starts_with("error")).collect();
     if !failed.is_empty() {
         bail!("{} row(s) failed their checks", failed.len());
@@ -270,6 +277,10 @@ impl Bench<'_> {
         expected: u64,
         run: impl FnOnce(&Self) -> anyhow::Result<Measured>,
     ) {
+        if self.only.as_ref().is_some_and(|only| !name.to_lowercase().contains(only.as_str())) {
+            self.rows.push(Row::skipped(name, linkedin, NOT_SELECTED));
+            return;
+        }
         eprintln!("running: {name}");
         let cpu_before = self.local.map(LocalBroker::cpu_seconds);
         let result = run(self);
