@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Profiles the broker under a load and renders a flamegraph.
+# Profiles the broker under a `sluice bench linkedin` workload and renders a flamegraph.
 #
-#   perf/profile.sh produce          # 100-byte records into 6 partitions (rdkafka_performance)
-#   perf/profile.sh fetch            # reading them back from the beginning
-#   RECORDS=5000000 SIZE=1000 perf/profile.sh produce
+#   perf/profile.sh produce            # the "1 producer, no replication" row
+#   perf/profile.sh fetch              # the "1 consumer" row (the producer row runs first, unprofiled)
+#   perf/profile.sh latency            # the end-to-end latency row (100k records/s)
+#   CLIENT=native SCALE=0.5 perf/profile.sh produce
 #
-# Writes perf/out/<workload>.svg (a flamegraph of the broker's threads, io_uring
-# workers included) and prints `perf stat` figures per record.
+# SCALE is the bench's --scale (default 0.2: 10M records of 100 B); CLIENT is
+# its --client (rdkafka, the default, or native). Writes perf/out/<workload>.svg
+# (a flamegraph of the broker's threads, io_uring workers included) and prints
+# `perf stat` figures per record.
 #
 # Call stacks: frame pointers. The broker is built for this run with
 # -C force-frame-pointers=yes (into target/profiling, so the normal release
@@ -23,10 +26,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-produce}
-RECORDS=${RECORDS:-10000000}
-SIZE=${SIZE:-100}
+SCALE=${SCALE:-0.2}
+CLIENT=${CLIENT:-rdkafka}
 OUT=perf/out
 mkdir -p "$OUT"
+case "$WORKLOAD" in
+    produce) only="1 producer, no"; profiled="1 producer, no"; records=$(python3 -c "print(round(50e6*$SCALE))") ;;
+    fetch) only="1 producer, no,1 consumer"; profiled="1 consumer"; records=$(python3 -c "print(round(50e6*$SCALE))") ;;
+    latency) only="latency"; profiled="End-to-end"; records=$(python3 -c "print(round(5e6*$SCALE))") ;;
+    *) echo "usage: perf/profile.sh produce|fetch|latency" >&2; exit 2 ;;
+esac
 
 command -v perf >/dev/null || { echo "perf is not installed (Debian: apt-get install linux-perf)" >&2; exit 1; }
 if ! command -v inferno-flamegraph >/dev/null; then
@@ -35,34 +44,24 @@ if ! command -v inferno-flamegraph >/dev/null; then
 fi
 
 RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --bin sluice --target-dir target/profiling >&2
-(cd perf/rdkafka-performance && cargo build --release >&2)
-BROKER=target/profiling/release/sluice
-LOAD=perf/rdkafka-performance/target/release/rdkafka-performance
+SLUICE=target/profiling/release/sluice
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf '"num.partitions" = 6\n' > "$work/sluice.toml"
-"$BROKER" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --metrics-listen 127.0.0.1:0 \
-    --config "$work/sluice.toml" 2> "$work/broker.log" &
+"$SLUICE" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --metrics-listen 127.0.0.1:0 2> "$work/broker.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do kcat -b "127.0.0.1:$port" -L >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-produce() {
-    $LOAD -P -t bench -b "127.0.0.1:$port" -s "$SIZE" -c "$RECORDS" -a 1 -q -X linger.ms=5 \
-        -X batch.size=1000000 -X queue.buffering.max.messages=2000000 -X queue.buffering.max.kbytes=1048576 2>&1 \
-        | grep "messages produced" >&2
-}
-fetch() {
-    $LOAD -C -t bench -b "127.0.0.1:$port" -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -o beginning -c "$RECORDS" -B 10000 -q \
-        -X queued.min.messages=10000000 -X queued.max.messages.kbytes=2097151 2>&1 | grep "consumed in" >&2
-}
-
-case "$WORKLOAD" in
-    produce) ;;
-    fetch) produce ;;  # the data to read back, not profiled
-    *) echo "usage: perf/profile.sh produce|fetch" >&2; exit 2 ;;
-esac
+# The bench runs in the background; profiling starts when it announces the profiled row.
+"$SLUICE" bench linkedin --bootstrap "127.0.0.1:$port" --scale "$SCALE" --client "$CLIENT" --only "$only" \
+    --out "$work/results" > "$work/bench.out" 2> "$work/bench.err" &
+bench=$!
+# Bounded: the bench announces each row within seconds, or exits.
+until grep -q "running: $profiled" "$work/bench.err" 2>/dev/null; do
+    kill -0 $bench 2>/dev/null || { cat "$work/bench.err" >&2; exit 1; }
+    sleep 0.05
+done
 
 # Hardware counters when the machine has them, software events otherwise.
 if perf stat -e cycles -- true >/dev/null 2>&1; then
@@ -78,16 +77,16 @@ perf stat -e "$events" -p "$pid" -o "$work/stat.txt" &
 stat_pid=$!
 perf record -e "$sample_event" -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
 record_pid=$!
-sleep 0.5
-"$WORKLOAD"
+wait $bench || { cat "$work/bench.err" >&2; exit 1; }
 kill -INT "$record_pid" "$stat_pid"
 wait "$record_pid" "$stat_pid" 2>/dev/null || true
+grep -E "^(ROW|$profiled)" "$work/bench.out" >&2
 
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf > "$work/stacks.folded"
-inferno-flamegraph --title "sluice $WORKLOAD: $RECORDS x $SIZE B" < "$work/stacks.folded" > "$OUT/$WORKLOAD.svg"
+inferno-flamegraph --title "sluice $WORKLOAD ($CLIENT client): $records x 100 B" < "$work/stacks.folded" > "$OUT/$WORKLOAD.svg"
 echo "flamegraph: $OUT/$WORKLOAD.svg"
 
-python3 - "$work/stat.txt" "$RECORDS" <<'PY'
+python3 - "$work/stat.txt" "$records" <<'PY'
 import re, sys
 path, records = sys.argv[1], int(sys.argv[2])
 print(f"perf stat of the broker ({records:,} records):")

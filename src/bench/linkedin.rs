@@ -70,8 +70,8 @@ impl Row {
 struct Bench<'a> {
     bootstrap: String,
     engine: Engine,
-    /// Lower-cased `--only`.
-    only: Option<String>,
+    /// Lower-cased `--only` texts; empty runs every row.
+    only: Vec<String>,
     local: Option<&'a LocalBroker>,
     scale: f64,
     exe: PathBuf,
@@ -97,7 +97,13 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     let mut bench = Bench {
         bootstrap,
         engine: args.client,
-        only: args.only.as_ref().map(|o| o.to_lowercase()),
+        only: args
+            .only
+            .iter()
+            .flat_map(|o| o.split(','))
+            .map(|o| o.trim().to_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect(),
         local: local.as_ref(),
         scale: args.scale,
         exe: std::env::current_exe()?,
@@ -112,8 +118,15 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     print_table(&bench.rows);
     println!("\nresults: {}", out.display());
     draw_charts(&out, &[("sluice", &bench.rows)]);
-    if bench.rows.iter().all(|r| r.status == NOT_SELECTED || r.status == NEEDS_CLUSTER) {
-        bail!("--only {:?} selects no row that can run here", args.only.as_deref().unwrap_or_default());
+    if bench
+        .rows
+        .iter()
+        .all(|r| r.status == NOT_SELECTED || r.status == NEEDS_CLUSTER)
+    {
+        bail!(
+            "--only {:?} selects no row that can run here",
+            args.only.as_deref().unwrap_or_default()
+        );
     }
     let failed: Vec<&Row> = bench.rows.iter().filter(|r| r.status.starts_with("error")).collect();
     if !failed.is_empty() {
@@ -277,7 +290,8 @@ impl Bench<'_> {
         expected: u64,
         run: impl FnOnce(&Self) -> anyhow::Result<Measured>,
     ) {
-        if self.only.as_ref().is_some_and(|only| !name.to_lowercase().contains(only.as_str())) {
+        let lower = name.to_lowercase();
+        if !self.only.is_empty() && !self.only.iter().any(|only| lower.contains(only.as_str())) {
             self.rows.push(Row::skipped(name, linkedin, NOT_SELECTED));
             return;
         }
