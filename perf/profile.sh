@@ -32,7 +32,7 @@ OUT=perf/out
 mkdir -p "$OUT"
 case "$WORKLOAD" in
     produce) only="1 producer, no"; profiled="1 producer, no"; records=$(python3 -c "print(round(50e6*$SCALE))") ;;
-    fetch) only="1 producer, no,1 consumer"; profiled="1 consumer"; records=$(python3 -c "print(round(50e6*$SCALE))") ;;
+    fetch) only="1 producer, no|1 consumer"; profiled="1 consumer"; records=$(python3 -c "print(round(50e6*$SCALE))") ;;
     latency) only="latency"; profiled="End-to-end"; records=$(python3 -c "print(round(5e6*$SCALE))") ;;
     *) echo "usage: perf/profile.sh produce|fetch|latency" >&2; exit 2 ;;
 esac

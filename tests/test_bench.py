@@ -93,3 +93,14 @@ def test_bench_native_client_counts_every_record_back(broker, tmp_path):
     rows = {r["name"]: r for r in doc["rows"]}
     # The native producer's acks are timed per request, so the row has percentiles.
     assert rows["1 producer, no replication"]["latency_us"][0] > 0
+
+
+def test_bench_only_runs_the_selected_rows(broker, tmp_path):
+    out, _ = run_bench(tmp_path, "--bootstrap", broker.bootstrap, "--only", "latency| 1 consumer|1 producer, no")
+    rows = {r["name"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    ran = {name for name, r in rows.items() if r["status"] == "ok"}
+    assert ran == {"1 producer, no replication", "1 consumer", "End-to-end latency (100k rec/s steady)"}
+    assert rows["Message size 10 B"]["status"] == "not selected (--only)"
+    none = subprocess.run([SLUICE_BIN, "bench", "linkedin", "--bootstrap", broker.bootstrap, "--only", "nothing",
+                           "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert none.returncode != 0 and "selects no row" in none.stderr

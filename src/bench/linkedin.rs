@@ -100,7 +100,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
         only: args
             .only
             .iter()
-            .flat_map(|o| o.split(','))
+            .flat_map(|o| o.split('|'))
             .map(|o| o.trim().to_lowercase())
             .filter(|o| !o.is_empty())
             .collect(),

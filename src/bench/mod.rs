@@ -57,9 +57,9 @@ pub struct LinkedinArgs {
     /// `native` (Sluice's own pipelined client, to find the broker's ceiling).
     #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
     pub client: Engine,
-    /// Run only the rows whose names contain one of these comma-separated
+    /// Run only the rows whose names contain one of these `|`-separated
     /// texts (case-insensitive), e.g. "latency". The consumer rows read what
-    /// "1 producer" wrote: select both ("1 producer, no,1 consumer").
+    /// "1 producer, no replication" wrote: select both ("1 producer, no|1 consumer").
     #[arg(long)]
     pub only: Option<String>,
     /// Where results.json, results.csv and the charts go (default ./bench-results/<timestamp>).
