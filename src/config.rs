@@ -141,6 +141,10 @@ pub struct BrokerConfig {
     pub logging_level: String,
     /// `logging.format`: one line of text per event, or one JSON object.
     pub logging_json: bool,
+    /// Cluster mode: where this node's controller listens (`controller.listener`).
+    pub controller_listen: Option<SocketAddr>,
+    /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
+    pub controller_voters: Vec<(u64, SocketAddr)>,
 }
 
 impl Default for BrokerConfig {
@@ -166,6 +170,8 @@ impl Default for BrokerConfig {
             metrics_enabled: true,
             logging_level: "info".to_string(),
             logging_json: false,
+            controller_listen: None,
+            controller_voters: Vec::new(),
         }
     }
 }
@@ -242,6 +248,8 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "num.shards",
     "broker.id",
     "node.id",
+    "controller.listener",
+    "controller.quorum.voters",
     "cluster.id",
     "num.partitions",
     "default.replication.factor",
@@ -303,6 +311,18 @@ pub fn known_settings() -> Vec<&'static str> {
 }
 
 impl BrokerConfig {
+    /// The metadata quorum to join, when cluster mode is configured (both settings or neither).
+    pub fn quorum(&self) -> Result<Option<crate::cluster::quorum::QuorumConfig>, String> {
+        match (self.controller_listen, self.controller_voters.is_empty()) {
+            (None, true) => Ok(None),
+            (Some(listen), false) => Ok(Some(crate::cluster::quorum::QuorumConfig {
+                listen,
+                voters: self.controller_voters.clone(),
+            })),
+            _ => Err("cluster mode needs both controller.listener and controller.quorum.voters".into()),
+        }
+    }
+
     /// The host and port clients are told to use.
     pub fn advertised_endpoint(&self) -> (String, u16) {
         match &self.advertised {
@@ -334,6 +354,15 @@ impl BrokerConfig {
             }
             "num.shards" => self.shards = parse_num::<usize>(key, value)?.max(1),
             "broker.id" | "node.id" => self.broker_id = parse_num(key, value)?,
+            "controller.listener" => {
+                let (host, port) = parse_host_port(value)?;
+                let address = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| format!("cannot resolve controller listener '{value}'"))?;
+                self.controller_listen = Some(address);
+            }
+            "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),
             "num.partitions" => self.num_partitions = parse_num::<i32>(key, value)?.max(1),
             "default.replication.factor" => self.default_replication_factor = parse_num(key, value)?,

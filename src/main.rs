@@ -59,6 +59,15 @@ struct ServeArgs {
     /// This broker's id (Kafka's `broker.id`).
     #[arg(long)]
     broker_id: Option<i32>,
+    /// Cluster mode: this node's id, as a broker and as a controller voter (Kafka's `node.id`).
+    #[arg(long, conflicts_with = "broker_id")]
+    node_id: Option<i32>,
+    /// Cluster mode: where this node's controller listens for the other voters, HOST:PORT.
+    #[arg(long)]
+    controller_listen: Option<String>,
+    /// Cluster mode: the voters, `1@host:port,2@host:port,3@host:port` (Kafka's `controller.quorum.voters`).
+    #[arg(long)]
+    controller_quorum: Option<String>,
     /// Where the Prometheus endpoint listens, HOST:PORT (`metrics.listener`, default 127.0.0.1:9644).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -88,9 +97,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(shards) = args.shards {
         config.shards = shards.max(1);
     }
-    if let Some(id) = args.broker_id {
+    if let Some(id) = args.broker_id.or(args.node_id) {
         config.broker_id = id;
     }
+    if let Some(listen) = &args.controller_listen {
+        config.set("controller.listener", listen).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(voters) = &args.controller_quorum {
+        config
+            .set("controller.quorum.voters", voters)
+            .map_err(anyhow::Error::msg)?;
+    }
+    config.quorum().map_err(anyhow::Error::msg)?;
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = addr;
     }

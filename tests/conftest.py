@@ -24,10 +24,11 @@ def free_port():
 class Broker:
     """One broker process. `config` is TOML text with Kafka's setting names."""
 
-    def __init__(self, data_dir, config="", shards=2):
+    def __init__(self, data_dir, config="", shards=2, extra_args=()):
         self.data_dir = Path(data_dir)
         self.config = config
         self.shards = shards
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.metrics_port = free_port()
         self.proc = None
@@ -40,7 +41,8 @@ class Broker:
 
     def start(self, timeout_s=30):
         args = [SLUICE_BIN, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-                "--shards", str(self.shards), "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+                "--shards", str(self.shards), "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                *self.extra_args]
         if self.config:
             path = self.data_dir.parent / f"{self.data_dir.name}.toml"
             path.write_text(self.config)
@@ -106,3 +108,30 @@ def make_broker(tmp_path):
 @pytest.fixture
 def broker(make_broker):
     return make_broker()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """`make_cluster(n)` starts n nodes, each a broker and a controller voter
+    (`--node-id`, `--controller-listen`, `--controller-quorum`), ids 1..n."""
+    nodes = []
+
+    def make(n=3, config="", shards=1):
+        controller_ports = [free_port() for _ in range(n)]
+        quorum = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
+        for i in range(n):
+            args = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{controller_ports[i]}",
+                    "--controller-quorum", quorum]
+            node = Broker(tmp_path / f"node{i + 1}", config=config, shards=shards, extra_args=args)
+            node.node_id = i + 1
+            nodes.append(node)
+        for node in nodes:
+            node.start()
+        return nodes
+
+    yield make
+    for node in nodes:
+        if node.proc is not None:
+            code = node.stop()
+            assert code == 0, f"node did not shut down cleanly (exit {code}):\n{node.log()[-4000:]}"
+            assert "panicked" not in node.log(), node.log()[-4000:]

@@ -1,4 +1,5 @@
-//! `sluice cluster`: brokers, controller and cluster id; broker configs.
+//! `sluice cluster`: brokers, controller and cluster id; partition health
+//! (`status`); broker configs.
 
 use kafka_protocol::messages::*;
 use serde_json::json;
@@ -19,6 +20,12 @@ pub struct ClusterArgs {
 enum ClusterCommand {
     /// Cluster id, controller and brokers.
     Info {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Brokers and controller, then partition health: under-replicated
+    /// (fewer in-sync replicas than replicas) and offline (no leader).
+    Status {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -52,6 +59,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut client = args.connect.client()?;
     match args.command {
         ClusterCommand::Info { format } => info(&mut client, format),
+        ClusterCommand::Status { format } => status(&mut client, format),
         ClusterCommand::Config {
             command: ConfigCommand::Get { key, broker, format },
         } => config_get(&mut client, key.as_deref(), broker, format),
@@ -91,6 +99,87 @@ fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
                 .map(|(id, host, port)| vec![id.to_string(), host.clone(), port.to_string()])
                 .collect();
             print_table(&["BROKER", "HOST", "PORT"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// One partition that is not fully healthy.
+struct Unhealthy {
+    topic: String,
+    partition: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+fn status(client: &mut Client, format: Format) -> anyhow::Result<()> {
+    let metadata = super::topic::metadata(client, None)?;
+    let mut total = 0;
+    let mut unhealthy = Vec::new();
+    for topic in &metadata.topics {
+        let name = topic.name.as_ref().map_or_else(String::new, |n| n.0.to_string());
+        for p in &topic.partitions {
+            total += 1;
+            let replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+            let isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            if p.leader_id.0 < 0 || isr.len() < replicas.len() {
+                unhealthy.push(Unhealthy {
+                    topic: name.clone(),
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas,
+                    isr,
+                });
+            }
+        }
+    }
+    let offline = unhealthy.iter().filter(|u| u.leader < 0).count();
+    let under_replicated = unhealthy.len() - offline;
+    let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    match format {
+        Format::Json => {
+            let list: Vec<_> = unhealthy
+                .iter()
+                .map(|u| {
+                    json!({"topic": u.topic, "partition": u.partition, "leader": u.leader,
+                           "replicas": u.replicas, "isr": u.isr, "offline": u.leader < 0})
+                })
+                .collect();
+            let brokers: Vec<_> = metadata
+                .brokers
+                .iter()
+                .map(|b| json!({"id": b.node_id.0, "host": b.host.to_string(), "port": b.port}))
+                .collect();
+            let doc = json!({"cluster_id": metadata.cluster_id.as_ref().map(|c| c.to_string()),
+                             "controller": metadata.controller_id.0, "brokers": brokers,
+                             "partitions": total, "under_replicated": under_replicated,
+                             "offline": offline, "unhealthy": list});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Table => {
+            info(client, Format::Table)?;
+            println!("\nPartitions: {total}, under-replicated: {under_replicated}, offline: {offline}");
+            if !unhealthy.is_empty() {
+                let rows: Vec<Vec<String>> = unhealthy
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.topic.clone(),
+                            u.partition.to_string(),
+                            if u.leader < 0 {
+                                "none".into()
+                            } else {
+                                u.leader.to_string()
+                            },
+                            ids(&u.replicas),
+                            ids(&u.isr),
+                        ]
+                    })
+                    .collect();
+                println!();
+                print_table(&["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"], &rows);
+            }
         }
     }
     Ok(())

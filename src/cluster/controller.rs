@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::info;
 use uuid::Uuid;
 
-use super::metadata::{Metadata, TopicMeta};
+use super::metadata::{BrokerEndpoint, Metadata, TopicMeta};
 use super::shard::local;
 use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, is_internal_topic, validate_topic_name};
@@ -335,6 +335,31 @@ fn apply_config_ops(
 }
 
 /// Hands a snapshot to every shard and waits until all have applied it.
+/// Cluster mode: what the metadata quorum says about the brokers and the
+/// active controller (-1 while there is no quorum leader).
+pub struct ClusterView {
+    pub brokers: BTreeMap<i32, BrokerEndpoint>,
+    pub controller_id: i32,
+}
+
+/// Folds the quorum's view into the metadata every shard serves.
+pub async fn apply_cluster_view(view: ClusterView) {
+    let applied = on_controller(move |controller| {
+        let current = Arc::clone(&controller.current.borrow());
+        if current.brokers == view.brokers && current.controller_id == Some(view.controller_id) {
+            return Ok((None, ()));
+        }
+        let mut next = (*current).clone();
+        next.brokers = view.brokers;
+        next.controller_id = Some(view.controller_id);
+        Ok((Some(controller.commit(next)?), ()))
+    })
+    .await;
+    if let Err(e) = applied {
+        tracing::warn!("cannot apply the cluster view: {}", e.message);
+    }
+}
+
 async fn broadcast(snapshot: Arc<Metadata>) {
     let shards = runtime::shard_count();
     let applied = (0..shards).map(|shard| {

@@ -32,11 +32,42 @@ pub struct Metadata {
     pub broker_configs: BTreeMap<String, String>,
     /// Producer ids below this may have been handed out already.
     pub producer_id_block_end: i64,
+    /// Cluster mode: the brokers registered with the metadata quorum. Empty
+    /// on a single node, which then describes only itself.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerEndpoint>,
+    /// Cluster mode: the quorum's current leader (the active controller);
+    /// `None` on a single node, -1 while the quorum has no leader.
+    #[serde(default)]
+    pub controller_id: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub host: String,
+    pub port: u16,
 }
 
 const METADATA_FILE: &str = "__sluice_metadata.json";
 
 impl Metadata {
+    /// The brokers to describe to clients: the registered ones, or this one alone.
+    pub fn broker_endpoints(&self, config: &crate::config::BrokerConfig) -> Vec<(i32, String, u16)> {
+        if self.brokers.is_empty() {
+            let (host, port) = config.advertised_endpoint();
+            return vec![(config.broker_id, host, port)];
+        }
+        self.brokers
+            .iter()
+            .map(|(id, b)| (*id, b.host.clone(), b.port))
+            .collect()
+    }
+
+    /// The controller to name to clients: the quorum leader, or this broker.
+    pub fn controller(&self, config: &crate::config::BrokerConfig) -> i32 {
+        self.controller_id.unwrap_or(config.broker_id)
+    }
+
     pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicMeta>> {
         self.topics.values().find(|t| t.id == id)
     }

@@ -1,6 +1,8 @@
 //! Cluster state on one broker: metadata, the controller that changes it, and
-//! each shard's share of the partitions. Multi-broker replication arrives later.
+//! each shard's share of the partitions; in cluster mode, the Raft metadata
+//! quorum (`quorum`) that every broker registers with.
 
 pub mod controller;
 pub mod metadata;
+pub mod quorum;
 pub mod shard;

@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker, which is also the controller.
+//! DescribeCluster: the registered brokers and the active controller (on a
+//! single node: this broker, which is also the controller).
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -12,11 +13,16 @@ pub fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed
     let shard = local();
     let metadata = shard.metadata();
     let config = &shard.config;
-    let (host, port) = config.advertised_endpoint();
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.broker_id))
-        .with_host(str_bytes(host))
-        .with_port(port as i32);
+    let brokers = metadata
+        .broker_endpoints(config)
+        .into_iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port as i32)
+        })
+        .collect();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(if header.api_version >= 1 {
             request.endpoint_type
@@ -24,8 +30,8 @@ pub fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed
             1
         })
         .with_cluster_id(str_bytes(metadata.cluster_id.clone()))
-        .with_controller_id(BrokerId(config.broker_id))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(metadata.controller(config)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);
     encode_response(header, &response)
 }

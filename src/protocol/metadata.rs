@@ -97,15 +97,20 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         }
     }
     let metadata = shard.metadata();
-    let (host, port) = config.advertised_endpoint();
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(config.broker_id))
-        .with_host(str_bytes(host))
-        .with_port(port as i32);
+    let brokers = metadata
+        .broker_endpoints(&config)
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port as i32)
+        })
+        .collect();
     let response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(metadata.cluster_id.clone())))
-        .with_controller_id(BrokerId(config.broker_id))
+        .with_controller_id(BrokerId(metadata.controller(&config)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     encode_response(header, &response)

@@ -106,6 +106,17 @@ impl ShardsHandle {
         self.mailboxes[shard].len()
     }
 
+    /// Queues `f` on `shard` without waiting for it to run. Tasks posted from
+    /// one thread run in the order posted. Only for threads that are not shards.
+    pub fn post<F, Fut>(&self, shard: usize, f: F) -> Result<(), ShardStopped>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let task: Task = Box::new(move || Box::pin(f()));
+        self.mailboxes[shard].send_blocking(task).map_err(|_| ShardStopped)
+    }
+
     /// Runs `f` on every shard and blocks for the results, in shard order; a
     /// shard that has stopped gives none. Only for threads that are not shards.
     pub fn collect_blocking<F, Fut, R>(&self, f: F) -> Vec<R>

@@ -1,0 +1,299 @@
+//! The controller thread: one raft-rs `RawNode` driven by ticks, peer messages
+//! and local proposals, persisting through `LogStore` before it acknowledges
+//! anything, and applying committed records to the `ClusterImage`.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use raft::prelude::{ConfState, Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, StateRole};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::image::{ClusterImage, Record};
+use super::log_store::LogStore;
+use super::transport::Transport;
+
+/// Raft's clock: elections after 10 ticks without a leader (1 s, randomised up
+/// to 2 s by raft-rs), heartbeats every 2 ticks.
+pub const TICK: Duration = Duration::from_millis(100);
+const ELECTION_TICKS: usize = 10;
+const HEARTBEAT_TICKS: usize = 2;
+/// Inputs waiting for the controller thread; peers' messages beyond this are dropped.
+const INBOX_MAX: usize = 16_384;
+/// Proposals waiting to be committed; more are refused.
+const PENDING_PROPOSALS_MAX: usize = 10_000;
+/// A proposal not committed by then is answered with a timeout.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum Input {
+    Raft(Message),
+    Propose(Record, SyncSender<Result<(), String>>),
+    Status(SyncSender<QuorumStatus>),
+}
+
+impl From<Message> for Input {
+    fn from(m: Message) -> Self {
+        Input::Raft(m)
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QuorumStatus {
+    pub node_id: u64,
+    /// 0 while there is no leader.
+    pub leader_id: u64,
+    pub term: u64,
+    pub role: String,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+}
+
+/// Called on the controller thread after every applied batch and leader change.
+pub type OnChange = Box<dyn Fn(&ClusterImage, u64) + Send>;
+
+/// One entry's payload: the record and the proposer's request id, by which
+/// the proposing node finds its waiter when the entry is applied.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    request: Uuid,
+    record: Record,
+}
+
+pub struct Node {
+    raft: RawNode<MemStorage>,
+    store: LogStore,
+    transport: Transport,
+    image: ClusterImage,
+    pending: HashMap<Uuid, (SyncSender<Result<(), String>>, Instant)>,
+    on_change: OnChange,
+    leader_id: u64,
+}
+
+/// Starts the controller thread; returns its inbox.
+pub fn start(
+    node_id: u64,
+    listener: TcpListener,
+    voters: &[(u64, SocketAddr)],
+    data_dir: &Path,
+    on_change: OnChange,
+) -> anyhow::Result<SyncSender<Input>> {
+    let (store, recovered) = LogStore::open(data_dir).context("opening the metadata log")?;
+    let voter_ids: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
+    let storage = MemStorage::new_with_conf_state(ConfState::from((voter_ids.clone(), vec![])));
+    {
+        let mut core = storage.wl();
+        core.append(&recovered.entries).context("replaying the metadata log")?;
+        core.set_hardstate(recovered.hard_state.clone());
+    }
+    let config = Config {
+        id: node_id,
+        election_tick: ELECTION_TICKS,
+        heartbeat_tick: HEARTBEAT_TICKS,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    config.validate().context("Raft configuration")?;
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let raft = RawNode::new(&config, storage, &logger).context("starting Raft")?;
+    let (inbox, inputs) = sync_channel(INBOX_MAX);
+    let peers: Vec<(u64, SocketAddr)> = voters.iter().filter(|(id, _)| *id != node_id).copied().collect();
+    let transport = Transport::start(listener, &peers, inbox.clone());
+    info!(
+        node_id,
+        voters = ?voter_ids,
+        replayed_entries = recovered.entries.len(),
+        term = recovered.hard_state.term,
+        "metadata quorum starting"
+    );
+    let mut node = Node {
+        raft,
+        store,
+        transport,
+        image: ClusterImage::default(),
+        pending: HashMap::new(),
+        on_change,
+        leader_id: 0,
+    };
+    std::thread::Builder::new()
+        .name("controller".into())
+        .spawn(move || node.run(inputs))
+        .context("starting the controller thread")?;
+    Ok(inbox)
+}
+
+impl Node {
+    fn run(&mut self, inputs: Receiver<Input>) {
+        let mut next_tick = Instant::now() + TICK;
+        // Runs for the life of the process; every round is bounded by one tick.
+        loop {
+            match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+                Ok(input) => self.handle(input),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_tick {
+                self.raft.tick();
+                next_tick += TICK;
+                self.expire_proposals();
+            }
+            if let Err(e) = self.on_ready() {
+                // Raft's durability is gone: stop voting rather than lie.
+                panic!("metadata log write failed: {e:#}");
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Raft(message) => {
+                if let Err(e) = self.raft.step(message) {
+                    warn!("dropping a Raft message: {e}");
+                }
+            }
+            Input::Propose(record, reply) => self.propose(record, reply),
+            Input::Status(reply) => {
+                let _ = reply.try_send(self.status());
+            }
+        }
+    }
+
+    fn propose(&mut self, record: Record, reply: SyncSender<Result<(), String>>) {
+        if self.pending.len() >= PENDING_PROPOSALS_MAX {
+            let _ = reply.try_send(Err("too many metadata changes waiting".into()));
+            return;
+        }
+        let request = Uuid::new_v4();
+        let data = serde_json::to_vec(&Envelope { request, record }).expect("records serialize");
+        match self.raft.propose(vec![], data) {
+            Ok(()) => {
+                self.pending.insert(request, (reply, Instant::now() + PROPOSAL_TIMEOUT));
+            }
+            Err(e) => {
+                let _ = reply.try_send(Err(format!("no controller leader to take the change ({e})")));
+            }
+        }
+    }
+
+    fn expire_proposals(&mut self) {
+        let now = Instant::now();
+        self.pending.retain(|_, (reply, deadline)| {
+            let alive = *deadline > now;
+            if !alive {
+                let _ = reply.try_send(Err("the metadata change was not committed in time".into()));
+            }
+            alive
+        });
+    }
+
+    fn status(&self) -> QuorumStatus {
+        let raft = &self.raft.raft;
+        QuorumStatus {
+            node_id: raft.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            role: format!("{:?}", raft.state),
+            commit_index: raft.raft_log.committed,
+            applied_index: self.image.applied_index,
+            voters: raft.prs().conf().voters().ids().iter().collect(),
+        }
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            self.transport.send(m);
+        }
+    }
+
+    /// raft-rs's Ready protocol: send, apply, persist, send what needed
+    /// persisting first, advance.
+    fn on_ready(&mut self) -> anyhow::Result<()> {
+        if !self.raft.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raft.ready();
+        if let Some(soft) = ready.ss() {
+            self.leader_changed(soft.leader_id, soft.raft_state);
+        }
+        self.send(ready.take_messages());
+        self.apply(ready.take_committed_entries());
+        if !ready.entries().is_empty() {
+            self.store.append(ready.entries())?;
+            self.raft.mut_store().wl().append(ready.entries())?;
+        }
+        if let Some(hard_state) = ready.hs() {
+            self.store.set_hard_state(hard_state)?;
+            self.raft.mut_store().wl().set_hardstate(hard_state.clone());
+        }
+        self.send(ready.take_persisted_messages());
+        let mut light = self.raft.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut hard_state = self.raft.store().rl().hard_state().clone();
+            hard_state.commit = commit;
+            self.store.set_hard_state(&hard_state)?;
+            self.raft.mut_store().wl().set_hardstate(hard_state);
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raft.advance_apply();
+        Ok(())
+    }
+
+    fn leader_changed(&mut self, leader_id: u64, role: StateRole) {
+        if leader_id != self.leader_id {
+            info!(
+                leader_id,
+                ?role,
+                term = self.raft.raft.term,
+                "metadata quorum leader changed"
+            );
+            self.leader_id = leader_id;
+            (self.on_change)(&self.image, leader_id);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        for entry in entries {
+            assert!(
+                entry.index == self.image.applied_index + 1,
+                "committed entries arrive in order: {} after {}",
+                entry.index,
+                self.image.applied_index
+            );
+            self.image.applied_index = entry.index;
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue; // a new leader's empty entry, or a configuration change
+            }
+            let Ok(envelope) = serde_json::from_slice::<Envelope>(&entry.data) else {
+                warn!(
+                    index = entry.index,
+                    "skipping a metadata record this version cannot read"
+                );
+                continue;
+            };
+            let result = self.image.apply(envelope.record);
+            if let Some((reply, _)) = self.pending.remove(&envelope.request) {
+                let _ = reply.try_send(result);
+            }
+        }
+        (self.on_change)(&self.image, self.leader_id);
+    }
+}
+
+/// Sends `input` to the controller thread without blocking; a full inbox is an error.
+pub fn offer(inbox: &SyncSender<Input>, input: Input) -> Result<(), String> {
+    inbox.try_send(input).map_err(|e| match e {
+        TrySendError::Full(_) => "the controller is overloaded".to_string(),
+        TrySendError::Disconnected(_) => "the controller has stopped".to_string(),
+    })
+}
