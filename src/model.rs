@@ -62,6 +62,7 @@ pub enum ErrorCode {
     InvalidReplicationFactor = 38,
     InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
+    NotController = 41,
     InvalidRequest = 42,
     UnsupportedForMessageFormat = 43,
     OutOfOrderSequenceNumber = 45,

@@ -109,7 +109,9 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
                     (b.broker_id, endpoint)
                 })
                 .collect(),
+            topics: image.topics.clone(),
             controller_id: if leader_id == 0 { -1 } else { leader_id as i32 },
+            applied_index: image.applied_index,
         };
         let _ = shards.post(controller::CONTROLLER_SHARD, move || {
             controller::apply_cluster_view(view)
@@ -134,11 +136,11 @@ fn register(quorum: &Quorum, registration: Record) {
     // Bounded by the process: a broker keeps trying to join its cluster.
     for attempt in 1u64.. {
         match quorum.propose_blocking(registration.clone(), REGISTRATION_TIMEOUT) {
-            Ok(()) => {
+            Ok(_) => {
                 info!(attempt, "registered with the metadata quorum");
                 return;
             }
-            Err(e) if attempt % 10 == 0 => warn!(attempt, "not registered yet: {e}"),
+            Err(e) if attempt % 10 == 0 => warn!(attempt, "not registered yet: {}", e.message),
             Err(_) => {}
         }
         std::thread::sleep(REGISTRATION_RETRY);
@@ -193,10 +195,17 @@ fn prepare_metadata(config: &BrokerConfig) -> anyhow::Result<Metadata> {
             config.data_dir.display()
         ),
         (Some(wanted), true) => metadata.cluster_id = wanted.clone(),
+        (None, true) if !config.controller_voters.is_empty() => {
+            metadata.cluster_id = metadata::quorum_cluster_id(&config.controller_voters)
+        }
         (None, true) => metadata.cluster_id = metadata::new_cluster_id(),
         _ => {}
     }
     metadata.broker_id = config.broker_id;
+    if !config.controller_voters.is_empty() {
+        // Who leads the quorum now is learned from the quorum, not from the last run.
+        metadata.controller_id = Some(-1);
+    }
     metadata.store(&config.data_dir)?;
     metadata::write_meta_properties(&config.data_dir, &metadata.cluster_id, config.broker_id)?;
     Ok(metadata)

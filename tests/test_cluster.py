@@ -97,3 +97,60 @@ def test_cluster_status_names_every_broker_and_the_controller(make_cluster):
     assert doc["controller"] == controller
     assert sorted(b["id"] for b in doc["brokers"]) == [1, 2, 3]
     assert doc["offline"] == 0 and doc["under_replicated"] == 0
+
+
+def test_topics_are_placed_across_the_cluster_and_clients_follow_the_leaders(make_cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3)
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap})
+    admin.create_topics([NewTopic("orders", 6, 3)])["orders"].result(timeout=20)
+    too_many = admin.create_topics([NewTopic("wide", 1, 4)])["wide"]
+    try:
+        too_many.result(timeout=20)
+        raise AssertionError("RF 4 on 3 brokers was accepted")
+    except Exception as e:  # KafkaException carrying INVALID_REPLICATION_FACTOR
+        assert "INVALID_REPLICATION_FACTOR" in str(e) or "replication factor 4" in str(e), e
+
+    def placements(node):
+        md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics("orders", timeout=5)
+        t = md.topics["orders"]
+        return {p.id: (p.leader, tuple(p.replicas)) for p in t.partitions.values()} if not t.error else None
+
+    first = wait_for(lambda: placements(nodes[0]), what="the topic on node 1")
+    assert all(wait_for(lambda n=n: placements(n) == first, what="the same placement everywhere") for n in nodes)
+    assert sorted(len(set(r)) for _, r in first.values()) == [3] * 6, "three distinct replicas per partition"
+    leaders = [leader for leader, _ in first.values()]
+    assert sorted(leaders.count(b) for b in (1, 2, 3)) == [2, 2, 2], "leaders spread evenly"
+
+    producer = Producer({"bootstrap.servers": nodes[0].bootstrap, "enable.idempotence": True})
+    for i in range(600):
+        producer.produce("orders", value=f"v{i}".encode(), partition=i % 6)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": nodes[2].bootstrap, "group.id": "n/a",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition("orders", p, 0) for p in range(6)])
+    got = set()
+    deadline = time.time() + 30
+    while len(got) < 600 and time.time() < deadline:
+        for m in consumer.consume(1000, timeout=1):
+            assert not m.error(), m.error()
+            got.add(m.value())
+    consumer.close()
+    assert got == {f"v{i}".encode() for i in range(600)}
+
+    # A restarted node replays the topic from the quorum and serves its partitions again.
+    nodes[0].stop()
+    nodes[0].start()
+    counted = subprocess.run(["kcat", "-C", "-b", nodes[0].bootstrap, "-t", "orders", "-e", "-q"],
+                             capture_output=True, text=True, timeout=60)
+    assert counted.returncode == 0 and len(counted.stdout.split()) == 600, counted.stderr
+
+    admin.delete_topics(["orders"])["orders"].result(timeout=20)
+    # Listing all topics (asking for "orders" by name would auto-create it again, as in Kafka).
+    wait_for(lambda: all("orders" not in AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(timeout=5).topics
+                         for n in nodes), what="the topic gone everywhere")
+    wait_for(lambda: not any((n.data_dir / f"orders-{p}").exists() for n in nodes for p in range(6)),
+             what="the partition directories removed on every node")

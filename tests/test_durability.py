@@ -133,6 +133,10 @@ def test_kill_9_during_heavy_produce_recovers(broker):
     if index.exists():
         index.unlink()
     broker.start()
+    # The shard owning crash-0 may still be recovering when another shard answers.
+    deadline = time.time() + 30
+    while "recovered segment" not in broker.log() and time.time() < deadline:
+        time.sleep(0.1)
     assert "recovered segment" in broker.log()
     by_partition = {}
     for p, offset, value in acked:

@@ -137,7 +137,46 @@ fn committed(client: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(Strin
 }
 
 /// ListOffsets for each partition at `timestamp` (EARLIEST, LATEST or a time in ms).
+/// Offsets of `partitions` at `timestamp` (EARLIEST, LATEST or a time), each
+/// asked of its partition's leader (in a cluster, only the leader answers).
 pub fn list_offsets(
+    client: &mut Client,
+    partitions: &BTreeSet<(String, i32)>,
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let metadata = super::topic::metadata(client, None)?;
+    if metadata.brokers.len() <= 1 {
+        return list_offsets_on(client, partitions, timestamp);
+    }
+    let endpoints: BTreeMap<i32, String> = metadata
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    let mut by_leader: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
+    for topic in &metadata.topics {
+        let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
+            continue;
+        };
+        for p in &topic.partitions {
+            let key = (name.clone(), p.partition_index);
+            if partitions.contains(&key) {
+                by_leader.entry(p.leader_id.0).or_default().insert(key);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (leader, wanted) in by_leader {
+        let endpoint = endpoints
+            .get(&leader)
+            .with_context(|| format!("partition {:?} has no live leader", wanted.first()))?;
+        let mut leader_client = Client::connect(endpoint, std::time::Duration::from_secs(10))?;
+        out.extend(list_offsets_on(&mut leader_client, &wanted, timestamp)?);
+    }
+    Ok(out)
+}
+
+fn list_offsets_on(
     client: &mut Client,
     partitions: &BTreeSet<(String, i32)>,
     timestamp: i64,

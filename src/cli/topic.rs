@@ -221,7 +221,7 @@ fn describe(client: &mut Client, name: &str, format: Format) -> anyhow::Result<(
         .collect();
     let starts = super::groups::list_offsets(client, &partitions, super::groups::EARLIEST)?;
     let ends = super::groups::list_offsets(client, &partitions, super::groups::LATEST)?;
-    let sizes = partition_sizes(client, name)?;
+    let sizes = partition_sizes(client, name, &meta)?;
     let configs = topic_configs(client, name)?;
     let mut rows = Vec::new();
     for p in &topic.partitions {
@@ -295,7 +295,33 @@ fn describe(client: &mut Client, name: &str, format: Format) -> anyhow::Result<(
 }
 
 /// Partition → bytes on disk (DescribeLogDirs).
-fn partition_sizes(client: &mut Client, name: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
+/// Each partition's size on its leader (every broker is asked; a single
+/// node answers for all).
+fn partition_sizes(client: &mut Client, name: &str, meta: &MetadataResponse) -> anyhow::Result<BTreeMap<i32, i64>> {
+    if meta.brokers.len() <= 1 {
+        return sizes_on(client, name);
+    }
+    let leaders: BTreeMap<i32, i32> = meta
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)))
+        .collect();
+    let mut sizes = BTreeMap::new();
+    for broker in &meta.brokers {
+        let endpoint = format!("{}:{}", broker.host, broker.port);
+        let Ok(mut broker_client) = Client::connect(&endpoint, std::time::Duration::from_secs(10)) else {
+            continue; // a broker that is down reports nothing
+        };
+        for (partition, size) in sizes_on(&mut broker_client, name)? {
+            if leaders.get(&partition) == Some(&broker.node_id.0) {
+                sizes.insert(partition, size);
+            }
+        }
+    }
+    Ok(sizes)
+}
+
+fn sizes_on(client: &mut Client, name: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
     let response = client.send(&DescribeLogDirsRequest::default().with_topics(None), 4)?;
     check(response.error_code, None, "cannot read log directories")?;
     let mut sizes = BTreeMap::new();

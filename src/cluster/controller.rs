@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::info;
 use uuid::Uuid;
 
-use super::metadata::{BrokerEndpoint, Metadata, TopicMeta};
+use super::metadata::{BrokerEndpoint, Metadata, PartitionAssignment, TopicMeta};
 use super::shard::local;
 use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, is_internal_topic, validate_topic_name};
@@ -53,10 +53,22 @@ pub struct Controller {
     data_dir: PathBuf,
     static_defaults: LogConfig,
     default_partitions: i32,
+    default_replication_factor: i16,
     next_producer_id: Cell<i64>,
     /// The latest snapshot, ahead of the shards' copies while a broadcast is under way.
     current: RefCell<Arc<Metadata>>,
+    /// Cluster mode: topic changes are proposed to the metadata quorum, not
+    /// committed here; a change's next snapshot waits in `staged` meanwhile.
+    cluster_mode: bool,
+    staged: RefCell<Option<Metadata>>,
+    /// Cluster mode: the quorum log index of the last view folded in, and a
+    /// notification for changes waiting to see their own record applied.
+    view_index: Cell<u64>,
+    view_changed: event_listener::Event,
 }
+
+/// How long a cluster-mode change waits to come back from the quorum.
+const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Controller {
     pub fn new(config: &BrokerConfig, metadata: &Arc<Metadata>) -> Self {
@@ -64,12 +76,27 @@ impl Controller {
             data_dir: config.data_dir.clone(),
             static_defaults: config.log_defaults.clone(),
             default_partitions: config.num_partitions,
+            default_replication_factor: config.default_replication_factor,
             next_producer_id: Cell::new(metadata.producer_id_block_end),
             current: RefCell::new(Arc::clone(metadata)),
+            cluster_mode: !config.controller_voters.is_empty(),
+            staged: RefCell::new(None),
+            view_index: Cell::new(0),
+            view_changed: event_listener::Event::new(),
         }
     }
 
-    fn commit(&self, mut next: Metadata) -> Result<Arc<Metadata>, ApiError> {
+    /// Makes `next` the metadata; in cluster mode it is staged for the quorum instead.
+    fn commit(&self, next: Metadata) -> Result<Arc<Metadata>, ApiError> {
+        if self.cluster_mode {
+            let staged = Arc::new(next.clone());
+            *self.staged.borrow_mut() = Some(next);
+            return Ok(staged);
+        }
+        self.commit_local(next)
+    }
+
+    fn commit_local(&self, mut next: Metadata) -> Result<Arc<Metadata>, ApiError> {
         next.version = self.current.borrow().version + 1;
         next.store(&self.data_dir)
             .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, format!("storing metadata failed: {e}")))?;
@@ -83,6 +110,68 @@ impl Controller {
         let mut next = current.clone();
         next.topics.insert(topic.name.clone(), Arc::new(topic));
         self.commit(next)
+    }
+
+    /// The brokers new replicas may go to: the registered ones in cluster
+    /// mode, this broker alone otherwise.
+    fn placeable_brokers(&self, current: &Metadata) -> Vec<i32> {
+        if self.cluster_mode {
+            current.brokers.keys().copied().collect()
+        } else {
+            vec![current.broker_id]
+        }
+    }
+
+    /// Cluster mode: turns a staged snapshot into quorum records (topic
+    /// changes), commits the node-local rest here, and waits until the
+    /// quorum's answer has come back into this node's metadata.
+    async fn propose_staged(&self, next: Metadata) -> Result<(), ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        let mut local = next.clone();
+        local.topics = current.topics.clone();
+        local.brokers = current.brokers.clone();
+        local.controller_id = current.controller_id;
+        if local.broker_configs != current.broker_configs
+            || local.producer_id_block_end != current.producer_id_block_end
+        {
+            broadcast(self.commit_local(local)?).await;
+        }
+        let records = topic_records(&current, &next);
+        let Some(quorum) = crate::cluster::quorum::get() else {
+            return Err(ApiError::new(
+                ErrorCode::NotController,
+                "the metadata quorum is not running",
+            ));
+        };
+        let mut index = 0;
+        for record in records {
+            index = quorum
+                .propose(record)
+                .await
+                .map_err(|e| ApiError::new(e.code, e.message))?;
+        }
+        self.wait_for_view(index).await
+    }
+
+    /// Resolves once the view folded into this node's metadata includes log index `index`.
+    async fn wait_for_view(&self, index: u64) -> Result<(), ApiError> {
+        let deadline = std::time::Instant::now() + VIEW_TIMEOUT;
+        // Bounded by VIEW_TIMEOUT: each round waits for a notification or the deadline.
+        while self.view_index.get() < index {
+            let listener = self.view_changed.listen();
+            if self.view_index.get() >= index {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimedOut,
+                    "the change was committed but not yet applied here",
+                ));
+            }
+            let timeout = compio::time::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+            futures_util::future::select(listener, std::pin::pin!(timeout)).await;
+        }
+        Ok(())
     }
 
     fn validate_topic_configs(&self, current: &Metadata, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
@@ -145,18 +234,34 @@ impl Controller {
                 format!("number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
             ));
         }
-        if replication_factor != -1 && replication_factor != 1 {
+        let replication_factor = if replication_factor == -1 {
+            self.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let brokers = self.placeable_brokers(&current);
+        if replication_factor < 1 || replication_factor as usize > brokers.len() {
             return Err(ApiError::new(
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+                format!(
+                    "replication factor {replication_factor} is larger than the {} available broker{}",
+                    brokers.len(),
+                    if brokers.len() == 1 { "" } else { "s" }
+                ),
             ));
         }
         self.validate_topic_configs(&current, &configs)?;
+        let assignment = if self.cluster_mode {
+            place(&brokers, 0..partitions, replication_factor as usize, rand_start())
+        } else {
+            Vec::new()
+        };
         let topic = Arc::new(TopicMeta {
             name: name.to_string(),
             id: Uuid::new_v4(),
             partitions,
             configs,
+            assignment,
         });
         if validate_only {
             return Ok((None, topic));
@@ -206,6 +311,21 @@ impl Controller {
             return Ok(None);
         }
         let mut grown = (**topic).clone();
+        if self.cluster_mode {
+            let replication_factor = topic.assignment.first().map_or(1, |a| a.replicas.len());
+            let brokers = self.placeable_brokers(&current);
+            if replication_factor > brokers.len() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidReplicationFactor,
+                    format!(
+                        "the topic's {replication_factor} replicas need more than the {} brokers",
+                        brokers.len()
+                    ),
+                ));
+            }
+            let added = place(&brokers, topic.partitions..count, replication_factor, rand_start());
+            grown.assignment.extend(added);
+        }
         grown.partitions = count;
         Ok(Some(self.commit_topic(&current, grown)?))
     }
@@ -280,6 +400,41 @@ impl Controller {
     }
 }
 
+/// Kafka's round-robin placement (the seeds' scheme): replica `i` of
+/// partition `p` goes to broker `(start + p + i) % n`, so leaders (the first
+/// replica) are spread evenly and no broker holds two replicas of a partition.
+/// The ISR starts as the leader alone: replicas join it once they have caught up.
+fn place(
+    brokers: &[i32],
+    partitions: std::ops::Range<i32>,
+    replication_factor: usize,
+    start: usize,
+) -> Vec<PartitionAssignment> {
+    assert!(
+        replication_factor >= 1 && replication_factor <= brokers.len(),
+        "placement needs enough brokers"
+    );
+    partitions
+        .map(|p| {
+            let replicas: Vec<i32> = (0..replication_factor)
+                .map(|i| brokers[(start + p as usize + i) % brokers.len()])
+                .collect();
+            PartitionAssignment {
+                isr: vec![replicas[0]],
+                leader: replicas[0],
+                leader_epoch: 0,
+                replicas,
+            }
+        })
+        .collect()
+}
+
+/// Where the first partition's leader goes: random, as Kafka does, so many
+/// single-partition topics do not all land on the same broker.
+fn rand_start() -> usize {
+    Uuid::new_v4().as_u128() as usize
+}
+
 fn existing_topic<'a>(metadata: &'a Metadata, name: &str) -> Result<&'a Arc<TopicMeta>, ApiError> {
     metadata.topics.get(name).ok_or_else(|| {
         ApiError::new(
@@ -335,29 +490,66 @@ fn apply_config_ops(
 }
 
 /// Hands a snapshot to every shard and waits until all have applied it.
-/// Cluster mode: what the metadata quorum says about the brokers and the
-/// active controller (-1 while there is no quorum leader).
+/// Cluster mode: what the metadata quorum has applied up to `applied_index`:
+/// brokers, topics, and the active controller (-1 while there is no leader).
 pub struct ClusterView {
     pub brokers: BTreeMap<i32, BrokerEndpoint>,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
     pub controller_id: i32,
+    pub applied_index: u64,
 }
 
-/// Folds the quorum's view into the metadata every shard serves.
+/// Folds the quorum's view into the metadata every shard serves. Runs on the
+/// controller shard; views arrive in log order.
 pub async fn apply_cluster_view(view: ClusterView) {
-    let applied = on_controller(move |controller| {
-        let current = Arc::clone(&controller.current.borrow());
-        if current.brokers == view.brokers && current.controller_id == Some(view.controller_id) {
-            return Ok((None, ()));
-        }
+    let shard = local();
+    let controller = shard.controller.as_ref().expect("controller lives on shard 0");
+    let current = Arc::clone(&controller.current.borrow());
+    let unchanged = current.brokers == view.brokers
+        && current.topics == view.topics
+        && current.controller_id == Some(view.controller_id);
+    if !unchanged {
         let mut next = (*current).clone();
         next.brokers = view.brokers;
+        next.topics = view.topics;
         next.controller_id = Some(view.controller_id);
-        Ok((Some(controller.commit(next)?), ()))
-    })
-    .await;
-    if let Err(e) = applied {
-        tracing::warn!("cannot apply the cluster view: {}", e.message);
+        match controller.commit_local(next) {
+            Ok(snapshot) => broadcast(snapshot).await,
+            Err(e) => tracing::warn!("cannot apply the cluster view: {}", e.message),
+        }
     }
+    controller
+        .view_index
+        .set(controller.view_index.get().max(view.applied_index));
+    controller.view_changed.notify(usize::MAX);
+}
+
+/// The quorum records that turn `current`'s topics into `next`'s.
+fn topic_records(current: &Metadata, next: &Metadata) -> Vec<crate::cluster::quorum::Record> {
+    use crate::cluster::quorum::Record;
+    let mut records = Vec::new();
+    for (name, topic) in &next.topics {
+        match current.topics.get(name) {
+            None => records.push(Record::PutTopic {
+                topic: (**topic).clone(),
+                expect_id: None,
+            }),
+            Some(old) if old != topic => records.push(Record::PutTopic {
+                topic: (**topic).clone(),
+                expect_id: Some(old.id),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, topic) in &current.topics {
+        if !next.topics.contains_key(name) {
+            records.push(Record::DeleteTopic {
+                name: name.clone(),
+                id: topic.id,
+            });
+        }
+    }
+    records
 }
 
 async fn broadcast(snapshot: Arc<Metadata>) {
@@ -376,7 +568,10 @@ async fn on_controller<R: Send + 'static>(
         let shard = local();
         let controller = shard.controller.as_ref().expect("controller lives on shard 0");
         let (snapshot, result) = f(controller)?;
-        if let Some(snapshot) = snapshot {
+        let staged = controller.staged.borrow_mut().take();
+        if let Some(next) = staged {
+            controller.propose_staged(next).await?;
+        } else if let Some(snapshot) = snapshot {
             broadcast(snapshot).await;
         }
         Ok(result)

@@ -12,13 +12,49 @@ use uuid::Uuid;
 
 use crate::storage::LogConfig;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
     pub partitions: i32,
     /// Topic-level overrides, by Kafka's topic config names.
     pub configs: BTreeMap<String, String>,
+    /// Cluster mode: each partition's replicas, leader and ISR, by partition
+    /// index. Empty on a single node, where this broker holds and leads all.
+    #[serde(default)]
+    pub assignment: Vec<PartitionAssignment>,
+}
+
+/// Where one partition lives in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Brokers holding a replica; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when the partition is offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+impl TopicMeta {
+    /// Partition `p`'s placement; on a single node, `local_broker` holds it alone.
+    pub fn placement(&self, partition: i32, local_broker: i32) -> PartitionAssignment {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignment.get(p))
+            .cloned()
+            .unwrap_or_else(|| PartitionAssignment {
+                replicas: vec![local_broker],
+                isr: vec![local_broker],
+                leader: local_broker,
+                leader_epoch: crate::storage::log::LEADER_EPOCH,
+            })
+    }
+
+    /// Whether `broker` keeps a replica of partition `p`.
+    pub fn is_replica(&self, partition: i32, broker: i32) -> bool {
+        self.assignment.is_empty() || self.placement(partition, broker).replicas.contains(&broker)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -130,6 +166,20 @@ pub fn new_cluster_id() -> String {
     base64_url(Uuid::new_v4().as_bytes())
 }
 
+/// Cluster mode without an explicit `cluster.id`: every node started with
+/// the same voters derives the same id (a name-based UUID of the voter list),
+/// where KRaft has the operator format each node with one id.
+pub fn quorum_cluster_id(voters: &[(u64, std::net::SocketAddr)]) -> String {
+    let mut sorted = voters.to_vec();
+    sorted.sort();
+    let name: Vec<String> = sorted.iter().map(|(id, addr)| format!("{id}@{addr}")).collect();
+    let uuid = Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("sluice-cluster:{}", name.join(",")).as_bytes(),
+    );
+    base64_url(uuid.as_bytes())
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
@@ -166,6 +216,7 @@ mod tests {
                 id: Uuid::new_v4(),
                 partitions: 3,
                 configs: BTreeMap::new(),
+                assignment: Vec::new(),
             }),
         );
         m.store(dir.path()).unwrap();

@@ -120,7 +120,9 @@ impl ShardState {
         for topic in new.topics.values() {
             let log_config = new.log_config(&self.config.log_defaults, topic);
             for partition in 0..topic.partitions {
-                if owner_of(&topic.name, partition, shards) != self.id {
+                if owner_of(&topic.name, partition, shards) != self.id
+                    || !topic.is_replica(partition, self.config.broker_id)
+                {
                     continue;
                 }
                 let tp = TopicPartition::new(topic.name.clone(), partition);
@@ -218,8 +220,35 @@ fn stopped<T>(_: runtime::ShardStopped) -> Result<T, ErrorCode> {
     Err(ErrorCode::LeaderNotAvailable)
 }
 
+/// Cluster mode: clients must produce to and fetch from the partition's
+/// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
+/// their metadata. Unknown partitions are left to the log lookup.
+pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
+    let shard = local();
+    let metadata = shard.metadata();
+    match metadata.topics.get(&tp.topic) {
+        Some(topic) if !topic.assignment.is_empty() && (0..topic.partitions).contains(&tp.partition) => {
+            let placement = topic.placement(tp.partition, shard.config.broker_id);
+            if placement.leader == shard.config.broker_id {
+                Ok(())
+            } else if placement.leader < 0 {
+                Err(ErrorCode::LeaderNotAvailable)
+            } else {
+                Err(ErrorCode::NotLeaderOrFollower)
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Appends a batch on the partition's owner shard.
 pub async fn append(tp: TopicPartition, batch: BytesMut, now: i64) -> Result<AppendInfo, BatchError> {
+    if let Err(code) = check_leader(&tp) {
+        return Err(BatchError {
+            code,
+            message: format!("this broker does not lead {tp}"),
+        });
+    }
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     let result = submit_to(owner, move || async move {
         match local().log(&tp) {
@@ -243,6 +272,7 @@ pub async fn read(
     max_bytes: u64,
     min_one_batch: bool,
 ) -> Result<ReadResult, ErrorCode> {
+    check_leader(&tp)?;
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     submit_to(owner, move || async move {
         match local().log(&tp) {
@@ -267,6 +297,7 @@ pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant) {
 
 /// ListOffsets for one partition, on its owner shard.
 pub async fn offset_for(tp: TopicPartition, timestamp_ms: i64) -> Result<(i64, i64), ErrorCode> {
+    check_leader(&tp)?;
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     submit_to(owner, move || async move {
         match local().log(&tp) {

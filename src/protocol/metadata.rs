@@ -22,19 +22,21 @@ const AUTO_CREATE_PER_REQUEST_MAX: usize = 100;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn topic_entry(topic: &TopicMeta, broker_id: i32, version: i16) -> MetadataResponseTopic {
-    let leader_epoch = if version >= 7 {
-        crate::storage::log::LEADER_EPOCH
-    } else {
-        -1
-    };
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..topic.partitions)
         .map(|p| {
+            let placement = topic.placement(p, broker_id);
             MetadataResponsePartition::default()
+                .with_error_code(if placement.leader < 0 {
+                    ErrorCode::LeaderNotAvailable.code()
+                } else {
+                    0
+                })
                 .with_partition_index(p)
-                .with_leader_id(BrokerId(broker_id))
-                .with_leader_epoch(leader_epoch)
-                .with_replica_nodes(vec![BrokerId(broker_id)])
-                .with_isr_nodes(vec![BrokerId(broker_id)])
+                .with_leader_id(BrokerId(placement.leader))
+                .with_leader_epoch(if version >= 7 { placement.leader_epoch } else { -1 })
+                .with_replica_nodes(ids(&placement.replicas))
+                .with_isr_nodes(ids(&placement.isr))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -4,9 +4,13 @@
 //! same way, and the proposing node reports it to its caller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::cluster::metadata::TopicMeta;
+use crate::model::ErrorCode;
 
 /// One change to the cluster metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,27 @@ pub enum Record {
         port: u16,
         incarnation: Uuid,
     },
+    /// Creates a topic (`expect_id` None: it must not exist) or replaces one
+    /// (`expect_id` Some: it must still be that topic).
+    PutTopic {
+        topic: TopicMeta,
+        expect_id: Option<Uuid>,
+    },
+    DeleteTopic {
+        name: String,
+        id: Uuid,
+    },
+}
+
+/// Why a record was refused, with the Kafka error its proposer reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse(code: ErrorCode, message: String) -> Result<(), RecordError> {
+    Err(RecordError { code, message })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,13 +57,14 @@ pub struct BrokerRegistration {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// The last log index applied.
     pub applied_index: u64,
 }
 
 impl ClusterImage {
     /// Applies one committed record; an error says why it was refused.
-    pub fn apply(&mut self, record: Record) -> Result<(), String> {
+    pub fn apply(&mut self, record: Record) -> Result<(), RecordError> {
         match record {
             Record::RegisterBroker {
                 broker_id,
@@ -47,7 +73,7 @@ impl ClusterImage {
                 incarnation,
             } => {
                 if broker_id < 0 {
-                    return Err(format!("broker id {broker_id} is negative"));
+                    return refuse(ErrorCode::InvalidRequest, format!("broker id {broker_id} is negative"));
                 }
                 self.brokers.insert(
                     broker_id,
@@ -58,6 +84,40 @@ impl ClusterImage {
                         incarnation,
                     },
                 );
+                Ok(())
+            }
+            Record::PutTopic { topic, expect_id } => {
+                let existing = self.topics.get(&topic.name).map(|t| t.id);
+                match (expect_id, existing) {
+                    (None, Some(_)) => {
+                        return refuse(
+                            ErrorCode::TopicAlreadyExists,
+                            format!("topic '{}' already exists", topic.name),
+                        );
+                    }
+                    (Some(id), found) if found != Some(id) => {
+                        return refuse(
+                            ErrorCode::UnknownTopicOrPartition,
+                            format!("topic '{}' was deleted or replaced meanwhile", topic.name),
+                        );
+                    }
+                    _ => {}
+                }
+                assert!(
+                    topic.assignment.is_empty() || topic.assignment.len() == topic.partitions as usize,
+                    "a cluster topic places every partition"
+                );
+                self.topics.insert(topic.name.clone(), Arc::new(topic));
+                Ok(())
+            }
+            Record::DeleteTopic { name, id } => {
+                if self.topics.get(&name).map(|t| t.id) != Some(id) {
+                    return refuse(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    );
+                }
+                self.topics.remove(&name);
                 Ok(())
             }
         }
@@ -90,5 +150,54 @@ mod tests {
         assert!(image.apply(bad).is_err());
         let json = serde_json::to_string(&register(1)).unwrap();
         assert!(json.contains("\"type\":\"RegisterBroker\""), "{json}");
+    }
+
+    #[test]
+    fn topics_are_created_once_replaced_only_as_expected_and_deleted_by_id() {
+        let mut image = ClusterImage::default();
+        let topic = TopicMeta {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            ..TopicMeta::default()
+        };
+        let id = topic.id;
+        image
+            .apply(Record::PutTopic {
+                topic: topic.clone(),
+                expect_id: None,
+            })
+            .unwrap();
+        let again = image.apply(Record::PutTopic {
+            topic: topic.clone(),
+            expect_id: None,
+        });
+        assert_eq!(again.unwrap_err().code, ErrorCode::TopicAlreadyExists);
+        let grown = TopicMeta {
+            partitions: 2,
+            ..topic.clone()
+        };
+        image
+            .apply(Record::PutTopic {
+                topic: grown,
+                expect_id: Some(id),
+            })
+            .unwrap();
+        assert_eq!(image.topics["t"].partitions, 2);
+        let stale = image.apply(Record::PutTopic {
+            topic: topic.clone(),
+            expect_id: Some(Uuid::new_v4()),
+        });
+        assert_eq!(stale.unwrap_err().code, ErrorCode::UnknownTopicOrPartition);
+        assert!(
+            image
+                .apply(Record::DeleteTopic {
+                    name: "t".into(),
+                    id: Uuid::new_v4()
+                })
+                .is_err()
+        );
+        image.apply(Record::DeleteTopic { name: "t".into(), id }).unwrap();
+        assert!(image.topics.is_empty());
     }
 }

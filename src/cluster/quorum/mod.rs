@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use image::{BrokerRegistration, ClusterImage, Record};
+pub use image::{BrokerRegistration, ClusterImage, Record, RecordError};
 pub use log_store::DIR_NAME as LOG_DIR_NAME;
-use node::{Input, offer};
-pub use node::{OnChange, QuorumStatus};
+use node::{Input, Reply, offer};
+pub use node::{OnChange, Outcome, QuorumStatus};
 
 /// Where this node's controller listens and who the voters are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,13 @@ pub fn parse_voters(value: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
     Ok(voters)
 }
 
+static QUORUM: std::sync::OnceLock<Quorum> = std::sync::OnceLock::new();
+
+/// This node's quorum, in cluster mode; set once at start-up.
+pub fn get() -> Option<&'static Quorum> {
+    QUORUM.get()
+}
+
 /// This node's handle on the quorum; cheap to clone.
 #[derive(Clone)]
 pub struct Quorum {
@@ -76,16 +83,33 @@ impl Quorum {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen for controllers on {}", config.listen))?;
         let inbox = node::start(id, listener, &config.voters, data_dir, on_change)?;
-        Ok(Self { inbox })
+        let quorum = Self { inbox };
+        anyhow::ensure!(QUORUM.set(quorum.clone()).is_ok(), "the quorum is started once");
+        Ok(quorum)
     }
 
     /// Proposes `record` and blocks until it is committed and applied here.
     /// Only for threads that are not shards.
-    pub fn propose_blocking(&self, record: Record, timeout: Duration) -> Result<(), String> {
+    pub fn propose_blocking(&self, record: Record, timeout: Duration) -> Outcome {
         let (tx, rx) = sync_channel(1);
-        offer(&self.inbox, Input::Propose(record, tx))?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| "the metadata change was not committed in time".to_string())?
+        offer(&self.inbox, Input::Propose(record, Reply::Blocking(tx)))?;
+        rx.recv_timeout(timeout).map_err(|_| RecordError {
+            code: crate::model::ErrorCode::RequestTimedOut,
+            message: "the metadata change was not committed in time".into(),
+        })?
+    }
+
+    /// Proposes `record`; resolves once it is committed and applied on this
+    /// node's controller thread (the shards see it a moment later).
+    pub async fn propose(&self, record: Record) -> Outcome {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        offer(&self.inbox, Input::Propose(record, Reply::Async(tx)))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(RecordError {
+                code: crate::model::ErrorCode::RequestTimedOut,
+                message: "the controller stopped before answering".into(),
+            })
+        })
     }
 
     /// The quorum as this node sees it. Only for threads that are not shards.

@@ -15,9 +15,10 @@ use raft::{Config, RawNode, StateRole};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::image::{ClusterImage, Record};
+use super::image::{ClusterImage, Record, RecordError};
 use super::log_store::LogStore;
 use super::transport::Transport;
+use crate::model::ErrorCode;
 
 /// Raft's clock: elections after 10 ticks without a leader (1 s, randomised up
 /// to 2 s by raft-rs), heartbeats every 2 ticks.
@@ -33,8 +34,37 @@ const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum Input {
     Raft(Message),
-    Propose(Record, SyncSender<Result<(), String>>),
+    Propose(Record, Reply),
     Status(SyncSender<QuorumStatus>),
+}
+
+/// A proposal's outcome: the log index it was applied at, or why it was not.
+pub type Outcome = Result<u64, RecordError>;
+
+/// Where a proposal's outcome goes: a blocked thread or an awaiting shard task.
+pub enum Reply {
+    Blocking(SyncSender<Outcome>),
+    Async(futures_channel::oneshot::Sender<Outcome>),
+}
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.try_send(outcome);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+}
+
+fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
+    Err(RecordError {
+        code,
+        message: message.into(),
+    })
 }
 
 impl From<Message> for Input {
@@ -71,7 +101,10 @@ pub struct Node {
     store: LogStore,
     transport: Transport,
     image: ClusterImage,
-    pending: HashMap<Uuid, (SyncSender<Result<(), String>>, Instant)>,
+    pending: HashMap<Uuid, (Reply, Instant)>,
+    /// Proposals made while no leader was known (an election, a restart):
+    /// proposed once one is, or answered with a timeout.
+    unsent: std::collections::VecDeque<(Record, Reply, Instant)>,
     on_change: OnChange,
     leader_id: u64,
 }
@@ -119,6 +152,7 @@ pub fn start(
         transport,
         image: ClusterImage::default(),
         pending: HashMap::new(),
+        unsent: std::collections::VecDeque::new(),
         on_change,
         leader_id: 0,
     };
@@ -165,32 +199,54 @@ impl Node {
         }
     }
 
-    fn propose(&mut self, record: Record, reply: SyncSender<Result<(), String>>) {
-        if self.pending.len() >= PENDING_PROPOSALS_MAX {
-            let _ = reply.try_send(Err("too many metadata changes waiting".into()));
+    fn propose(&mut self, record: Record, reply: Reply) {
+        self.propose_until(record, reply, Instant::now() + PROPOSAL_TIMEOUT);
+    }
+
+    fn propose_until(&mut self, record: Record, reply: Reply, deadline: Instant) {
+        if self.pending.len() + self.unsent.len() >= PENDING_PROPOSALS_MAX {
+            reply.send(failed(ErrorCode::RequestTimedOut, "too many metadata changes waiting"));
+            return;
+        }
+        if self.raft.raft.leader_id == 0 {
+            self.unsent.push_back((record, reply, deadline));
             return;
         }
         let request = Uuid::new_v4();
         let data = serde_json::to_vec(&Envelope { request, record }).expect("records serialize");
         match self.raft.propose(vec![], data) {
             Ok(()) => {
-                self.pending.insert(request, (reply, Instant::now() + PROPOSAL_TIMEOUT));
+                self.pending.insert(request, (reply, deadline));
             }
-            Err(e) => {
-                let _ = reply.try_send(Err(format!("no controller leader to take the change ({e})")));
-            }
+            Err(e) => reply.send(failed(
+                ErrorCode::NotController,
+                format!("the metadata quorum has no leader to take the change ({e})"),
+            )),
         }
     }
 
     fn expire_proposals(&mut self) {
         let now = Instant::now();
-        self.pending.retain(|_, (reply, deadline)| {
-            let alive = *deadline > now;
-            if !alive {
-                let _ = reply.try_send(Err("the metadata change was not committed in time".into()));
+        let expired: Vec<Uuid> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((reply, _)) = self.pending.remove(&id) {
+                reply.send(failed(
+                    ErrorCode::RequestTimedOut,
+                    "the metadata change was not committed in time",
+                ));
             }
-            alive
-        });
+        }
+        // Bounded by the queue's length, itself bounded by PENDING_PROPOSALS_MAX.
+        while self.unsent.front().is_some_and(|(_, _, deadline)| *deadline <= now) {
+            if let Some((_, reply, _)) = self.unsent.pop_front() {
+                reply.send(failed(ErrorCode::NotController, "the metadata quorum has no leader"));
+            }
+        }
     }
 
     fn status(&self) -> QuorumStatus {
@@ -243,6 +299,13 @@ impl Node {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries());
         self.raft.advance_apply();
+        // Outside the Ready cycle: raft-rs forbids proposing inside it.
+        if self.leader_id != 0 && !self.unsent.is_empty() {
+            // Bounded by the queue, which cannot grow while a leader is known.
+            for (record, reply, deadline) in std::mem::take(&mut self.unsent) {
+                self.propose_until(record, reply, deadline);
+            }
+        }
         Ok(())
     }
 
@@ -281,9 +344,9 @@ impl Node {
                 );
                 continue;
             };
-            let result = self.image.apply(envelope.record);
+            let result = self.image.apply(envelope.record).map(|()| entry.index);
             if let Some((reply, _)) = self.pending.remove(&envelope.request) {
-                let _ = reply.try_send(result);
+                reply.send(result);
             }
         }
         (self.on_change)(&self.image, self.leader_id);
@@ -291,9 +354,12 @@ impl Node {
 }
 
 /// Sends `input` to the controller thread without blocking; a full inbox is an error.
-pub fn offer(inbox: &SyncSender<Input>, input: Input) -> Result<(), String> {
-    inbox.try_send(input).map_err(|e| match e {
-        TrySendError::Full(_) => "the controller is overloaded".to_string(),
-        TrySendError::Disconnected(_) => "the controller has stopped".to_string(),
+pub fn offer(inbox: &SyncSender<Input>, input: Input) -> Result<(), RecordError> {
+    inbox.try_send(input).map_err(|e| RecordError {
+        code: ErrorCode::RequestTimedOut,
+        message: match e {
+            TrySendError::Full(_) => "the controller is overloaded".to_string(),
+            TrySendError::Disconnected(_) => "the controller has stopped".to_string(),
+        },
     })
 }
