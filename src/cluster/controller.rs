@@ -77,7 +77,7 @@ impl Controller {
             static_defaults: config.log_defaults.clone(),
             default_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
-            next_producer_id: Cell::new(metadata.producer_id_block_end),
+            next_producer_id: Cell::new(first_producer_id(config, metadata)),
             current: RefCell::new(Arc::clone(metadata)),
             cluster_mode: !config.controller_voters.is_empty(),
             staged: RefCell::new(None),
@@ -398,6 +398,19 @@ impl Controller {
         next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
         Ok((id, Some(self.commit(next)?)))
     }
+}
+
+/// Producer ids are unique per cluster: in cluster mode each node hands out
+/// ids from its own range, `node id << 40` on (Kafka's controller hands out
+/// blocks instead; a partitioned range needs no round trip).
+fn first_producer_id(config: &BrokerConfig, metadata: &Metadata) -> i64 {
+    const NODE_RANGE_BITS: u32 = 40;
+    let floor = if config.controller_voters.is_empty() {
+        0
+    } else {
+        i64::from(config.broker_id.max(0)) << NODE_RANGE_BITS
+    };
+    metadata.producer_id_block_end.max(floor)
 }
 
 /// Kafka's round-robin placement (the seeds' scheme): replica `i` of
