@@ -1,6 +1,7 @@
 //! A small blocking Kafka client for the `sluice` command-line tools: one
 //! connection, one request at a time, encoded with the same codec the broker
-//! uses. Not used by the broker itself.
+//! uses. The broker itself only borrows `frame`, to frame its followers'
+//! Fetch requests.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

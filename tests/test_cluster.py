@@ -154,3 +154,43 @@ def test_topics_are_placed_across_the_cluster_and_clients_follow_the_leaders(mak
                          for n in nodes), what="the topic gone everywhere")
     wait_for(lambda: not any((n.data_dir / f"orders-{p}").exists() for n in nodes for p in range(6)),
              what="the partition directories removed on every node")
+
+
+def test_replicated_round_trip_leaves_byte_identical_logs(make_cluster):
+    """The issue's replicated round trip: 6 partitions, RF 3, confluent-kafka and kcat;
+    every replica's log files are byte-identical once the producer stops."""
+    import hashlib
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, shards=2)
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("replicated", 6, 3)])["replicated"].result(timeout=20)
+    producer = Producer({"bootstrap.servers": nodes[0].bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for i in range(20_000):
+        producer.produce("replicated", key=str(i % 97).encode(), value=b"x" * 100 + str(i).encode())
+    assert producer.flush(60) == 0
+    lines = "\n".join(f"kcat-{i}" for i in range(500)) + "\n"
+    sent = subprocess.run(["kcat", "-P", "-b", nodes[1].bootstrap, "-t", "replicated"], input=lines,
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+
+    def digests(partition):
+        out = []
+        for node in nodes:
+            d = node.data_dir / f"replicated-{partition}"
+            logs = sorted(d.glob("*.log"))
+            out.append(hashlib.sha256(b"".join(f.read_bytes() for f in logs)).hexdigest() if logs else None)
+        return out
+
+    for p in range(6):
+        wait_for(lambda p=p: len(set(digests(p))) == 1 and digests(p)[0] is not None, timeout_s=30,
+                 what=f"replicated-{p} identical on all three nodes")
+    sizes = [sum(f.stat().st_size for f in (n.data_dir / f"replicated-{p}").glob("*.log"))
+             for n in nodes for p in range(6)]
+    assert sum(sizes) > 3 * 20_000 * 100, "every node holds every record"
+    consumed = subprocess.run(["kcat", "-C", "-b", nodes[2].bootstrap, "-t", "replicated", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    assert consumed.returncode == 0 and len(consumed.stdout.splitlines()) == 20_500, consumed.stderr

@@ -1,8 +1,10 @@
 //! Cluster state on one broker: metadata, the controller that changes it, and
 //! each shard's share of the partitions; in cluster mode, the Raft metadata
-//! quorum (`quorum`) that every broker registers with.
+//! quorum (`quorum`) that every broker registers with, and the followers'
+//! fetchers (`replica`).
 
 pub mod controller;
 pub mod metadata;
 pub mod quorum;
+pub mod replica;
 pub mod shard;

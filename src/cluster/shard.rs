@@ -44,6 +44,9 @@ pub struct ShardState {
     pub config: Arc<BrokerConfig>,
     metadata: RefCell<Arc<Metadata>>,
     logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
+    /// Cluster mode: partitions of this shard that another broker leads,
+    /// with that leader and epoch, and the handle that stops their fetcher.
+    followers: RefCell<HashMap<TopicPartition, (i32, i32, super::replica::Cancel)>>,
     pub controller: Option<super::controller::Controller>,
     stopping: Cell<bool>,
     pub stop: event_listener::Event,
@@ -67,6 +70,7 @@ impl ShardState {
             config,
             metadata: RefCell::new(Arc::new(Metadata::default())),
             logs: RefCell::new(HashMap::new()),
+            followers: RefCell::new(HashMap::new()),
             controller,
             stopping: Cell::new(false),
             stop: event_listener::Event::new(),
@@ -143,6 +147,53 @@ impl ShardState {
                     Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
                 }
             }
+        }
+        drop(logs);
+        self.reconcile_followers(&new);
+    }
+
+    /// Starts a fetcher for each partition of this shard that another broker
+    /// leads, and stops those whose leader or epoch changed or that went away.
+    fn reconcile_followers(&self, metadata: &Metadata) {
+        let me = self.config.broker_id;
+        let shards = runtime::shard_count();
+        let mut wanted: HashMap<TopicPartition, (i32, i32, std::net::SocketAddr)> = HashMap::new();
+        for topic in metadata.topics.values().filter(|t| !t.assignment.is_empty()) {
+            for partition in 0..topic.partitions {
+                if owner_of(&topic.name, partition, shards) != self.id {
+                    continue;
+                }
+                let placement = topic.placement(partition, me);
+                if placement.leader == me || placement.leader < 0 || !placement.replicas.contains(&me) {
+                    continue;
+                }
+                let Some(endpoint) = metadata.brokers.get(&placement.leader) else {
+                    continue;
+                };
+                let address = std::net::ToSocketAddrs::to_socket_addrs(&(endpoint.host.as_str(), endpoint.port))
+                    .ok()
+                    .and_then(|mut a| a.next());
+                if let Some(address) = address {
+                    let tp = TopicPartition::new(topic.name.clone(), partition);
+                    wanted.insert(tp, (placement.leader, placement.leader_epoch, address));
+                }
+            }
+        }
+        let mut followers = self.followers.borrow_mut();
+        followers.retain(|tp, (leader, epoch, cancel)| {
+            let keep = wanted.get(tp).is_some_and(|(l, e, _)| l == leader && e == epoch);
+            if !keep {
+                cancel.cancel();
+            }
+            keep
+        });
+        for (tp, (leader, epoch, address)) in wanted {
+            if followers.contains_key(&tp) {
+                continue;
+            }
+            let cancel = super::replica::Cancel::default();
+            compio::runtime::spawn(super::replica::follow(tp.clone(), address, cancel.clone())).detach();
+            followers.insert(tp, (leader, epoch, cancel));
         }
     }
 

@@ -233,26 +233,7 @@ impl PartitionLog {
                 log_append_time_ms = now_ms;
             }
             let header = BatchHeader::parse(&batch).expect("validated batch has a header");
-            let bytes = batch.len() as u64;
-            st.roll_if_needed(&self.dir, bytes, now_ms)
-                .map_err(|e| storage_error(format!("segment roll failed: {e}")))?;
-            let interval = st.config.index_interval_bytes;
-            let segment = st.segments.last_mut().expect("a log always has an active segment");
-            let position = segment.reserve(&header, bytes, interval);
-            let file = Arc::clone(&segment.file);
-            let segment_base = segment.base_offset;
-            st.next_offset = header.next_offset();
-            st.producers.record(&header, now_ms);
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            st.inflight.push_back(Inflight {
-                seq,
-                segment_base,
-                end_position: position + bytes,
-                end_offset: header.next_offset(),
-                messages: header.records_count as i64,
-                done: false,
-            });
+            let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
             let info = AppendInfo {
                 base_offset,
                 log_append_time_ms,
@@ -261,6 +242,90 @@ impl PartitionLog {
             };
             (file, position, seq, info)
         };
+        self.write_reserved(file, position, seq, batch, now_ms).await?;
+        Ok(info)
+    }
+
+    /// A follower's append: one batch exactly as the leader stored it (offsets
+    /// and leader epoch already set). It must start at this log's end offset
+    /// and pass its CRC; the bytes land unchanged, so replicas stay
+    /// byte-identical. Returns the new log end offset.
+    pub async fn append_replicated(&self, batch: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
+        self.assert_owner();
+        self.wait_for_inflight_room().await;
+        let (file, position, seq, end) = {
+            let mut st = self.state.borrow_mut();
+            if st.failed {
+                return Err(storage_error("the log had a write error and is offline"));
+            }
+            let header = record::verify_stored_batch(&batch).filter(|h| h.total_bytes() == batch.len());
+            let Some(header) = header else {
+                return Err(BatchError {
+                    code: ErrorCode::CorruptMessage,
+                    message: format!("a replicated batch for {} failed its CRC or shape check", self.tp),
+                });
+            };
+            if header.base_offset != st.next_offset {
+                return Err(BatchError {
+                    code: ErrorCode::OffsetOutOfRange,
+                    message: format!(
+                        "a replicated batch for {} starts at {}, the log ends at {}",
+                        self.tp, header.base_offset, st.next_offset
+                    ),
+                });
+            }
+            let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
+            (file, position, seq, header.next_offset())
+        };
+        self.write_reserved(file, position, seq, batch, now_ms).await?;
+        Ok(end)
+    }
+
+    /// Gives a batch its place: rolls if needed, reserves its file position
+    /// and index entries, and queues it as in flight. Synchronous, so
+    /// positions follow offsets.
+    fn reserve(
+        &self,
+        st: &mut LogState,
+        header: &BatchHeader,
+        bytes: u64,
+        now_ms: i64,
+    ) -> Result<(Arc<File>, u64, u64), BatchError> {
+        assert_eq!(
+            header.base_offset, st.next_offset,
+            "batches are reserved in offset order"
+        );
+        st.roll_if_needed(&self.dir, bytes, now_ms)
+            .map_err(|e| storage_error(format!("segment roll failed: {e}")))?;
+        let interval = st.config.index_interval_bytes;
+        let segment = st.segments.last_mut().expect("a log always has an active segment");
+        let position = segment.reserve(header, bytes, interval);
+        let file = Arc::clone(&segment.file);
+        let segment_base = segment.base_offset;
+        st.next_offset = header.next_offset();
+        st.producers.record(header, now_ms);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.inflight.push_back(Inflight {
+            seq,
+            segment_base,
+            end_position: position + bytes,
+            end_offset: header.next_offset(),
+            messages: header.records_count as i64,
+            done: false,
+        });
+        Ok((file, position, seq))
+    }
+
+    /// Writes a reserved batch, completes it, and fsyncs if the flush policy asks.
+    async fn write_reserved(
+        &self,
+        file: Arc<File>,
+        position: u64,
+        seq: u64,
+        batch: BytesMut,
+        now_ms: i64,
+    ) -> Result<(), BatchError> {
         let written = write_all_at(file, position, batch).await;
         let flush_due = self.complete_append(seq, written.is_ok(), now_ms);
         if let Err(e) = written {
@@ -271,7 +336,7 @@ impl PartitionLog {
                 .await
                 .map_err(|e| storage_error(format!("fsync failed: {e}")))?;
         }
-        Ok(info)
+        Ok(())
     }
 
     async fn wait_for_inflight_room(&self) {
@@ -634,6 +699,54 @@ mod tests {
 
     fn batch(values: &[&[u8]], producer_id: i64, base_seq: i32) -> BytesMut {
         BytesMut::from(&build_batch(values, 1_000, producer_id, base_seq)[..])
+    }
+
+    /// The stored bytes of `log` from `offset` on, read back through a fetch slice.
+    fn stored_bytes(log: &PartitionLog, offset: i64) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let slice = log.read(offset, u64::MAX, true).unwrap().slice.expect("data");
+        let mut buf = vec![0u8; slice.bytes as usize];
+        slice.file.read_exact_at(&mut buf, slice.position).unwrap();
+        buf
+    }
+
+    #[test]
+    fn a_replica_stores_the_leaders_batches_byte_for_byte() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tp = TopicPartition::new("t", 0);
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let leader = PartitionLog::open(dirs.0.path(), tp.clone(), LogConfig::default(), 0).unwrap();
+            let follower = PartitionLog::open(dirs.1.path(), tp.clone(), LogConfig::default(), 0).unwrap();
+            for seq in 0..3 {
+                leader.append(batch(&[b"a", b"bb"], 7, seq * 2), 5).await.unwrap();
+            }
+            let bytes = stored_bytes(&leader, 0);
+            let mut at = 0;
+            while at < bytes.len() {
+                let header = BatchHeader::parse(&bytes[at..]).unwrap();
+                let end = at + header.total_bytes();
+                let next = follower
+                    .append_replicated(BytesMut::from(&bytes[at..end]), 5)
+                    .await
+                    .unwrap();
+                assert_eq!(next, header.next_offset());
+                at = end;
+            }
+            assert_eq!(follower.high_watermark(), 6);
+            assert_eq!(stored_bytes(&follower, 0), bytes, "byte-identical replica");
+            // A batch that does not start at the log end is refused, as is a corrupt one.
+            let first = BatchHeader::parse(&bytes).unwrap().total_bytes();
+            let stale = follower.append_replicated(BytesMut::from(&bytes[..first]), 5).await;
+            assert_eq!(stale.unwrap_err().code, ErrorCode::OffsetOutOfRange);
+            let mut corrupt = BytesMut::from(&bytes[..first]);
+            let last = corrupt.len() - 1;
+            corrupt[last] ^= 0xff;
+            assert_eq!(
+                follower.append_replicated(corrupt, 5).await.unwrap_err().code,
+                ErrorCode::CorruptMessage
+            );
+            assert_eq!(follower.high_watermark(), 6, "nothing was appended");
+        });
     }
 
     #[test]
