@@ -141,6 +141,8 @@ pub struct BrokerConfig {
     pub logging_level: String,
     /// `logging.format`: one line of text per event, or one JSON object.
     pub logging_json: bool,
+    /// Cluster mode: a follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
     /// Cluster mode: where this node's controller listens (`controller.listener`).
     pub controller_listen: Option<SocketAddr>,
     /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
@@ -170,6 +172,7 @@ impl Default for BrokerConfig {
             metrics_enabled: true,
             logging_level: "info".to_string(),
             logging_json: false,
+            replica_lag_time_max_ms: 30_000,
             controller_listen: None,
             controller_voters: Vec::new(),
         }
@@ -250,6 +253,7 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "node.id",
     "controller.listener",
     "controller.quorum.voters",
+    "replica.lag.time.max.ms",
     "cluster.id",
     "num.partitions",
     "default.replication.factor",
@@ -362,6 +366,7 @@ impl BrokerConfig {
                     .ok_or_else(|| format!("cannot resolve controller listener '{value}'"))?;
                 self.controller_listen = Some(address);
             }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num::<i64>(key, value)?.max(1),
             "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),
             "num.partitions" => self.num_partitions = parse_num::<i32>(key, value)?.max(1),

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     LeaderNotAvailable = 5,
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
+    NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
     MessageTooLarge = 10,
     CoordinatorNotAvailable = 15,
     InvalidTopicException = 17,

@@ -7,6 +7,7 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
+import kwire
 from conftest import SLUICE_BIN, free_port
 
 
@@ -194,3 +195,83 @@ def test_replicated_round_trip_leaves_byte_identical_logs(make_cluster):
     consumed = subprocess.run(["kcat", "-C", "-b", nodes[2].bootstrap, "-t", "replicated", "-e", "-q"],
                               capture_output=True, text=True, timeout=60)
     assert consumed.returncode == 0 and len(consumed.stdout.splitlines()) == 20_500, consumed.stderr
+
+
+def isr_of(node, topic, partition=0):
+    md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error or partition not in t.partitions:
+        return None
+    p = t.partitions[partition]
+    return p.leader, sorted(p.isrs)
+
+
+def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
+    import signal
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"replica.lag.time.max.ms" = 2000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("isr", 1, 3, config={"min.insync.replicas": "2"})])["isr"].result(timeout=20)
+    leader, isr = wait_for(lambda: (v := isr_of(nodes[0], "isr")) and v[1] == [1, 2, 3] and v,
+                           what="all three replicas in sync")
+    followers = [n for n in nodes if n.node_id != leader]
+    leader_node = nodes[leader - 1]
+    acked = set()
+
+    def produce_all(tag, count, timeout_ms=20000):
+        p = Producer({"bootstrap.servers": leader_node.bootstrap, "acks": "all",
+                      "message.timeout.ms": timeout_ms, "enable.idempotence": True})
+        errors = []
+
+        def done(err, msg):
+            if err:
+                errors.append(err)
+            else:
+                acked.add(msg.value())
+        for i in range(count):
+            p.produce("isr", value=f"{tag}-{i}".encode(), on_delivery=done)
+        p.flush(timeout_ms / 1000 + 10)
+        return errors
+
+    def set_min_insync(n):
+        # Through the leader's node: the stopped follower may be the admin client's pick.
+        changed = subprocess.run([SLUICE_BIN, "topic", "alter-config", "isr", "--set", f"min.insync.replicas={n}",
+                                  "--bootstrap", leader_node.bootstrap], capture_output=True, text=True, timeout=30)
+        assert changed.returncode == 0, changed.stderr
+
+    assert produce_all("all-in-sync", 200) == []
+    try:
+        followers[0].proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: isr_of(leader_node, "isr")[1] == sorted([leader, followers[1].node_id]), timeout_s=20,
+                 what="the stopped follower dropped from the ISR")
+        assert produce_all("two-in-sync", 200) == [], "two in-sync replicas satisfy min.insync.replicas=2"
+        set_min_insync(3)
+        # Raw Produce, as librdkafka retries this retriable error until its own timeout.
+        deadline = time.time() + 10
+        with kwire.Connection(leader_node.bootstrap) as conn:
+            while True:
+                error, _ = conn.produce("isr", 0, kwire.record_batch([b"below-min"]), acks=-1)
+                if error == 19 or time.time() > deadline:  # NOT_ENOUGH_REPLICAS
+                    break
+                time.sleep(0.2)  # the new min.insync.replicas reaches the leader's shard
+        assert error == 19
+        set_min_insync(2)
+        # With a second node stopped the quorum has no majority: the ISR cannot shrink, and
+        # acks=all writes time out unacknowledged rather than be acknowledged unreplicated.
+        followers[1].proc.send_signal(signal.SIGSTOP)
+        errors = produce_all("no-quorum", 5, timeout_ms=4000)
+        assert len(errors) == 5, errors
+    finally:
+        for f in followers:
+            f.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: isr_of(leader_node, "isr")[1] == [1, 2, 3], timeout_s=30, what="both followers back in the ISR")
+    assert produce_all("healed", 200) == []
+    consumed = subprocess.run(["kcat", "-C", "-b", leader_node.bootstrap, "-t", "isr", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    seen = set(consumed.stdout.encode().split())
+    assert len(acked) == 600 and acked <= seen, "every acknowledged record is there"
+    assert not any(v.startswith(b"below-min") for v in seen), "refused before the append, so never stored"

@@ -4,6 +4,7 @@
 //! fetchers (`replica`).
 
 pub mod controller;
+pub mod leader;
 pub mod metadata;
 pub mod quorum;
 pub mod replica;

@@ -4,8 +4,9 @@
 //! follower is a consumer of the leader's zero-copy fetch path, and appends
 //! each batch exactly as stored there (`PartitionLog::append_replicated`).
 //!
-//! Not yet: the leader tracking followers (ISR, high watermark), and
-//! truncation to the leader's log after a leader change (KIP-101).
+//! The leader learns each follower's log end offset from the offset it
+//! fetches at (`leader`). Not yet: truncation to the leader's log after a
+//! leader change (KIP-101).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -75,7 +76,7 @@ async fn fetch_loop(tp: &TopicPartition, mut stream: TcpStream, cancel: &Cancel)
         let Some(log) = local().log(tp) else {
             anyhow::bail!("the partition is not open here");
         };
-        let fetch_offset = log.high_watermark();
+        let fetch_offset = log.log_end_offset();
         correlation_id = correlation_id.wrapping_add(1);
         let request = fetch_request(tp, local().config.broker_id, fetch_offset);
         let frame = crate::client::frame(&request, FETCH_VERSION, correlation_id)?;
@@ -101,6 +102,10 @@ async fn fetch_loop(tp: &TopicPartition, mut stream: TcpStream, cancel: &Cancel)
         }
         if let Some(records) = &partition.records {
             append_batches(tp, records.clone()).await?;
+        }
+        // What the leader says is committed, as far as this copy reaches.
+        if let Some(log) = local().log(tp) {
+            log.set_committed(Some(partition.high_watermark.min(log.log_end_offset())));
         }
     }
     Ok(())

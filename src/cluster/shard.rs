@@ -17,7 +17,7 @@ use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, TopicPartition, now_ms};
 use crate::record::BatchError;
 use crate::runtime::{self, submit_to};
-use crate::storage::{AppendInfo, PartitionLog, ReadResult};
+use crate::storage::{AppendInfo, PartitionLog, ReadResult, Reader};
 
 /// How often a shard writes indexes behind and checks `flush.ms`.
 const MAINTENANCE_TICK_MS: u64 = 1000;
@@ -47,6 +47,8 @@ pub struct ShardState {
     /// Cluster mode: partitions of this shard that another broker leads,
     /// with that leader and epoch, and the handle that stops their fetcher.
     followers: RefCell<HashMap<TopicPartition, (i32, i32, super::replica::Cancel)>>,
+    /// Cluster mode: replication state of the partitions this shard leads.
+    pub leaderships: RefCell<HashMap<TopicPartition, super::leader::Leadership>>,
     pub controller: Option<super::controller::Controller>,
     stopping: Cell<bool>,
     pub stop: event_listener::Event,
@@ -71,6 +73,7 @@ impl ShardState {
             metadata: RefCell::new(Arc::new(Metadata::default())),
             logs: RefCell::new(HashMap::new()),
             followers: RefCell::new(HashMap::new()),
+            leaderships: RefCell::new(HashMap::new()),
             controller,
             stopping: Cell::new(false),
             stop: event_listener::Event::new(),
@@ -150,6 +153,39 @@ impl ShardState {
         }
         drop(logs);
         self.reconcile_followers(&new);
+        self.reconcile_leaderships(&new);
+    }
+
+    /// Tracks the partitions this shard leads (forgetting the others) and
+    /// recomputes their high watermarks, which an ISR change may move.
+    fn reconcile_leaderships(&self, metadata: &Metadata) {
+        let me = self.config.broker_id;
+        let led = |tp: &TopicPartition| {
+            metadata
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| !t.assignment.is_empty() && t.placement(tp.partition, me).leader == me)
+        };
+        let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(tp, owned)| (tp.clone(), Rc::clone(&owned.log)))
+            .collect();
+        {
+            let mut leaderships = self.leaderships.borrow_mut();
+            leaderships.retain(|tp, _| led(tp));
+            for (tp, _) in logs.iter().filter(|(tp, _)| led(tp)) {
+                leaderships
+                    .entry(tp.clone())
+                    .or_insert_with(super::leader::Leadership::starting_now);
+            }
+        }
+        for (tp, log) in &logs {
+            if led(tp) {
+                super::leader::update_high_watermark(tp, log);
+            }
+        }
     }
 
     /// Starts a fetcher for each partition of this shard that another broker
@@ -209,6 +245,7 @@ impl ShardState {
             if run_retention {
                 last_retention = Instant::now();
             }
+            super::leader::shrink_lagging(&self.metadata());
             for log in self.owned_logs() {
                 if let Err(e) = log.flush_if_due(now).await {
                     warn!(partition = %log.topic_partition(), "flush failed: {e}");
@@ -292,8 +329,16 @@ pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
     }
 }
 
-/// Appends a batch on the partition's owner shard.
-pub async fn append(tp: TopicPartition, batch: BytesMut, now: i64) -> Result<AppendInfo, BatchError> {
+/// Appends a batch on the partition's owner shard. With acks=all on a
+/// replicated partition it needs `min.insync.replicas` in the ISR first, and
+/// answers once the high watermark has passed the batch (or at `timeout`).
+pub async fn append(
+    tp: TopicPartition,
+    batch: BytesMut,
+    now: i64,
+    acks: i16,
+    timeout: Duration,
+) -> Result<AppendInfo, BatchError> {
     if let Err(code) = check_leader(&tp) {
         return Err(BatchError {
             code,
@@ -302,10 +347,42 @@ pub async fn append(tp: TopicPartition, batch: BytesMut, now: i64) -> Result<App
     }
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     let result = submit_to(owner, move || async move {
-        match local().log(&tp) {
-            Some(log) => log.append(batch, now).await,
-            None => Err(unknown_partition()),
+        let shard = local();
+        let Some(log) = shard.log(&tp) else {
+            return Err(unknown_partition());
+        };
+        let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
+        if replicated {
+            let metadata = shard.metadata();
+            let topic = metadata
+                .topics
+                .get(&tp.topic)
+                .expect("a led partition's topic is known");
+            let isr = topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32;
+            let min_isr = metadata
+                .log_config(&shard.config.log_defaults, topic)
+                .min_insync_replicas;
+            if isr < min_isr {
+                return Err(BatchError {
+                    code: ErrorCode::NotEnoughReplicas,
+                    message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
+                });
+            }
         }
+        let last_offset_delta = crate::record::BatchHeader::parse(&batch).map_or(0, |h| h.last_offset_delta);
+        let info = log.append(batch, now).await?;
+        if replicated && !info.duplicate {
+            let end = info.base_offset + i64::from(last_offset_delta) + 1;
+            log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
+                .await;
+            if log.high_watermark() < end {
+                return Err(BatchError {
+                    code: ErrorCode::RequestTimedOut,
+                    message: format!("the in-sync replicas of {tp} did not confirm the batch in time"),
+                });
+            }
+        }
+        Ok(info)
     })
     .await;
     result.unwrap_or_else(|_| {
@@ -317,18 +394,27 @@ pub async fn append(tp: TopicPartition, batch: BytesMut, now: i64) -> Result<App
 }
 
 /// Locates fetchable bytes on the owner shard; the bytes themselves are not read.
+/// `replica` is the fetching follower's broker id (Fetch's `replica_id`),
+/// `None` for consumers.
 pub async fn read(
     tp: TopicPartition,
     offset: i64,
     max_bytes: u64,
     min_one_batch: bool,
+    replica: Option<i32>,
 ) -> Result<ReadResult, ErrorCode> {
     check_leader(&tp)?;
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     submit_to(owner, move || async move {
-        match local().log(&tp) {
-            Some(log) => log.read(offset, max_bytes, min_one_batch),
-            None => Err(ErrorCode::UnknownTopicOrPartition),
+        let Some(log) = local().log(&tp) else {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        };
+        match replica {
+            Some(follower) => {
+                super::leader::follower_fetched(&tp, &log, follower, offset);
+                log.read_as(offset, max_bytes, min_one_batch, Reader::Replica)
+            }
+            None => log.read(offset, max_bytes, min_one_batch),
         }
     })
     .await
@@ -336,11 +422,11 @@ pub async fn read(
 }
 
 /// Resolves when the partition has data past `offset`, or at `deadline`.
-pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant) {
+pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant, reader: Reader) {
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     let _ = submit_to(owner, move || async move {
         if let Some(log) = local().log(&tp) {
-            log.wait_for_data(offset, deadline).await;
+            log.wait_for_data(offset, deadline, reader).await;
         }
     })
     .await;

@@ -15,7 +15,7 @@ use super::wire::{put_array_len, put_str, put_uvarint};
 use super::{Malformed, Part, RequestHeader, Response, decode};
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition};
-use crate::storage::{FileSlice, ReadResult};
+use crate::storage::{FileSlice, ReadResult, Reader};
 
 /// Kafka caps a consumer's wait at the request timeout; so do we, to bound waits.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -60,9 +60,16 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         (request.max_bytes as u64).min(FETCH_MAX_BYTES)
     };
     let min_bytes = request.min_bytes.max(0) as u64;
+    // A follower replica (Fetch v15 moved its id into replica_state).
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(replica_id);
     // Bounded: each round either returns or waits until data arrives or the deadline passes.
     loop {
-        let outcomes = read_all(&wanted, response_max_bytes).await;
+        let outcomes = read_all(&wanted, response_max_bytes, replica).await;
         let bytes: u64 = outcomes.iter().filter_map(|o| o.slice.as_ref()).map(|s| s.bytes).sum();
         let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
         if bytes >= min_bytes.max(1)
@@ -73,7 +80,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         {
             return Ok(encode(header, ErrorCode::None, &topics, &wanted, &outcomes));
         }
-        wait_any(&wanted, deadline).await;
+        wait_any(&wanted, deadline, replica).await;
     }
 }
 
@@ -134,13 +141,13 @@ fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<W
 /// Reads every partition at once on its owner shard, then trims to the
 /// response's byte budget in request order. Trimming is free: a slice is
 /// only a file range.
-async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64) -> Vec<PartitionOutcome> {
+async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: Option<i32>) -> Vec<PartitionOutcome> {
     let reads = wanted.iter().map(|w| {
         let tp = w.tp.clone();
         let (offset, max_bytes, error) = (w.fetch_offset, w.max_bytes, w.error);
         async move {
             match (error, tp) {
-                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true).await,
+                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true, replica).await,
                 (error, _) => Err(error.unwrap_or(ErrorCode::UnknownTopicOrPartition)),
             }
         }
@@ -178,12 +185,17 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64) -> Vec<Pa
 }
 
 /// Waits until any requested partition has data past its fetch offset, or the deadline.
-async fn wait_any(wanted: &[WantedPartition], deadline: Instant) {
+async fn wait_any(wanted: &[WantedPartition], deadline: Instant, replica: Option<i32>) {
+    let reader = if replica.is_some() {
+        Reader::Replica
+    } else {
+        Reader::Consumer
+    };
     let waits: Vec<_> = wanted
         .iter()
         .filter_map(|w| {
             w.tp.clone()
-                .map(|tp| Box::pin(shard::wait_for_data(tp, w.fetch_offset, deadline)))
+                .map(|tp| Box::pin(shard::wait_for_data(tp, w.fetch_offset, deadline, reader)))
         })
         .collect();
     if waits.is_empty() {

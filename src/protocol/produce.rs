@@ -16,6 +16,9 @@ use crate::model::{ErrorCode, TopicPartition, now_ms};
 use crate::record::BatchError;
 use crate::storage::AppendInfo;
 
+/// acks=all waits for the ISR at most this long, whatever the request asks.
+const ACKS_ALL_TIMEOUT_MS_MAX: i32 = 120_000;
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct PartitionData {
     pub partition: i32,
@@ -124,6 +127,8 @@ pub async fn handle(
     let metadata = local().metadata();
     let now = now_ms();
     let acks_valid = matches!(request.acks, -1..=1);
+    let acks = request.acks;
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.clamp(0, ACKS_ALL_TIMEOUT_MS_MAX) as u64);
     // Split each partition's records off the body, in order: disjoint, uniquely owned, uncopied.
     let mut consumed = 0;
     let mut appends = Vec::new();
@@ -154,7 +159,7 @@ pub async fn handle(
                 let Some(records) = records else {
                     return refuse(ErrorCode::CorruptMessage, "null record set");
                 };
-                shard::append(tp, records, now).await
+                shard::append(tp, records, now, acks, timeout).await
             });
         }
     }

@@ -62,14 +62,27 @@ struct Inflight {
     done: bool,
 }
 
+/// Who reads: a consumer sees committed data only; a follower replica sees
+/// the whole local log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Consumer,
+    Replica,
+}
+
 struct LogState {
     config: LogConfig,
     segments: Vec<Segment>,
     log_start_offset: i64,
     /// One past the last assigned offset (the log end offset).
     next_offset: i64,
-    /// All writes below this offset have completed; fetches never see past it.
+    /// All writes below this offset have completed: the local log end as
+    /// readers may see it. Followers replicate up to it.
     high_watermark: i64,
+    /// Replicated partitions: what every in-sync replica has (set by the
+    /// replication layer). Consumers never see past it; `None` means this log
+    /// alone decides, as on a single node.
+    committed: Option<i64>,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
     producers: ProducerStates,
@@ -93,6 +106,14 @@ fn storage_error(message: impl Into<String>) -> BatchError {
     BatchError {
         code: ErrorCode::KafkaStorageError,
         message: message.into(),
+    }
+}
+
+impl LogState {
+    fn visible_end(&self) -> i64 {
+        self.committed.map_or(self.high_watermark, |c| {
+            c.clamp(self.log_start_offset, self.high_watermark)
+        })
     }
 }
 
@@ -147,6 +168,7 @@ impl PartitionLog {
                 log_start_offset,
                 next_offset,
                 high_watermark: next_offset,
+                committed: None,
                 inflight: VecDeque::new(),
                 next_seq: 0,
                 producers,
@@ -179,9 +201,32 @@ impl PartitionLog {
         self.state.borrow_mut().config = config;
     }
 
+    /// What consumers may read up to: the committed offset of a replicated
+    /// partition, otherwise every completed write.
     pub fn high_watermark(&self) -> i64 {
         self.assert_owner();
+        self.state.borrow().visible_end()
+    }
+
+    /// The end of the completed local writes (the log end offset a follower reports).
+    pub fn log_end_offset(&self) -> i64 {
+        self.assert_owner();
         self.state.borrow().high_watermark
+    }
+
+    /// Sets the replicated high watermark; `None` returns to single-copy
+    /// behaviour. Wakes readers waiting for it to move.
+    pub fn set_committed(&self, committed: Option<i64>) {
+        self.assert_owner();
+        let moved = {
+            let mut st = self.state.borrow_mut();
+            let before = st.visible_end();
+            st.committed = committed;
+            st.visible_end() != before
+        };
+        if moved {
+            self.appended.notify(usize::MAX);
+        }
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -415,17 +460,33 @@ impl PartitionLog {
     /// watermark and never across a segment boundary. With `min_one_batch`
     /// the first batch is returned whole even if it is larger (KIP-74).
     pub fn read(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<ReadResult, ErrorCode> {
+        self.read_as(offset, max_bytes, min_one_batch, Reader::Consumer)
+    }
+
+    /// As `read`; a follower (`Reader::Replica`) reads up to the local log
+    /// end, past the committed offset it is helping to advance.
+    pub fn read_as(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+        reader: Reader,
+    ) -> Result<ReadResult, ErrorCode> {
         self.assert_owner();
         let st = self.state.borrow();
         let mut result = ReadResult {
-            high_watermark: st.high_watermark,
+            high_watermark: st.visible_end(),
             log_start_offset: st.log_start_offset,
             slice: None,
+        };
+        let end = match reader {
+            Reader::Consumer => st.visible_end(),
+            Reader::Replica => st.high_watermark,
         };
         if offset < st.log_start_offset || offset > st.high_watermark {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        if offset == st.high_watermark {
+        if offset >= end {
             return Ok(result);
         }
         let first = st
@@ -438,11 +499,19 @@ impl PartitionLog {
                 ErrorCode::KafkaStorageError
             })?;
             if let Some((position, header)) = located {
-                let available = segment.readable_bytes - position;
                 let wanted = if min_one_batch {
                     max_bytes.max(header.total_bytes() as u64)
                 } else {
                     max_bytes
+                };
+                // A consumer behind an uncommitted tail gets only whole batches below it.
+                let available = if end < st.high_watermark {
+                    segment.bytes_below(end, position, wanted).map_err(|e| {
+                        warn!(partition = %self.tp, "read failed: {e}");
+                        ErrorCode::KafkaStorageError
+                    })?
+                } else {
+                    segment.readable_bytes - position
                 };
                 let bytes = wanted.min(available);
                 if bytes == 0 {
@@ -459,15 +528,19 @@ impl PartitionLog {
         Ok(result)
     }
 
-    /// Resolves once the high watermark passes `offset`, or at `deadline`.
-    pub async fn wait_for_data(&self, offset: i64, deadline: std::time::Instant) {
+    /// Resolves once what `reader` may see passes `offset`, or at `deadline`.
+    pub async fn wait_for_data(&self, offset: i64, deadline: std::time::Instant, reader: Reader) {
         self.assert_owner();
+        let end = |st: &LogState| match reader {
+            Reader::Consumer => st.visible_end(),
+            Reader::Replica => st.high_watermark,
+        };
         loop {
-            if self.state.borrow().high_watermark > offset {
+            if end(&self.state.borrow()) > offset {
                 return;
             }
             let listener = self.appended.listen();
-            if self.state.borrow().high_watermark > offset {
+            if end(&self.state.borrow()) > offset {
                 return;
             }
             if compio::time::timeout_at(deadline, listener).await.is_err() {
@@ -488,7 +561,7 @@ impl PartitionLog {
         };
         match timestamp_ms {
             -2 | -4 => Ok((st.log_start_offset, -1)),
-            -1 => Ok((st.high_watermark, -1)),
+            -1 => Ok((st.visible_end(), -1)),
             -3 => {
                 let Some(segment) = st.segments.iter().rev().max_by_key(|s| s.max_timestamp_ms) else {
                     return Ok((-1, -1));

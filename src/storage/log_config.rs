@@ -25,6 +25,9 @@ pub struct LogConfig {
     pub flush_ms: i64,
     pub index_interval_bytes: u64,
     pub cleanup_policy: String,
+    /// Replicated topics: acks=all needs this many in-sync replicas
+    /// (Kafka's `min.insync.replicas`); the log itself does not use it.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for LogConfig {
@@ -40,6 +43,7 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             index_interval_bytes: 4096,
             cleanup_policy: "delete".into(),
+            min_insync_replicas: 1,
         }
     }
 }
@@ -119,6 +123,12 @@ pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
         config_type: TYPE_INT,
         doc: "Bytes between offset index entries.",
     },
+    TopicConfigKey {
+        name: "min.insync.replicas",
+        broker_name: "min.insync.replicas",
+        config_type: TYPE_INT,
+        doc: "acks=all produce needs at least this many in-sync replicas, else NOT_ENOUGH_REPLICAS.",
+    },
 ];
 
 pub fn topic_config_key(name: &str) -> Option<&'static TopicConfigKey> {
@@ -178,6 +188,9 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = parse_at_least(name, value, 1)?,
             "flush.ms" => self.flush_ms = parse_at_least(name, value, 0)?,
             "index.interval.bytes" => self.index_interval_bytes = parse_at_least(name, value, 0)? as u64,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_at_least(name, value, 1)?.min(i32::MAX as i64) as i32
+            }
             _ => return Err(format!("unknown topic config '{name}'")),
         }
         Ok(())
@@ -199,6 +212,7 @@ impl LogConfig {
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             _ => return None,
         })
     }

@@ -7,5 +7,5 @@ pub mod log_config;
 pub mod producer;
 pub mod segment;
 
-pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult};
+pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
 pub use log_config::{LogConfig, TimestampType};

@@ -253,6 +253,30 @@ impl Segment {
         Ok(None)
     }
 
+    /// Bytes from `position` (a batch start) covering whole batches that
+    /// start below `end_offset`, stopping once `cap` bytes are covered.
+    pub fn bytes_below(&self, end_offset: i64, position: u64, cap: u64) -> io::Result<u64> {
+        let mut pos = position;
+        // Bounded by the segment's readable bytes and by `cap`.
+        while pos - position < cap {
+            let Some(header) = read_header_at(&self.file, pos, self.readable_bytes)? else {
+                break;
+            };
+            if header.base_offset >= end_offset {
+                break;
+            }
+            let total = header.total_bytes() as u64;
+            if total < BATCH_HEADER_BYTES as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt batch length in segment",
+                ));
+            }
+            pos += total;
+        }
+        Ok(pos - position)
+    }
+
     /// The first offset whose record timestamp is at least `timestamp_ms`, with
     /// that timestamp, if any is in this segment.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> io::Result<Option<(i64, i64)>> {

@@ -33,6 +33,15 @@ pub enum Record {
         name: String,
         id: Uuid,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition): applied
+    /// only if `leader_epoch` is still the partition's epoch.
+    AlterPartition {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// Why a record was refused, with the Kafka error its proposer reports.
@@ -108,6 +117,45 @@ impl ClusterImage {
                     "a cluster topic places every partition"
                 );
                 self.topics.insert(topic.name.clone(), Arc::new(topic));
+                Ok(())
+            }
+            Record::AlterPartition {
+                topic,
+                id,
+                partition,
+                leader_epoch,
+                isr,
+            } => {
+                let Some(current) = self.topics.get(&topic).filter(|t| t.id == id) else {
+                    return refuse(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{topic}' does not exist"),
+                    );
+                };
+                let Some(placement) = usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) else {
+                    return refuse(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("{topic}-{partition} does not exist"),
+                    );
+                };
+                if placement.leader_epoch != leader_epoch {
+                    return refuse(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!(
+                            "{topic}-{partition} is at leader epoch {}, not {leader_epoch}",
+                            placement.leader_epoch
+                        ),
+                    );
+                }
+                if !isr.contains(&placement.leader) || isr.iter().any(|b| !placement.replicas.contains(b)) {
+                    return refuse(
+                        ErrorCode::InvalidRequest,
+                        format!("ISR {isr:?} of {topic}-{partition} is not valid"),
+                    );
+                }
+                let mut next = (**current).clone();
+                next.assignment[partition as usize].isr = isr;
+                self.topics.insert(topic, Arc::new(next));
                 Ok(())
             }
             Record::DeleteTopic { name, id } => {
