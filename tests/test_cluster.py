@@ -197,6 +197,16 @@ def test_replicated_round_trip_leaves_byte_identical_logs(make_cluster):
     assert consumed.returncode == 0 and len(consumed.stdout.splitlines()) == 20_500, consumed.stderr
 
 
+def metric(node, name):
+    """One unlabelled sample from the node's Prometheus endpoint."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
 def isr_of(node, topic, partition=0):
     md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=5)
     t = md.topics.get(topic)
@@ -249,6 +259,8 @@ def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
         wait_for(lambda: isr_of(leader_node, "isr")[1] == sorted([leader, followers[1].node_id]), timeout_s=20,
                  what="the stopped follower dropped from the ISR")
         assert produce_all("two-in-sync", 200) == [], "two in-sync replicas satisfy min.insync.replicas=2"
+        assert metric(leader_node, "sluice_under_replicated_partitions") == 1
+        assert metric(leader_node, "sluice_isr_shrinks_total") >= 1
         set_min_insync(3)
         # Raw Produce, as librdkafka retries this retriable error until its own timeout.
         deadline = time.time() + 10
@@ -270,6 +282,8 @@ def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
             f.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: isr_of(leader_node, "isr")[1] == [1, 2, 3], timeout_s=30, what="both followers back in the ISR")
     assert produce_all("healed", 200) == []
+    assert metric(leader_node, "sluice_under_replicated_partitions") == 0
+    assert metric(leader_node, "sluice_isr_expands_total") >= 3, "two at creation, one or more after healing"
     consumed = subprocess.run(["kcat", "-C", "-b", leader_node.bootstrap, "-t", "isr", "-e", "-q"],
                               capture_output=True, text=True, timeout=60)
     seen = set(consumed.stdout.encode().split())

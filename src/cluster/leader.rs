@@ -85,6 +85,7 @@ pub fn follower_fetched(tp: &TopicPartition, log: &PartitionLog, follower: i32, 
     update_high_watermark(tp, log);
     if let Some(isr) = expand {
         info!(partition = %tp, follower, "follower caught up; adding it to the ISR");
+        crate::metrics::record_isr_change(true);
         propose_isr(tp, id, placement.leader_epoch, isr);
     }
 }
@@ -138,6 +139,7 @@ pub fn shrink_lagging(metadata: &Metadata) {
         if placement.isr.iter().any(lagging) {
             let isr: Vec<i32> = placement.isr.iter().copied().filter(|b| !lagging(b)).collect();
             info!(partition = %tp, ?isr, "followers fell behind; shrinking the ISR");
+            crate::metrics::record_isr_change(false);
             state.isr_change_pending = true;
             proposals.push((tp.clone(), id, placement.leader_epoch, isr));
         }

@@ -33,6 +33,8 @@ struct ShardReport {
     partitions: Vec<(String, i32, i64, u64)>,
     /// (group, topic, partition, committed offset) of the groups it coordinates.
     committed: Vec<(String, String, i32, i64)>,
+    /// Cluster mode: partitions it leads whose ISR is smaller than their replicas.
+    under_replicated: u64,
 }
 
 fn report() -> ShardReport {
@@ -44,11 +46,26 @@ fn report() -> ShardReport {
             (tp.topic.clone(), tp.partition, log.high_watermark(), log.size_bytes())
         })
         .collect();
+    let shard = shard::local();
+    let metadata = shard.metadata();
+    let me = shard.config.broker_id;
+    let under_replicated = shard
+        .leaderships
+        .borrow()
+        .keys()
+        .filter(|tp| {
+            metadata.topics.get(&tp.topic).is_some_and(|t| {
+                let p = t.placement(tp.partition, me);
+                p.isr.len() < p.replicas.len()
+            })
+        })
+        .count() as u64;
     ShardReport {
         metrics: snapshot(),
         cpu_seconds: thread_cpu_seconds(),
         partitions,
         committed: coordinator::local().committed_offsets(),
+        under_replicated,
     }
 }
 
@@ -117,6 +134,7 @@ pub fn render(shards: &ShardsHandle) -> String {
     render_topics_and_partitions(&mut out, &reports);
     render_shards(&mut out, &reports, shards);
     render_group_lag(&mut out, &reports);
+    render_replication(&mut out, &reports);
     out
 }
 
@@ -240,6 +258,33 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
             "sluice_partition_size_bytes{{topic=\"{topic}\",partition=\"{p}\"}} {size}"
         );
     }
+}
+
+fn render_replication(out: &mut String, reports: &[ShardReport]) {
+    header(
+        out,
+        "sluice_under_replicated_partitions",
+        "gauge",
+        "Partitions this broker leads whose ISR is smaller than their replica set.",
+    );
+    let under: u64 = reports.iter().map(|r| r.under_replicated).sum();
+    let _ = writeln!(out, "sluice_under_replicated_partitions {under}");
+    header(
+        out,
+        "sluice_isr_shrinks_total",
+        "counter",
+        "ISR shrinks proposed by this broker's leaders.",
+    );
+    let shrinks: u64 = reports.iter().map(|r| r.metrics.isr_shrinks).sum();
+    let _ = writeln!(out, "sluice_isr_shrinks_total {shrinks}");
+    header(
+        out,
+        "sluice_isr_expands_total",
+        "counter",
+        "ISR expansions proposed by this broker's leaders.",
+    );
+    let expands: u64 = reports.iter().map(|r| r.metrics.isr_expands).sum();
+    let _ = writeln!(out, "sluice_isr_expands_total {expands}");
 }
 
 fn render_shards(out: &mut String, reports: &[ShardReport], shards: &ShardsHandle) {

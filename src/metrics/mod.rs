@@ -55,6 +55,9 @@ pub struct ShardMetrics {
     pub topic_bytes: HashMap<String, (u64, u64)>,
     pub connections_open: i64,
     pub connections_accepted: u64,
+    /// Cluster mode: ISR changes this shard's led partitions proposed.
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
 }
 
 thread_local! {
@@ -65,6 +68,17 @@ fn with_local(f: impl FnOnce(&mut ShardMetrics)) {
     if enabled() {
         LOCAL.with(|m| f(&mut m.borrow_mut()));
     }
+}
+
+/// A led partition's ISR change was proposed (ISR churn).
+pub fn record_isr_change(expand: bool) {
+    with_local(|m| {
+        if expand {
+            m.isr_expands += 1;
+        } else {
+            m.isr_shrinks += 1;
+        }
+    });
 }
 
 /// One request handled, and how long it took (long polls included, as Kafka's TotalTimeMs).
