@@ -143,6 +143,10 @@ pub struct BrokerConfig {
     pub logging_json: bool,
     /// Cluster mode: a follower that has not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// Cluster mode: a broker silent for this long is fenced and loses its leaderships.
+    pub broker_session_timeout_ms: u64,
+    /// Cluster mode: elect an out-of-sync replica rather than leave a partition offline.
+    pub unclean_leader_election: bool,
     /// Cluster mode: where this node's controller listens (`controller.listener`).
     pub controller_listen: Option<SocketAddr>,
     /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
@@ -173,6 +177,8 @@ impl Default for BrokerConfig {
             logging_level: "info".to_string(),
             logging_json: false,
             replica_lag_time_max_ms: 30_000,
+            broker_session_timeout_ms: 9_000,
+            unclean_leader_election: false,
             controller_listen: None,
             controller_voters: Vec::new(),
         }
@@ -254,6 +260,8 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "controller.listener",
     "controller.quorum.voters",
     "replica.lag.time.max.ms",
+    "broker.session.timeout.ms",
+    "unclean.leader.election.enable",
     "cluster.id",
     "num.partitions",
     "default.replication.factor",
@@ -366,6 +374,8 @@ impl BrokerConfig {
                     .ok_or_else(|| format!("cannot resolve controller listener '{value}'"))?;
                 self.controller_listen = Some(address);
             }
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num::<u64>(key, value)?.max(100),
+            "unclean.leader.election.enable" => self.unclean_leader_election = parse_num(key, value)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num::<i64>(key, value)?.max(1),
             "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::cluster::controller::{self, ClusterView};
 use crate::cluster::metadata::{self, BrokerEndpoint, Metadata};
-use crate::cluster::quorum::{ClusterImage, OnChange, Quorum, QuorumConfig, Record};
+use crate::cluster::quorum::{ClusterImage, Liveness, OnChange, Quorum, QuorumConfig, Record};
 use crate::cluster::shard::ShardState;
 use crate::config::BrokerConfig;
 use crate::model::TopicPartition;
@@ -117,7 +117,11 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
             controller::apply_cluster_view(view)
         });
     });
-    let handle = Quorum::start(config.broker_id, quorum, &config.data_dir, on_change)?;
+    let liveness = Liveness::new(
+        Duration::from_millis(config.broker_session_timeout_ms),
+        config.unclean_leader_election,
+    );
+    let handle = Quorum::start(config.broker_id, quorum, &config.data_dir, on_change, liveness)?;
     let (host, port) = config.advertised_endpoint();
     let registration = Record::RegisterBroker {
         broker_id: config.broker_id,

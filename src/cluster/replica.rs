@@ -5,8 +5,9 @@
 //! each batch exactly as stored there (`PartitionLog::append_replicated`).
 //!
 //! The leader learns each follower's log end offset from the offset it
-//! fetches at (`leader`). Not yet: truncation to the leader's log after a
-//! leader change (KIP-101).
+//! fetches at (`leader`). Before following a (new) leader a replica cuts its
+//! log back to the last committed offset it knew (Kafka's approach before
+//! KIP-101; leader epochs would keep more of a tail that is in fact shared).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -49,8 +50,18 @@ impl Cancel {
 }
 
 /// Replicates `tp` from `leader` until cancelled. Runs on `tp`'s owner shard.
+/// First drops any tail past the last committed offset this replica knew: a
+/// record beyond it may never have reached the new leader, whose log wins.
 pub async fn follow(tp: TopicPartition, leader: SocketAddr, cancel: Cancel) {
     info!(partition = %tp, %leader, "following");
+    if let Some(log) = local().log(&tp)
+        && let Some(committed) = log.known_committed()
+        && committed < log.log_end_offset()
+        && let Err(e) = log.truncate_to(committed).await
+    {
+        warn!(partition = %tp, "cannot truncate before following: {e}");
+        return;
+    }
     // Bounded by the cancel flag: every round either fetches or backs off.
     while !cancel.is_cancelled() {
         let stream = match TcpStream::connect(leader).await {

@@ -253,6 +253,9 @@ impl ShardState {
                 if let Err(e) = log.flush_indexes() {
                     warn!(partition = %log.topic_partition(), "index write failed: {e}");
                 }
+                if let Err(e) = log.checkpoint_committed() {
+                    warn!(partition = %log.topic_partition(), "high watermark checkpoint failed: {e}");
+                }
                 if run_retention && let Err(e) = log.enforce_retention(now) {
                     warn!(partition = %log.topic_partition(), "retention failed: {e}");
                 }

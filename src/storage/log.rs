@@ -70,6 +70,9 @@ pub enum Reader {
     Replica,
 }
 
+/// A replicated partition's last known committed offset, for truncation after a restart.
+const CHECKPOINT_FILE: &str = "replication-offset";
+
 struct LogState {
     config: LogConfig,
     segments: Vec<Segment>,
@@ -83,6 +86,8 @@ struct LogState {
     /// replication layer). Consumers never see past it; `None` means this log
     /// alone decides, as on a single node.
     committed: Option<i64>,
+    /// The committed offset last written to the `replication-offset` file.
+    checkpointed: Option<i64>,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
     producers: ProducerStates,
@@ -157,6 +162,9 @@ impl PartitionLog {
         let log_start_offset = segments[0].base_offset;
         let next_offset = segments.last().map_or(0, |s| s.next_offset);
         let producers = rebuild_producer_states(&segments, now_ms)?;
+        let checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
         Ok(Self {
             tp,
             dir,
@@ -169,6 +177,7 @@ impl PartitionLog {
                 next_offset,
                 high_watermark: next_offset,
                 committed: None,
+                checkpointed,
                 inflight: VecDeque::new(),
                 next_seq: 0,
                 producers,
@@ -212,6 +221,69 @@ impl PartitionLog {
     pub fn log_end_offset(&self) -> i64 {
         self.assert_owner();
         self.state.borrow().high_watermark
+    }
+
+    /// The committed offset this log last knew: set in this run, or read
+    /// back from the `replication-offset` checkpoint at open.
+    pub fn known_committed(&self) -> Option<i64> {
+        self.assert_owner();
+        let st = self.state.borrow();
+        st.committed.or(st.checkpointed)
+    }
+
+    /// Writes the committed offset to the `replication-offset` checkpoint if
+    /// it moved. No fsync: a stale checkpoint is lower, and truncating to a
+    /// lower offset only makes a follower fetch more again.
+    pub fn checkpoint_committed(&self) -> io::Result<()> {
+        self.assert_owner();
+        let committed = {
+            let st = self.state.borrow();
+            match st.committed {
+                Some(c) if Some(c) != st.checkpointed => c,
+                _ => return Ok(()),
+            }
+        };
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        std::fs::write(&tmp, committed.to_string())?;
+        std::fs::rename(&tmp, self.dir.join(CHECKPOINT_FILE))?;
+        self.state.borrow_mut().checkpointed = Some(committed);
+        Ok(())
+    }
+
+    /// Cuts the log back to `offset` (a follower dropping a tail it cannot
+    /// know to be committed before it follows a new leader). Waits for
+    /// in-flight appends first. Returns the new log end offset.
+    pub async fn truncate_to(&self, offset: i64) -> io::Result<i64> {
+        self.assert_owner();
+        // Bounded: each wake means an in-flight write completed.
+        while !self.state.borrow().inflight.is_empty() {
+            let listener = self.appended.listen();
+            if self.state.borrow().inflight.is_empty() {
+                break;
+            }
+            listener.await;
+        }
+        let mut st = self.state.borrow_mut();
+        if offset >= st.next_offset {
+            return Ok(st.next_offset);
+        }
+        let offset = offset.max(st.log_start_offset);
+        // Segments wholly at or past the cut go; the first segment always stays.
+        while st.segments.len() > 1 && st.segments.last().is_some_and(|s| s.base_offset >= offset) {
+            let segment = st.segments.pop().expect("more than one segment");
+            segment.delete_files()?;
+        }
+        let end = st
+            .segments
+            .last_mut()
+            .expect("a log always has a segment")
+            .truncate_to(offset)?;
+        assert!(end <= offset, "truncation never keeps records past the cut");
+        st.next_offset = end;
+        st.high_watermark = end;
+        st.committed = st.committed.map(|c| c.min(end));
+        info!(partition = %self.tp, end, "truncated the log");
+        Ok(end)
     }
 
     /// Sets the replicated high watermark; `None` returns to single-copy

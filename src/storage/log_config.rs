@@ -28,6 +28,9 @@ pub struct LogConfig {
     /// Replicated topics: acks=all needs this many in-sync replicas
     /// (Kafka's `min.insync.replicas`); the log itself does not use it.
     pub min_insync_replicas: i32,
+    /// Replicated topics: `unclean.leader.election.enable` (the quorum reads
+    /// the topic override; kept here so it validates like every topic config).
+    pub unclean_leader_election: bool,
 }
 
 impl Default for LogConfig {
@@ -44,6 +47,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             cleanup_policy: "delete".into(),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct TopicConfigKey {
     pub doc: &'static str,
 }
 
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
@@ -129,6 +134,12 @@ pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
         config_type: TYPE_INT,
         doc: "acks=all produce needs at least this many in-sync replicas, else NOT_ENOUGH_REPLICAS.",
     },
+    TopicConfigKey {
+        name: "unclean.leader.election.enable",
+        broker_name: "unclean.leader.election.enable",
+        config_type: TYPE_BOOLEAN,
+        doc: "Elect an out-of-sync replica (losing what it lacks) rather than leave the partition offline.",
+    },
 ];
 
 pub fn topic_config_key(name: &str) -> Option<&'static TopicConfigKey> {
@@ -188,6 +199,13 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = parse_at_least(name, value, 1)?,
             "flush.ms" => self.flush_ms = parse_at_least(name, value, 0)?,
             "index.interval.bytes" => self.index_interval_bytes = parse_at_least(name, value, 0)? as u64,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("invalid value '{other}' for {name}: true or false")),
+                }
+            }
             "min.insync.replicas" => {
                 self.min_insync_replicas = parse_at_least(name, value, 1)?.min(i32::MAX as i64) as i32
             }
@@ -213,6 +231,7 @@ impl LogConfig {
             "flush.ms" => self.flush_ms.to_string(),
             "index.interval.bytes" => self.index_interval_bytes.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             _ => return None,
         })
     }

@@ -253,6 +253,26 @@ impl Segment {
         Ok(None)
     }
 
+    /// Cuts the segment back so it ends before the batch holding `offset`;
+    /// returns the new end offset (`offset` when it is a batch boundary).
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<i64> {
+        let Some((position, header)) = self.locate(offset)? else {
+            return Ok(self.next_offset);
+        };
+        let rel_offset = (header.base_offset - self.base_offset) as u32;
+        self.index.truncate_while(|e| e.rel_offset < rel_offset);
+        self.time_index.truncate_while(|e| e.rel_offset < rel_offset);
+        self.max_timestamp_ms = self.time_index.last().map_or(-1, |e| e.timestamp_ms);
+        self.file.set_len(position)?;
+        self.size_bytes = position;
+        self.readable_bytes = position;
+        self.next_offset = header.base_offset;
+        self.bytes_since_index = u64::MAX / 2; // the next batch gets an index entry
+        self.index.flush()?;
+        self.time_index.flush()?;
+        Ok(header.base_offset)
+    }
+
     /// Bytes from `position` (a batch start) covering whole batches that
     /// start below `end_offset`, stopping once `cap` bytes are covered.
     pub fn bytes_below(&self, end_offset: i64, position: u64, cap: u64) -> io::Result<u64> {

@@ -33,6 +33,22 @@ pub enum Record {
         name: String,
         id: Uuid,
     },
+    /// A broker stopped answering the quorum: it leads nothing and leaves
+    /// every ISR. Its partitions get a new leader from the rest of the ISR,
+    /// or go offline; with `unclean_default` (the cluster's
+    /// `unclean.leader.election.enable`, which a topic may override) an
+    /// out-of-sync live replica is elected instead, losing what it lacked.
+    FenceBroker {
+        broker_id: i32,
+        unclean_default: bool,
+    },
+    /// A fenced broker is back: offline partitions it was last in sync for
+    /// get it as leader (with unclean election allowed, any offline partition
+    /// it holds a replica of).
+    UnfenceBroker {
+        broker_id: i32,
+        unclean_default: bool,
+    },
     /// A partition leader changes its ISR (Kafka's AlterPartition): applied
     /// only if `leader_epoch` is still the partition's epoch.
     AlterPartition {
@@ -66,12 +82,45 @@ pub struct BrokerRegistration {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Brokers the quorum leader found unresponsive.
+    pub fenced: std::collections::BTreeSet<i32>,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// The last log index applied.
     pub applied_index: u64,
 }
 
 impl ClusterImage {
+    /// Applies `change` to every partition; one that changed leader gets a
+    /// new leader epoch. `change` sees the fenced brokers and whether unclean
+    /// election is allowed for the partition's topic.
+    fn reelect(
+        &mut self,
+        change: impl Fn(&mut crate::cluster::metadata::PartitionAssignment, &std::collections::BTreeSet<i32>, bool) -> bool,
+        unclean_default: bool,
+    ) {
+        let fenced = self.fenced.clone();
+        for topic in self.topics.values_mut() {
+            let unclean = topic
+                .configs
+                .get("unclean.leader.election.enable")
+                .map_or(unclean_default, |v| v.trim() == "true");
+            let mut next = (**topic).clone();
+            let mut changed = false;
+            for placement in &mut next.assignment {
+                let isr_before = placement.isr.clone();
+                if change(placement, &fenced, unclean) {
+                    placement.leader_epoch += 1;
+                    changed = true;
+                } else if placement.isr != isr_before {
+                    changed = true;
+                }
+            }
+            if changed {
+                *topic = Arc::new(next);
+            }
+        }
+    }
+
     /// Applies one committed record; an error says why it was refused.
     pub fn apply(&mut self, record: Record) -> Result<(), RecordError> {
         match record {
@@ -117,6 +166,70 @@ impl ClusterImage {
                     "a cluster topic places every partition"
                 );
                 self.topics.insert(topic.name.clone(), Arc::new(topic));
+                Ok(())
+            }
+            Record::FenceBroker {
+                broker_id,
+                unclean_default,
+            } => {
+                self.fenced.insert(broker_id);
+                self.reelect(
+                    |placement, fenced, unclean| {
+                        placement.isr.retain(|b| *b != broker_id);
+                        if placement.leader != broker_id {
+                            return false;
+                        }
+                        let in_sync = placement
+                            .replicas
+                            .iter()
+                            .find(|b| placement.isr.contains(b) && !fenced.contains(b));
+                        let any_live = placement.replicas.iter().find(|b| !fenced.contains(b));
+                        placement.leader = match (in_sync, any_live) {
+                            (Some(b), _) => *b,
+                            (None, Some(b)) if unclean => {
+                                tracing::warn!(
+                                    leader = b,
+                                    "unclean leader election: records only the old ISR had are lost"
+                                );
+                                placement.isr = vec![*b];
+                                *b
+                            }
+                            _ => -1,
+                        };
+                        if placement.leader < 0 {
+                            // Offline: remember who was last in sync.
+                            placement.isr = vec![broker_id];
+                        }
+                        true
+                    },
+                    unclean_default,
+                );
+                Ok(())
+            }
+            Record::UnfenceBroker {
+                broker_id,
+                unclean_default,
+            } => {
+                self.fenced.remove(&broker_id);
+                self.reelect(
+                    |placement, _, unclean| {
+                        let in_sync = placement.isr.contains(&broker_id);
+                        let back =
+                            placement.leader < 0 && (in_sync || (unclean && placement.replicas.contains(&broker_id)));
+                        if back {
+                            if !in_sync {
+                                tracing::warn!(
+                                    leader = broker_id,
+                                    "unclean leader election: records only the old ISR had are lost"
+                                );
+                                placement.isr = vec![broker_id];
+                            }
+                            placement.leader = broker_id;
+                        }
+                        back
+                    },
+                    unclean_default,
+                );
                 Ok(())
             }
             Record::AlterPartition {

@@ -22,7 +22,7 @@ use anyhow::Context;
 pub use image::{BrokerRegistration, ClusterImage, Record, RecordError};
 pub use log_store::DIR_NAME as LOG_DIR_NAME;
 use node::{Input, Reply, offer};
-pub use node::{OnChange, Outcome, QuorumStatus};
+pub use node::{Liveness, OnChange, Outcome, QuorumStatus};
 
 /// Where this node's controller listens and who the voters are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,13 @@ pub struct Quorum {
 
 impl Quorum {
     /// Binds the controller listener and starts the controller thread.
-    pub fn start(node_id: i32, config: &QuorumConfig, data_dir: &Path, on_change: OnChange) -> anyhow::Result<Self> {
+    pub fn start(
+        node_id: i32,
+        config: &QuorumConfig,
+        data_dir: &Path,
+        on_change: OnChange,
+        liveness: Liveness,
+    ) -> anyhow::Result<Self> {
         let id = u64::try_from(node_id).ok().filter(|id| *id > 0);
         let id = id.context("in cluster mode --node-id must be a positive number")?;
         anyhow::ensure!(
@@ -82,7 +88,7 @@ impl Quorum {
         );
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen for controllers on {}", config.listen))?;
-        let inbox = node::start(id, listener, &config.voters, data_dir, on_change)?;
+        let inbox = node::start(id, listener, &config.voters, data_dir, on_change, liveness)?;
         let quorum = Self { inbox };
         anyhow::ensure!(QUORUM.set(quorum.clone()).is_ok(), "the quorum is started once");
         Ok(quorum)

@@ -45,6 +45,8 @@ pub type Outcome = Result<u64, RecordError>;
 pub enum Reply {
     Blocking(SyncSender<Outcome>),
     Async(futures_channel::oneshot::Sender<Outcome>),
+    /// The controller's own proposals (fencing): the outcome shows in the image.
+    Ignore,
 }
 
 impl Reply {
@@ -56,6 +58,7 @@ impl Reply {
             Reply::Async(tx) => {
                 let _ = tx.send(outcome);
             }
+            Reply::Ignore => {}
         }
     }
 }
@@ -107,6 +110,31 @@ pub struct Node {
     unsent: std::collections::VecDeque<(Record, Reply, Instant)>,
     on_change: OnChange,
     leader_id: u64,
+    liveness: Liveness,
+}
+
+/// The quorum leader's watch on the brokers: in combined mode every broker is
+/// a voter, so a voter that has sent nothing for `session_timeout` is a
+/// broker to fence, and one heard from again is unfenced.
+pub struct Liveness {
+    pub session_timeout: Duration,
+    pub unclean_default: bool,
+    last_heard: HashMap<u64, Instant>,
+    leading_since: Option<Instant>,
+    /// When a fence or unfence was last proposed per broker, so it is not repeated every tick.
+    proposed_at: HashMap<i32, Instant>,
+}
+
+impl Liveness {
+    pub fn new(session_timeout: Duration, unclean_default: bool) -> Self {
+        Self {
+            session_timeout,
+            unclean_default,
+            last_heard: HashMap::new(),
+            leading_since: None,
+            proposed_at: HashMap::new(),
+        }
+    }
 }
 
 /// Starts the controller thread; returns its inbox.
@@ -116,6 +144,7 @@ pub fn start(
     voters: &[(u64, SocketAddr)],
     data_dir: &Path,
     on_change: OnChange,
+    liveness: Liveness,
 ) -> anyhow::Result<SyncSender<Input>> {
     let (store, recovered) = LogStore::open(data_dir).context("opening the metadata log")?;
     let voter_ids: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
@@ -155,6 +184,7 @@ pub fn start(
         unsent: std::collections::VecDeque::new(),
         on_change,
         leader_id: 0,
+        liveness,
     };
     std::thread::Builder::new()
         .name("controller".into())
@@ -177,6 +207,7 @@ impl Node {
                 self.raft.tick();
                 next_tick += TICK;
                 self.expire_proposals();
+                self.watch_brokers();
             }
             if let Err(e) = self.on_ready() {
                 // Raft's durability is gone: stop voting rather than lie.
@@ -188,6 +219,7 @@ impl Node {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Raft(message) => {
+                self.liveness.last_heard.insert(message.from, Instant::now());
                 if let Err(e) = self.raft.step(message) {
                     warn!("dropping a Raft message: {e}");
                 }
@@ -246,6 +278,60 @@ impl Node {
             if let Some((_, reply, _)) = self.unsent.pop_front() {
                 reply.send(failed(ErrorCode::NotController, "the metadata quorum has no leader"));
             }
+        }
+    }
+
+    /// On the quorum leader: fences registered brokers gone silent for the
+    /// session timeout, unfences fenced ones heard from again.
+    fn watch_brokers(&mut self) {
+        if self.raft.raft.state != StateRole::Leader {
+            self.liveness.leading_since = None;
+            return;
+        }
+        let now = Instant::now();
+        let since = *self.liveness.leading_since.get_or_insert(now);
+        let me = self.raft.raft.id;
+        let mut proposals = Vec::new();
+        for &broker in self.image.brokers.keys() {
+            let Ok(voter) = u64::try_from(broker) else {
+                continue;
+            };
+            if voter == me {
+                continue;
+            }
+            let heard = self
+                .liveness
+                .last_heard
+                .get(&voter)
+                .copied()
+                .unwrap_or(since)
+                .max(since);
+            let silent = now.duration_since(heard) > self.liveness.session_timeout;
+            let fenced = self.image.fenced.contains(&broker);
+            let recently = self
+                .liveness
+                .proposed_at
+                .get(&broker)
+                .is_some_and(|t| now.duration_since(*t) < self.liveness.session_timeout);
+            if silent != fenced && !recently {
+                self.liveness.proposed_at.insert(broker, now);
+                proposals.push(if silent {
+                    warn!(broker, "broker stopped answering the quorum; fencing it");
+                    Record::FenceBroker {
+                        broker_id: broker,
+                        unclean_default: self.liveness.unclean_default,
+                    }
+                } else {
+                    info!(broker, "fenced broker is back; unfencing it");
+                    Record::UnfenceBroker {
+                        broker_id: broker,
+                        unclean_default: self.liveness.unclean_default,
+                    }
+                });
+            }
+        }
+        for record in proposals {
+            self.propose(record, Reply::Ignore);
         }
     }
 
