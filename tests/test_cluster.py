@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 import kwire
@@ -377,3 +378,60 @@ def test_leader_kills_lose_no_acknowledged_record(make_cluster):
     lost = [(o, v) for o, v in acked if by_offset.get(o) != v]
     assert not lost, f"{len(lost)} acknowledged records lost or changed, e.g. {lost[:3]}"
     wait_for(lambda: replicas_identical(nodes, "jepsen", 0), timeout_s=30, what="the replicas byte-identical")
+
+
+@pytest.mark.parametrize("unclean", [False, True])
+def test_unclean_leader_election_is_off_unless_enabled(make_cluster, unclean):
+    """RF 2: the follower falls out of the ISR (SIGSTOP), the leader takes acks=1 writes
+    alone and is killed, then the follower resumes. Unclean election off: the partition
+    stays offline until the old leader returns, and nothing is lost. On: the follower is
+    elected, and the loss is reported."""
+    import signal
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 2000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    config = {"unclean.leader.election.enable": "true"} if unclean else {}
+    admin.create_topics([NewTopic("u", 1, 2, config=config)])["u"].result(timeout=20)
+    md = wait_for(lambda: (t := admin.list_topics("u", timeout=5).topics["u"]) and len(t.partitions[0].isrs) == 2 and t,
+                  what="both replicas in sync")
+    leader = md.partitions[0].leader
+    follower = next(b for b in md.partitions[0].replicas if b != leader)
+    bystander = next(n for n in nodes if n.node_id not in (leader, follower))
+    leader_node, follower_node = nodes[leader - 1], nodes[follower - 1]
+
+    def produce(acks, tag, count):
+        p = Producer({"bootstrap.servers": leader_node.bootstrap, "acks": acks, "message.timeout.ms": 10000})
+        for i in range(count):
+            p.produce("u", value=f"{tag}-{i}".encode())
+        assert p.flush(20) == 0
+
+    produce("all", "replicated", 100)
+    follower_node.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: isr_of(leader_node, "u")[1] == [leader], timeout_s=20, what="the follower out of the ISR")
+        produce("1", "leader-only", 50)
+        leader_node.kill9()
+    finally:
+        follower_node.proc.send_signal(signal.SIGCONT)
+    if not unclean:
+        wait_for(lambda: isr_of(bystander, "u")[0] == -1, timeout_s=20, what="the partition offline")
+        time.sleep(3)
+        assert isr_of(bystander, "u")[0] == -1, "an out-of-sync replica is never elected"
+        status = subprocess.run([SLUICE_BIN, "cluster", "status", "--bootstrap", bystander.bootstrap],
+                                capture_output=True, text=True, timeout=30)
+        assert "offline: 1" in status.stdout, status.stdout
+        leader_node.start()
+        wait_for(lambda: isr_of(bystander, "u")[0] == leader, timeout_s=20, what="the old leader back as leader")
+        counted = subprocess.run(["kcat", "-C", "-b", leader_node.bootstrap, "-t", "u", "-e", "-q"],
+                                 capture_output=True, text=True, timeout=60)
+        assert len(counted.stdout.split()) == 150, "nothing was lost"
+    else:
+        wait_for(lambda: isr_of(bystander, "u")[0] == follower, timeout_s=20, what="the follower elected")
+        assert "unclean leader election" in bystander.log(), "the loss is reported"
+        counted = subprocess.run(["kcat", "-C", "-b", follower_node.bootstrap, "-t", "u", "-e", "-q"],
+                                 capture_output=True, text=True, timeout=60)
+        assert len(counted.stdout.split()) == 100, "the leader-only records are gone, as reported"
