@@ -16,9 +16,19 @@ SLUICE_BIN = os.environ.get("SLUICE_BIN") or str(ROOT / "target" / "debug" / "sl
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: all bound at once, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class Broker:
@@ -29,8 +39,7 @@ class Broker:
         self.config = config
         self.shards = shards
         self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.metrics_port = free_port()
+        self.port, self.metrics_port = free_ports(2)
         self.proc = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
         self.starts = 0
@@ -117,7 +126,7 @@ def make_cluster(tmp_path):
     nodes = []
 
     def make(n=3, config="", shards=1):
-        controller_ports = [free_port() for _ in range(n)]
+        controller_ports = free_ports(n)
         quorum = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
         for i in range(n):
             args = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{controller_ports[i]}",

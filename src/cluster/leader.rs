@@ -91,6 +91,8 @@ pub fn follower_fetched(tp: &TopicPartition, log: &PartitionLog, follower: i32, 
 }
 
 /// Sets `log`'s committed offset from the ISR's progress; never moves it back.
+/// (A replica's known committed offset is the leader's high watermark it
+/// last heard, so a follower that becomes leader starts from there.)
 pub fn update_high_watermark(tp: &TopicPartition, log: &PartitionLog) {
     let shard = local();
     let me = shard.config.broker_id;
@@ -110,7 +112,10 @@ pub fn update_high_watermark(tp: &TopicPartition, log: &PartitionLog) {
         .map(|b| followers.and_then(|f| f.get(b)).map_or(i64::MIN, |p| p.log_end_offset))
         .min()
         .unwrap_or(i64::MAX);
-    let committed = least.min(log.log_end_offset()).max(log.high_watermark());
+    // Never back, and after a restart from the checkpoint, not from the log
+    // end: a tail past it may exist on this replica alone.
+    let floor = log.known_committed().unwrap_or(log.log_start_offset());
+    let committed = least.min(log.log_end_offset()).max(floor);
     log.set_committed(Some(committed));
 }
 

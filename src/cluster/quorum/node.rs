@@ -296,9 +296,7 @@ impl Node {
             let Ok(voter) = u64::try_from(broker) else {
                 continue;
             };
-            if voter == me {
-                continue;
-            }
+            // The leader hears itself: fenced while it was away, it unfences itself.
             let heard = self
                 .liveness
                 .last_heard
@@ -306,7 +304,7 @@ impl Node {
                 .copied()
                 .unwrap_or(since)
                 .max(since);
-            let silent = now.duration_since(heard) > self.liveness.session_timeout;
+            let silent = voter != me && now.duration_since(heard) > self.liveness.session_timeout;
             let fenced = self.image.fenced.contains(&broker);
             let recently = self
                 .liveness
