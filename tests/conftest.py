@@ -34,11 +34,14 @@ def free_ports(n):
 class Broker:
     """One broker process. `config` is TOML text with Kafka's setting names."""
 
-    def __init__(self, data_dir, config="", shards=2, extra_args=()):
+    def __init__(self, data_dir, config="", shards=2, extra_args=(), host="127.0.0.1", prefix=()):
         self.data_dir = Path(data_dir)
         self.config = config
         self.shards = shards
         self.extra_args = list(extra_args)
+        # A broker in a network namespace: `ip netns exec NS` before the command, its own address.
+        self.host = host
+        self.prefix = list(prefix)
         self.port, self.metrics_port = free_ports(2)
         self.proc = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
@@ -46,10 +49,10 @@ class Broker:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout_s=30):
-        args = [SLUICE_BIN, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+        args = [*self.prefix, SLUICE_BIN, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
                 "--shards", str(self.shards), "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
                 *self.extra_args]
         if self.config:

@@ -211,12 +211,43 @@ def metric(node, name):
 
 
 def isr_of(node, topic, partition=0):
-    md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=5)
-    t = md.topics.get(topic)
-    if t is None or t.error or partition not in t.partitions:
-        return None
-    p = t.partitions[partition]
-    return p.leader, sorted(p.isrs)
+    """(leader, sorted ISR) of a partition as `node` itself describes it (a raw
+    Metadata v1 request: a client library may ask another broker)."""
+    import struct
+
+    with kwire.Connection(node.bootstrap, timeout_s=5) as conn:
+        body = conn.metadata([topic])
+    at = 0
+
+    def i16():
+        nonlocal at
+        at += 2
+        return struct.unpack(">h", body[at - 2:at])[0]
+
+    def i32():
+        nonlocal at
+        at += 4
+        return struct.unpack(">i", body[at - 4:at])[0]
+
+    def text():
+        nonlocal at
+        n = i16()
+        at += max(n, 0)
+        return body[at - max(n, 0):at].decode()
+
+    for _ in range(i32()):  # brokers: id, host, port, rack
+        i32(), text(), i32(), text()
+    i32()  # controller
+    for _ in range(i32()):
+        error, name = i16(), text()
+        at += 1  # is_internal
+        for _ in range(i32()):
+            _, index, leader = i16(), i32(), i32()
+            replicas = [i32() for _ in range(i32())]
+            isr = [i32() for _ in range(i32())]
+            if name == topic and index == partition and error == 0 and replicas:
+                return leader, sorted(isr)
+    return None
 
 
 def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
@@ -516,3 +547,123 @@ def test_rolling_restart_under_load_keeps_every_acknowledged_record(make_cluster
     assert not vanished, f"the consumer saw {len(vanished)} records that later disappeared, e.g. {vanished[:3]}"
     values = list(final.values())
     assert len(set(values)) == len(values), "no record is duplicated"
+
+
+@pytest.fixture
+def netns_cluster(tmp_path):
+    """Three nodes, each in its own network namespace on a bridge (10.215.N.1-3, the
+    test talks to them from the host side at .254), so one can be cut off from the
+    other two with nftables inside its namespace while clients still reach it."""
+    import os
+
+    from conftest import Broker
+
+    tag = os.getpid() % 10000
+    subnet = f"10.215.{os.getpid() % 250}"
+    bridge = f"slbr{tag}"
+    spaces = [f"sl{tag}n{i}" for i in (1, 2, 3)]
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    ip("link", "add", bridge, "type", "bridge")
+    ip("addr", "add", f"{subnet}.254/24", "dev", bridge)
+    ip("link", "set", bridge, "up")
+    nodes = []
+    try:
+        for i, ns in enumerate(spaces, start=1):
+            host_end, ns_end = f"slh{tag}n{i}", f"sln{tag}n{i}"
+            ip("netns", "add", ns)
+            ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+            ip("link", "set", ns_end, "netns", ns)
+            ip("link", "set", host_end, "master", bridge)
+            ip("link", "set", host_end, "up")
+            ip("-n", ns, "addr", "add", f"{subnet}.{i}/24", "dev", ns_end)
+            ip("-n", ns, "link", "set", ns_end, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        quorum = ",".join(f"{i}@{subnet}.{i}:19093" for i in (1, 2, 3))
+        config = '"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n'
+        for i, ns in enumerate(spaces, start=1):
+            node = Broker(tmp_path / f"node{i}", config=config, shards=1, host=f"{subnet}.{i}",
+                          prefix=["ip", "netns", "exec", ns],
+                          extra_args=["--node-id", str(i), "--controller-listen", f"{subnet}.{i}:19093",
+                                      "--controller-quorum", quorum])
+            node.port, node.node_id, node.namespace = 19092, i, ns
+            nodes.append(node)
+        for node in nodes:
+            node.start()
+
+        def isolate(node):
+            """Drops the node's traffic to and from the other two nodes, both ways."""
+            others = ", ".join(n.host for n in nodes if n is not node)
+            rules = ("table inet isolate {\n"
+                     f"  chain in {{ type filter hook input priority 0; ip saddr {{ {others} }} drop; }}\n"
+                     f"  chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; }}\n"
+                     "}\n")
+            subprocess.run(["ip", "netns", "exec", node.namespace, "nft", "-f", "-"], input=rules, text=True,
+                           check=True, timeout=30)
+
+        def heal(node):
+            subprocess.run(["ip", "netns", "exec", node.namespace, "nft", "delete", "table", "inet", "isolate"],
+                           check=True, timeout=30)
+
+        yield nodes, isolate, heal
+        for node in nodes:
+            if node.proc is not None:
+                code = node.stop()
+                assert code == 0, f"node did not shut down cleanly (exit {code}):\n{node.log()[-4000:]}"
+                assert "panicked" not in node.log(), node.log()[-4000:]
+    finally:
+        for node in nodes:
+            if node.proc is not None:
+                node.kill9()
+        for ns in spaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+
+
+def test_an_isolated_leader_stops_acknowledging_and_truncates_after_healing(netns_cluster):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes, isolate, heal = netns_cluster
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("np", 1, 3, config={"min.insync.replicas": "2"})])["np"].result(timeout=20)
+    leader, _ = wait_for(lambda: (v := isr_of(nodes[0], "np")) and v[1] == [1, 2, 3] and v, what="all in sync")
+    old = nodes[leader - 1]
+    majority = [n for n in nodes if n is not old]
+    acked = []
+
+    def produce(bootstrap, acks, tag, count, timeout_ms=20000):
+        p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "message.timeout.ms": timeout_ms})
+        errors = []
+        for i in range(count):
+            p.produce("np", value=f"{tag}-{i}".encode(),
+                      on_delivery=lambda e, m: errors.append(e) if e else acked.append(m.value()))
+        p.flush(timeout_ms / 1000 + 10)
+        return errors
+
+    assert produce(",".join(n.bootstrap for n in nodes), "all", "before", 100) == []
+    isolate(old)
+    # Cut off, the old leader cannot replicate: acks=all writes to it are never acknowledged.
+    assert len(produce(old.bootstrap, "all", "isolated-all", 5, timeout_ms=5000)) == 5
+    # acks=1 writes it still takes alone; they must not survive the healing.
+    before = len(acked)
+    produce(old.bootstrap, "1", "isolated-one", 5, timeout_ms=5000)
+    stale_acked = [v for v in acked[before:] if v.startswith(b"isolated-one")]
+    # The majority fences the old leader and elects another replica from the ISR.
+    new_leader = wait_for(lambda: (v := isr_of(majority[0], "np")) and v[0] not in (leader, -1) and v[0],
+                          timeout_s=20, what="a new leader on the majority side")
+    assert produce(",".join(n.bootstrap for n in majority), "all", "after", 100) == []
+    heal(old)
+    wait_for(lambda: (v := isr_of(majority[0], "np")) and v[1] == [1, 2, 3], timeout_s=40,
+             what="the old leader back in the ISR as a follower")
+    assert isr_of(majority[0], "np")[0] == new_leader
+    wait_for(lambda: replicas_identical(nodes, "np", 0), timeout_s=30, what="the old leader truncated to the new log")
+    consumed = subprocess.run(["kcat", "-C", "-b", nodes[new_leader - 1].bootstrap, "-t", "np", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    values = set(consumed.stdout.encode().split())
+    must_have = {v for v in acked if v.startswith((b"before", b"after"))}
+    assert len(must_have) == 200 and must_have <= values, "every acks=all record acknowledged by the majority"
+    assert not any(v.startswith(b"isolated") for v in values), f"the isolated leader's writes are gone ({len(stale_acked)} were acks=1)"
