@@ -46,7 +46,19 @@ pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> anyh
 }
 
 impl Client {
+    /// Connects to the first reachable broker of a comma-separated `bootstrap` list.
     pub fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let mut last_error = None;
+        for one in bootstrap.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            match Self::connect_one(one, timeout) {
+                Ok(client) => return Ok(client),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no broker address in '{bootstrap}'")))
+    }
+
+    fn connect_one(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
         let addr = bootstrap
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {bootstrap}"))?

@@ -104,3 +104,17 @@ def test_bench_only_runs_the_selected_rows(broker, tmp_path):
     none = subprocess.run([SLUICE_BIN, "bench", "linkedin", "--bootstrap", broker.bootstrap, "--only", "nothing",
                            "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert none.returncode != 0 and "selects no row" in none.stderr
+
+
+def test_bench_runs_the_replicated_rows_on_a_local_three_broker_cluster(tmp_path):
+    out, _ = run_bench(tmp_path, "--brokers", "3", "--only", "replication")
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["brokers"] == 3
+    rows = {r["name"]: r for r in doc["rows"]}
+    for name in CLUSTER_ROWS:
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["records"] >= 1000 and rows[name]["broker_cpu_s_per_gb"] > 0
+    assert rows["1 producer, 3x sync replication"]["latency_us"][0] > 0
+    native = subprocess.run([SLUICE_BIN, "bench", "linkedin", "--brokers", "3", "--client", "native", "--scale",
+                             "0.0002", "--out", str(tmp_path / "native")], capture_output=True, text=True, timeout=120)
+    assert native.returncode != 0 and "does not follow partition leaders" in native.stderr

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::load::{ConsumeSpec, Measured, ProduceSpec};
-use super::local::LocalBroker;
+use super::local::LocalCluster;
 use super::{Engine, LinkedinArgs};
 use crate::client::Client;
 
@@ -72,7 +72,9 @@ struct Bench<'a> {
     engine: Engine,
     /// Lower-cased `--only` texts; empty runs every row.
     only: Vec<String>,
-    local: Option<&'a LocalBroker>,
+    local: Option<&'a LocalCluster>,
+    /// Brokers in the measured cluster: the replicated rows need three.
+    brokers: usize,
     scale: f64,
     exe: PathBuf,
     rows: Vec<Row>,
@@ -88,12 +90,18 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     }
     let local = match &args.bootstrap {
         Some(_) => None,
-        None => Some(LocalBroker::start()?),
+        None => Some(LocalCluster::start(args.brokers)?),
     };
     let bootstrap = args
         .bootstrap
         .clone()
-        .unwrap_or_else(|| local.as_ref().expect("started").bootstrap.clone());
+        .unwrap_or_else(|| local.as_ref().expect("started").bootstrap());
+    let brokers = broker_count(&bootstrap)?;
+    if brokers > 1 && args.client == Engine::Native {
+        bail!(
+            "--client native sends every request to one broker and does not follow partition leaders yet; use --client rdkafka against a cluster"
+        );
+    }
     let mut bench = Bench {
         bootstrap,
         engine: args.client,
@@ -105,6 +113,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
             .filter(|o| !o.is_empty())
             .collect(),
         local: local.as_ref(),
+        brokers,
         scale: args.scale,
         exe: std::env::current_exe()?,
         rows: Vec::new(),
@@ -157,13 +166,7 @@ impl Bench<'_> {
             records,
             |b| b.engine.produce(&b.bootstrap, &one),
         );
-        for (name, figure) in [
-            ("1 producer, 3x async replication", "786,980 rec/s (75.1 MB/s)"),
-            ("1 producer, 3x sync replication", "421,823 rec/s (40.2 MB/s)"),
-            ("3 producers, 3x async replication", "2,024,032 rec/s (193.0 MB/s)"),
-        ] {
-            self.rows.push(Row::skipped(name, figure, NEEDS_CLUSTER));
-        }
+        self.replicated_rows(records)?;
         self.topic("linkedin-3p")?;
         self.measure(
             "3 producers, no replication (separate processes)",
@@ -270,13 +273,68 @@ impl Bench<'_> {
         }
     }
 
+    /// LinkedIn's three replicated rows, on topics with three replicas: async
+    /// is acks=1 (the leader answers), sync is acks=all (the ISR answers).
+    fn replicated_rows(&mut self, records: u64) -> anyhow::Result<()> {
+        const ROWS: [(&str, &str, &str, usize); 3] = [
+            ("1 producer, 3x async replication", "786,980 rec/s (75.1 MB/s)", "1", 1),
+            ("1 producer, 3x sync replication", "421,823 rec/s (40.2 MB/s)", "all", 1),
+            (
+                "3 producers, 3x async replication",
+                "2,024,032 rec/s (193.0 MB/s)",
+                "1",
+                3,
+            ),
+        ];
+        for (i, (name, figure, acks, producers)) in ROWS.into_iter().enumerate() {
+            if self.brokers < 3 {
+                self.rows.push(Row::skipped(name, figure, NEEDS_CLUSTER));
+                continue;
+            }
+            let topic = format!("linkedin-r3-{i}");
+            self.topic_replicated(&topic, PARTITIONS, 3)?;
+            let spec = ProduceSpec {
+                topic: topic.clone(),
+                records,
+                size: SIZE,
+                acks: acks.to_string(),
+                batch_size: 8196,
+                linger_ms: 5,
+                rate: 0,
+                first_seq: 0,
+            };
+            self.measure(name, figure, SIZE, records, |b| {
+                if producers == 1 {
+                    return b.engine.produce(&b.bootstrap, &spec);
+                }
+                let share = records / producers as u64;
+                let jobs: Vec<String> = (0..producers as u64)
+                    .map(|w| {
+                        let last = w + 1 == producers as u64;
+                        let mut job = spec.clone();
+                        job.records = if last { records - share * w } else { share };
+                        job.first_seq = w * share;
+                        serde_json::to_string(&job).expect("serializable")
+                    })
+                    .collect();
+                b.workers(&jobs)
+            });
+            self.drop_topic(&topic);
+        }
+        Ok(())
+    }
+
     fn topic(&self, name: &str) -> anyhow::Result<()> {
         self.topic_with_partitions(name, PARTITIONS)
     }
 
     fn topic_with_partitions(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        self.topic_replicated(name, partitions, 1)
+    }
+
+    fn topic_replicated(&self, name: &str, partitions: i32, replication_factor: i16) -> anyhow::Result<()> {
         let mut client = Client::connect(&self.bootstrap, Duration::from_secs(30))?;
-        crate::cli::topic::create_topic(&mut client, name, partitions, 1, &[], true)?;
+        crate::cli::topic::create_topic(&mut client, name, partitions, replication_factor, &[], true)?;
         Ok(())
     }
 
@@ -296,7 +354,7 @@ impl Bench<'_> {
             return;
         }
         eprintln!("running: {name}");
-        let cpu_before = self.local.map(LocalBroker::cpu_seconds);
+        let cpu_before = self.local.map(LocalCluster::cpu_seconds);
         let result = run(self);
         let cpu = self.local.map(|l| l.cpu_seconds() - cpu_before.unwrap_or(0.0));
         let row = match result {
@@ -382,6 +440,12 @@ impl Bench<'_> {
     }
 }
 
+/// How many brokers the cluster behind `bootstrap` has.
+fn broker_count(bootstrap: &str) -> anyhow::Result<usize> {
+    let mut client = Client::connect(bootstrap, Duration::from_secs(30))?;
+    Ok(crate::cli::topic::metadata(&mut client, None)?.brokers.len())
+}
+
 /// The log end offset of each partition of `topic`.
 fn partition_ends(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<u64>> {
     let mut client = Client::connect(bootstrap, Duration::from_secs(30))?;
@@ -411,7 +475,8 @@ fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) 
         "scale": args.scale,
         "client": args.client.name(),
         "broker": args.bootstrap.clone().unwrap_or_else(|| "local sluice".to_string()),
-        "broker_peak_rss_bytes": bench.local.map(LocalBroker::peak_rss_bytes),
+        "brokers": bench.brokers,
+        "broker_peak_rss_bytes": bench.local.map(LocalCluster::peak_rss_bytes),
         "rows": bench.rows,
     });
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&doc)?)?;

@@ -1,6 +1,7 @@
 //! A temporary local Sluice for a benchmark: this same binary running `serve`
-//! on a free loopback port with a fresh data dir, stopped and removed after.
-//! Its CPU time and peak RSS are read from /proc.
+//! on free loopback ports with fresh data dirs (one node, or a cluster with
+//! `--brokers 3`), stopped and removed after. CPU time and peak RSS are read
+//! from /proc.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -22,8 +23,84 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// One or more temporary local brokers: a single node, or a cluster whose
+/// nodes are each a broker and a voter of the metadata quorum.
+pub struct LocalCluster {
+    pub brokers: Vec<LocalBroker>,
+}
+
+impl LocalCluster {
+    pub fn start(count: usize) -> anyhow::Result<Self> {
+        if count <= 1 {
+            return Ok(Self {
+                brokers: vec![LocalBroker::start(&[])?],
+            });
+        }
+        let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let quorum: Vec<String> = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect();
+        let quorum = quorum.join(",");
+        let brokers = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let node = (i + 1).to_string();
+                let listen = format!("127.0.0.1:{port}");
+                LocalBroker::start(&[
+                    "--node-id",
+                    &node,
+                    "--controller-listen",
+                    &listen,
+                    "--controller-quorum",
+                    &quorum,
+                ])
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let cluster = Self { brokers };
+        cluster.wait_until_registered(count)?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node has registered with the quorum (bounded by START_TIMEOUT).
+    fn wait_until_registered(&self, count: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        // Bounded by START_TIMEOUT.
+        loop {
+            let registered = crate::client::Client::connect(&self.bootstrap(), Duration::from_secs(5))
+                .and_then(|mut c| crate::cli::topic::metadata(&mut c, None))
+                .map_or(0, |m| if m.controller_id.0 >= 0 { m.brokers.len() } else { 0 });
+            if registered >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the local cluster did not form ({registered} of {count} brokers registered)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every broker's address, for a client's bootstrap list.
+    pub fn bootstrap(&self) -> String {
+        let all: Vec<&str> = self.brokers.iter().map(|b| b.bootstrap.as_str()).collect();
+        all.join(",")
+    }
+
+    /// CPU seconds of all the brokers together.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.brokers.iter().map(LocalBroker::cpu_seconds).sum()
+    }
+
+    /// The largest peak RSS of any broker.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.brokers.iter().map(LocalBroker::peak_rss_bytes).max().unwrap_or(0)
+    }
+}
+
 impl LocalBroker {
-    pub fn start() -> anyhow::Result<Self> {
+    fn start(extra_args: &[&str]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("sluice-bench-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir)?;
         let bootstrap = format!("127.0.0.1:{}", free_port()?);
@@ -39,6 +116,7 @@ impl LocalBroker {
                 "--data-dir",
             ])
             .arg(dir.join("data"))
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -53,6 +53,9 @@ pub struct LinkedinArgs {
     /// Measure this broker instead of a temporary local Sluice.
     #[arg(long)]
     pub bootstrap: Option<String>,
+    /// Brokers in the temporary local cluster; 3 runs the replicated rows.
+    #[arg(long, default_value_t = 1)]
+    pub brokers: usize,
     /// The load generator: `rdkafka` (librdkafka, the reference) or
     /// `native` (Sluice's own pipelined client, to find the broker's ceiling).
     #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
