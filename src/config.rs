@@ -147,6 +147,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// Cluster mode: elect an out-of-sync replica rather than leave a partition offline.
     pub unclean_leader_election: bool,
+    /// Cluster mode: move leadership back to preferred replicas, every so often.
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval_s: u64,
     /// Cluster mode: where this node's controller listens (`controller.listener`).
     pub controller_listen: Option<SocketAddr>,
     /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
@@ -179,6 +182,8 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             broker_session_timeout_ms: 9_000,
             unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_s: 300,
             controller_listen: None,
             controller_voters: Vec::new(),
         }
@@ -262,6 +267,8 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "replica.lag.time.max.ms",
     "broker.session.timeout.ms",
     "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
     "cluster.id",
     "num.partitions",
     "default.replication.factor",
@@ -376,6 +383,10 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num::<u64>(key, value)?.max(100),
             "unclean.leader.election.enable" => self.unclean_leader_election = parse_num(key, value)?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance = parse_num(key, value)?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_s = parse_num::<u64>(key, value)?.max(1)
+            }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num::<i64>(key, value)?.max(1),
             "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),

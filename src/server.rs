@@ -120,6 +120,9 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
     let liveness = Liveness::new(
         Duration::from_millis(config.broker_session_timeout_ms),
         config.unclean_leader_election,
+        config
+            .auto_leader_rebalance
+            .then(|| Duration::from_secs(config.leader_imbalance_check_interval_s)),
     );
     let handle = Quorum::start(config.broker_id, quorum, &config.data_dir, on_change, liveness)?;
     let (host, port) = config.advertised_endpoint();

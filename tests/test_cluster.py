@@ -361,8 +361,12 @@ def test_leader_kills_lose_no_acknowledged_record(make_cluster):
                       "message.timeout.ms": 60000, "linger.ms": 2})
         i = 0
         while not stop.is_set():
-            p.produce("jepsen", value=b"%08d" % i,
-                      on_delivery=lambda e, m: e is None and acked.append((m.offset(), m.value())))
+            try:
+                p.produce("jepsen", value=b"%08d" % i,
+                          on_delivery=lambda e, m: e is None and acked.append((m.offset(), m.value())))
+            except BufferError:  # librdkafka's queue is full while a leader is being replaced
+                p.poll(0.1)
+                continue
             i += 1
             p.poll(0)
             if i % 200 == 0:
@@ -496,8 +500,12 @@ def test_rolling_restart_under_load_keeps_every_acknowledged_record(make_cluster
                       "message.timeout.ms": 60000, "linger.ms": 5})
         i = 0
         while not stop.is_set():
-            p.produce("roll", key=str(i % 3).encode(), value=b"%08d" % i,
-                      on_delivery=lambda e, m: e is None and acked.append((m.partition(), m.offset(), m.value())))
+            try:
+                p.produce("roll", key=str(i % 3).encode(), value=b"%08d" % i,
+                          on_delivery=lambda e, m: e is None and acked.append((m.partition(), m.offset(), m.value())))
+            except BufferError:  # librdkafka's queue is full while a broker restarts
+                p.poll(0.1)
+                continue
             i += 1
             p.poll(0)
             if i % 100 == 0:
@@ -667,3 +675,35 @@ def test_an_isolated_leader_stops_acknowledging_and_truncates_after_healing(netn
     must_have = {v for v in acked if v.startswith((b"before", b"after"))}
     assert len(must_have) == 200 and must_have <= values, "every acks=all record acknowledged by the majority"
     assert not any(v.startswith(b"isolated") for v in values), f"the isolated leader's writes are gone ({len(stale_acked)} were acks=1)"
+
+
+def test_leadership_returns_to_the_preferred_replica_after_it_comes_back(make_cluster):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n'
+                                   '"leader.imbalance.check.interval.seconds" = 2\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("pref", 1, 3)])["pref"].result(timeout=20)
+    preferred, _ = wait_for(lambda: (v := isr_of(nodes[0], "pref")) and v[1] == [1, 2, 3] and v, what="all in sync")
+    others = [n for n in nodes if n.node_id != preferred]
+
+    def produce(tag):
+        p = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in others), "acks": "all"})
+        for i in range(50):
+            p.produce("pref", value=f"{tag}-{i}".encode())
+        assert p.flush(30) == 0
+
+    produce("first")
+    nodes[preferred - 1].kill9()
+    wait_for(lambda: (v := isr_of(others[0], "pref")) and v[0] not in (preferred, -1), timeout_s=20,
+             what="another leader while the preferred one is down")
+    produce("second")
+    nodes[preferred - 1].start()
+    wait_for(lambda: (v := isr_of(others[0], "pref")) and v == (preferred, [1, 2, 3]), timeout_s=30,
+             what="leadership back on the preferred replica")
+    produce("third")
+    counted = subprocess.run(["kcat", "-C", "-b", nodes[preferred - 1].bootstrap, "-t", "pref", "-e", "-q"],
+                             capture_output=True, text=True, timeout=60)
+    assert len(set(counted.stdout.split())) == 150

@@ -49,6 +49,14 @@ pub enum Record {
         broker_id: i32,
         unclean_default: bool,
     },
+    /// Leadership goes back to the preferred (first) replica, which must be
+    /// in the ISR and unfenced; applied only at `leader_epoch`.
+    ElectPreferred {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+    },
     /// A partition leader changes its ISR (Kafka's AlterPartition): applied
     /// only if `leader_epoch` is still the partition's epoch.
     AlterPartition {
@@ -90,6 +98,28 @@ pub struct ClusterImage {
 }
 
 impl ClusterImage {
+    /// Partitions whose preferred replica is in sync, unfenced and not leading.
+    pub fn preferred_elections(&self) -> Vec<Record> {
+        let mut records = Vec::new();
+        for topic in self.topics.values() {
+            for (p, placement) in topic.assignment.iter().enumerate() {
+                let preferred = placement.replicas[0];
+                if placement.leader != preferred
+                    && placement.isr.contains(&preferred)
+                    && !self.fenced.contains(&preferred)
+                {
+                    records.push(Record::ElectPreferred {
+                        topic: topic.name.clone(),
+                        id: topic.id,
+                        partition: p as i32,
+                        leader_epoch: placement.leader_epoch,
+                    });
+                }
+            }
+        }
+        records
+    }
+
     /// Applies `change` to every partition; one that changed leader gets a
     /// new leader epoch. `change` sees the fenced brokers and whether unclean
     /// election is allowed for the partition's topic.
@@ -230,6 +260,42 @@ impl ClusterImage {
                     },
                     unclean_default,
                 );
+                Ok(())
+            }
+            Record::ElectPreferred {
+                topic,
+                id,
+                partition,
+                leader_epoch,
+            } => {
+                let Some(current) = self.topics.get(&topic).filter(|t| t.id == id) else {
+                    return refuse(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{topic}' does not exist"),
+                    );
+                };
+                let Some(placement) = usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) else {
+                    return refuse(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("{topic}-{partition} does not exist"),
+                    );
+                };
+                let preferred = placement.replicas[0];
+                if placement.leader_epoch != leader_epoch
+                    || placement.leader == preferred
+                    || !placement.isr.contains(&preferred)
+                    || self.fenced.contains(&preferred)
+                {
+                    return refuse(
+                        ErrorCode::InvalidRequest,
+                        format!("{topic}-{partition} cannot move to its preferred leader now"),
+                    );
+                }
+                let mut next = (**current).clone();
+                let moved = &mut next.assignment[partition as usize];
+                moved.leader = preferred;
+                moved.leader_epoch += 1;
+                self.topics.insert(topic, Arc::new(next));
                 Ok(())
             }
             Record::AlterPartition {

@@ -119,6 +119,10 @@ pub struct Node {
 pub struct Liveness {
     pub session_timeout: Duration,
     pub unclean_default: bool,
+    /// `auto.leader.rebalance.enable`: how often the quorum leader moves
+    /// leadership back to preferred replicas (`None`: never).
+    pub rebalance_every: Option<Duration>,
+    last_rebalance: Option<Instant>,
     last_heard: HashMap<u64, Instant>,
     leading_since: Option<Instant>,
     /// When a fence or unfence was last proposed per broker, so it is not repeated every tick.
@@ -126,10 +130,12 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn new(session_timeout: Duration, unclean_default: bool) -> Self {
+    pub fn new(session_timeout: Duration, unclean_default: bool, rebalance_every: Option<Duration>) -> Self {
         Self {
             session_timeout,
             unclean_default,
+            rebalance_every,
+            last_rebalance: None,
             last_heard: HashMap::new(),
             leading_since: None,
             proposed_at: HashMap::new(),
@@ -327,6 +333,21 @@ impl Node {
                     }
                 });
             }
+        }
+        let rebalance_due = self
+            .liveness
+            .rebalance_every
+            .is_some_and(|every| now.duration_since(*self.liveness.last_rebalance.get_or_insert(now)) >= every);
+        if rebalance_due {
+            self.liveness.last_rebalance = Some(now);
+            let elections = self.image.preferred_elections();
+            if !elections.is_empty() {
+                info!(
+                    partitions = elections.len(),
+                    "moving leadership back to preferred replicas"
+                );
+            }
+            proposals.extend(elections);
         }
         for record in proposals {
             self.propose(record, Reply::Ignore);
