@@ -357,10 +357,9 @@ pub async fn append(
         let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
         if replicated {
             let metadata = shard.metadata();
-            let topic = metadata
-                .topics
-                .get(&tp.topic)
-                .expect("a led partition's topic is known");
+            let Some(topic) = metadata.topics.get(&tp.topic) else {
+                return Err(unknown_partition());
+            };
             let isr = topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32;
             let min_isr = metadata
                 .log_config(&shard.config.log_defaults, topic)
