@@ -45,6 +45,21 @@ pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> anyh
     Ok(frame)
 }
 
+/// A blocking connection to one `HOST:PORT`, with `timeout` on connect,
+/// reads and writes, and Nagle off.
+pub fn connect_stream(address: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
+    let addr = address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {address}"))?
+        .next()
+        .with_context(|| format!("{address} resolves to no address"))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("cannot connect to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 impl Client {
     /// Connects to the first reachable broker of a comma-separated `bootstrap` list.
     pub fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -59,18 +74,8 @@ impl Client {
     }
 
     fn connect_one(bootstrap: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let addr = bootstrap
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {bootstrap}"))?
-            .next()
-            .with_context(|| format!("{bootstrap} resolves to no address"))?;
-        let stream =
-            TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("cannot connect to {bootstrap}"))?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
         Ok(Self {
-            stream,
+            stream: connect_stream(bootstrap, timeout)?,
             correlation_id: 0,
         })
     }

@@ -202,6 +202,20 @@ pub struct ConsumeSpec {
     pub record_size: usize,
 }
 
+impl ConsumeSpec {
+    /// The end-to-end run's consumer: partition 0, payloads stamped with their send time.
+    pub fn end_to_end(topic: &str, records: u64, size: usize) -> Self {
+        Self {
+            topic: topic.to_string(),
+            partitions: vec![0],
+            records,
+            timed: true,
+            seq_limit: 0,
+            record_size: size,
+        }
+    }
+}
+
 /// Reads `spec.partitions` from the beginning until `spec.records` arrived.
 pub fn consume(bootstrap: &str, spec: &ConsumeSpec) -> anyhow::Result<Measured> {
     consume_signalling(bootstrap, spec, None)
@@ -308,14 +322,7 @@ pub(super) fn first_u64(payload: &[u8]) -> Option<u64> {
 /// End to end: a producer at a steady `rate` whose payloads carry their send
 /// time, and a consumer in the same process measuring arrival minus send.
 pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate: u64) -> anyhow::Result<Measured> {
-    let consume_spec = ConsumeSpec {
-        topic: topic.to_string(),
-        partitions: vec![0],
-        records,
-        timed: true,
-        seq_limit: 0,
-        record_size: size,
-    };
+    let consume_spec = ConsumeSpec::end_to_end(topic, records, size);
     let bootstrap_owned = bootstrap.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let consumer = std::thread::spawn(move || consume_signalling(&bootstrap_owned, &consume_spec, Some(ready_tx)));

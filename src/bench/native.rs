@@ -9,7 +9,7 @@
 //! that every batch starts where the previous one ended (no gap, no repeat).
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -51,17 +51,7 @@ const CONSUME_STALL: Duration = Duration::from_secs(30);
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 fn connect(bootstrap: &str) -> anyhow::Result<TcpStream> {
-    let addr = bootstrap
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {bootstrap}"))?
-        .next()
-        .with_context(|| format!("{bootstrap} resolves to no address"))?;
-    let stream =
-        TcpStream::connect_timeout(&addr, SOCKET_TIMEOUT).with_context(|| format!("cannot connect to {bootstrap}"))?;
-    stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-    stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    crate::client::connect_stream(bootstrap, SOCKET_TIMEOUT)
 }
 
 fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
@@ -96,13 +86,19 @@ fn acks_of(spec: &ProduceSpec) -> anyhow::Result<i16> {
     }
 }
 
-/// One Produce request holding one batch of `records` values of `size` bytes for `partition`.
-fn produce_frame(spec: &ProduceSpec, acks: i16, partition: i32, records: usize) -> anyhow::Result<BytesMut> {
-    let value = vec![b'x'; spec.size];
+/// One Produce request holding one batch of `records` copies of `value` for `partition`.
+fn produce_frame(
+    topic: &str,
+    acks: i16,
+    partition: i32,
+    value: &[u8],
+    records: usize,
+    correlation_id: i32,
+) -> anyhow::Result<BytesMut> {
     let values: Vec<Record> = (0..records)
         .map(|_| Record {
             key: None,
-            value: Some(&value),
+            value: Some(value),
         })
         .collect();
     let batch = build_batch(&values, crate::model::now_ms(), -1, -1).freeze();
@@ -111,14 +107,14 @@ fn produce_frame(spec: &ProduceSpec, acks: i16, partition: i32, records: usize) 
         .with_timeout_ms(SOCKET_TIMEOUT.as_millis() as i32)
         .with_topic_data(vec![
             TopicProduceData::default()
-                .with_name(TopicName(crate::cli::s(&spec.topic)))
+                .with_name(TopicName(crate::cli::s(topic)))
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(partition)
                         .with_records(Some(batch)),
                 ]),
         ]);
-    frame(&request, PRODUCE_VERSION, 0)
+    frame(&request, PRODUCE_VERSION, correlation_id)
 }
 
 /// What one connection sends: `batches` full batches round-robin over its
@@ -155,13 +151,50 @@ struct Inflight {
     records: u64,
 }
 
+/// What one connection measured, producing or consuming.
 #[derive(Default)]
-struct Outcome {
-    acked: u64,
+struct Tally {
+    /// Records acknowledged (producing) or received (consuming).
+    records: u64,
+    /// Their payload bytes.
+    bytes: u64,
+    /// Records refused (producing), or missing or repeated (consuming).
     failed: u64,
     latency: Option<Histogram<u64>>,
     /// When the last response arrived: the run's end (the progress watcher wakes later).
     finished: Option<Instant>,
+}
+
+/// Joins the connections' threads and adds up what they measured.
+fn gather(
+    workers: Vec<std::thread::JoinHandle<anyhow::Result<Tally>>>,
+    started: Instant,
+    per_second: Vec<u64>,
+) -> anyhow::Result<Measured> {
+    let mut total = Tally::default();
+    let mut latency = latency_histogram();
+    let mut finished = started;
+    for worker in workers {
+        let tally = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a connection thread panicked"))??;
+        total.records += tally.records;
+        total.bytes += tally.bytes;
+        total.failed += tally.failed;
+        if let Some(h) = tally.latency {
+            latency.add(h).context("merging latencies")?;
+        }
+        finished = finished.max(tally.finished.unwrap_or(started));
+    }
+    Ok(Measured {
+        records: total.records,
+        bytes: total.bytes,
+        seconds: (finished - started).as_secs_f64(),
+        latency_us: percentiles(&latency),
+        latency_curve_us: latency_curve(&latency),
+        per_second,
+        failed: total.failed,
+    })
 }
 
 pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> {
@@ -182,29 +215,7 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> 
     let per_second = watch(&format!("produce {}", spec.topic), spec.records, &acked, || {
         connections.iter().all(|c| c.is_finished())
     });
-    let mut total = Outcome::default();
-    let mut latency = latency_histogram();
-    let mut finished = started;
-    for connection in connections {
-        let outcome = connection
-            .join()
-            .map_err(|_| anyhow::anyhow!("a producer connection panicked"))??;
-        total.acked += outcome.acked;
-        total.failed += outcome.failed;
-        if let Some(h) = outcome.latency {
-            latency.add(h).context("merging latencies")?;
-        }
-        finished = finished.max(outcome.finished.unwrap_or(started));
-    }
-    Ok(Measured {
-        records: total.acked,
-        bytes: total.acked * spec.size as u64,
-        seconds: (finished - started).as_secs_f64(),
-        latency_us: percentiles(&latency),
-        latency_curve_us: latency_curve(&latency),
-        per_second,
-        failed: total.failed,
-    })
+    gather(connections, started, per_second)
 }
 
 /// Shows progress until `finished`, sampling `done` each tenth of a second.
@@ -227,22 +238,31 @@ fn produce_connection(
     plan: ConnectionPlan,
     acked: Arc<AtomicU64>,
     started: Instant,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Tally> {
     let mut writer = connect(bootstrap)?;
     let reader = writer.try_clone()?;
+    let value = vec![b'x'; spec.size];
     let mut frames: Vec<BytesMut> = plan
         .partitions
         .iter()
-        .map(|p| produce_frame(spec, acks, *p, records_per_batch))
+        .map(|p| produce_frame(&spec.topic, acks, *p, &value, records_per_batch, 0))
         .collect::<anyhow::Result<_>>()?;
     if plan.remainder > 0 {
-        frames.push(produce_frame(spec, acks, plan.partitions[0], plan.remainder)?);
+        frames.push(produce_frame(
+            &spec.topic,
+            acks,
+            plan.partitions[0],
+            &value,
+            plan.remainder,
+            0,
+        )?);
     }
     let requests = plan.batches + u64::from(plan.remainder > 0);
     let (window_tx, window_rx) = sync_channel::<Inflight>(INFLIGHT_MAX);
+    let record_bytes = spec.size as u64;
     let responses = (acks != 0).then(|| {
         let acked = acked.clone();
-        std::thread::spawn(move || read_produce_responses(reader, window_rx, &acked))
+        std::thread::spawn(move || read_produce_responses(reader, window_rx, &acked, record_bytes))
     });
     let mut sent_records = 0u64;
     for i in 0..requests {
@@ -270,10 +290,11 @@ fn produce_connection(
     }
     drop(window_tx);
     let Some(responses) = responses else {
-        return Ok(Outcome {
-            acked: sent_records,
+        return Ok(Tally {
+            records: sent_records,
+            bytes: sent_records * record_bytes,
             finished: Some(Instant::now()),
-            ..Outcome::default()
+            ..Tally::default()
         });
     };
     responses
@@ -305,10 +326,11 @@ fn read_produce_responses(
     mut stream: TcpStream,
     window: Receiver<Inflight>,
     acked: &AtomicU64,
-) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome {
+    record_bytes: u64,
+) -> anyhow::Result<Tally> {
+    let mut outcome = Tally {
         latency: Some(latency_histogram()),
-        ..Outcome::default()
+        ..Tally::default()
     };
     let mut buf = Vec::new();
     // Bounded by the requests the writer sends; the channel closes after the last.
@@ -333,7 +355,8 @@ fn read_produce_responses(
         match error {
             Some(_) => outcome.failed += inflight.records,
             None => {
-                outcome.acked += inflight.records;
+                outcome.records += inflight.records;
+                outcome.bytes += inflight.records * record_bytes;
                 acked.fetch_add(inflight.records, Ordering::Relaxed);
                 let us = inflight.sent.elapsed().as_micros() as u64;
                 if let Some(h) = outcome.latency.as_mut() {
@@ -350,18 +373,6 @@ fn read_produce_responses(
 struct PartitionCursor {
     partition: i32,
     next_offset: i64,
-}
-
-/// What one connection counted.
-#[derive(Default)]
-struct Counted {
-    records: u64,
-    bytes: u64,
-    /// Records missing (a batch started past the expected offset) or repeated (before it).
-    failed: u64,
-    latency: Option<Histogram<u64>>,
-    /// When the last record arrived.
-    finished: Option<Instant>,
 }
 
 /// Reads `spec.partitions` from offset 0 until `spec.records` arrived in all.
@@ -381,30 +392,7 @@ pub fn consume(bootstrap: &str, spec: &ConsumeSpec) -> anyhow::Result<Measured> 
     let per_second = watch(&format!("consume {}", spec.topic), spec.records, &consumed, || {
         workers.iter().all(|w| w.is_finished())
     });
-    let mut total = Counted::default();
-    let mut latency = latency_histogram();
-    let mut finished = started;
-    for worker in workers {
-        let counted = worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("a consumer connection panicked"))??;
-        total.records += counted.records;
-        total.bytes += counted.bytes;
-        total.failed += counted.failed;
-        if let Some(h) = counted.latency {
-            latency.add(h).context("merging latencies")?;
-        }
-        finished = finished.max(counted.finished.unwrap_or(started));
-    }
-    Ok(Measured {
-        records: total.records,
-        bytes: total.bytes,
-        seconds: (finished - started).as_secs_f64(),
-        latency_us: percentiles(&latency),
-        latency_curve_us: latency_curve(&latency),
-        per_second,
-        failed: total.failed,
-    })
+    gather(workers, started, per_second)
 }
 
 fn fetch_frame(
@@ -442,7 +430,7 @@ fn consume_connection(
     partitions: &[i32],
     consumed: &AtomicU64,
     stop: &AtomicBool,
-) -> anyhow::Result<Counted> {
+) -> anyhow::Result<Tally> {
     let mut stream = connect(bootstrap)?;
     let mut cursors: Vec<PartitionCursor> = partitions
         .iter()
@@ -451,9 +439,9 @@ fn consume_connection(
             next_offset: 0,
         })
         .collect();
-    let mut counted = Counted {
+    let mut counted = Tally {
         latency: spec.timed.then(latency_histogram),
-        ..Counted::default()
+        ..Tally::default()
     };
     let mut buf = Vec::new();
     let mut last_data = Instant::now();
@@ -490,7 +478,7 @@ fn count_fetch_response(
     record_size: usize,
     correlation_id: i32,
     cursors: &mut [PartitionCursor],
-    counted: &mut Counted,
+    counted: &mut Tally,
 ) -> Result<anyhow::Result<()>, Malformed> {
     let mut r = Reader::new(buf);
     if r.i32()? != correlation_id {
@@ -531,7 +519,7 @@ fn count_fetch_response(
 
 /// Counts the whole batches in `records` (a fetch may end inside one); payload
 /// bytes are counted as `record_size` per record, as LinkedIn counted them.
-fn count_batches(records: &[u8], record_size: usize, cursor: &mut PartitionCursor, counted: &mut Counted) {
+fn count_batches(records: &[u8], record_size: usize, cursor: &mut PartitionCursor, counted: &mut Tally) {
     let mut at = 0;
     // Bounded: each step moves past one whole batch.
     while let Some(header) = BatchHeader::parse(&records[at..]) {
@@ -560,14 +548,7 @@ fn count_batches(records: &[u8], record_size: usize, cursor: &mut PartitionCurso
 /// the last one, stamped with the wall clock; a consumer on its own
 /// connection measures arrival minus stamp.
 pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate: u64) -> anyhow::Result<Measured> {
-    let consume_spec = ConsumeSpec {
-        topic: topic.to_string(),
-        partitions: vec![0],
-        records,
-        timed: true,
-        seq_limit: 0,
-        record_size: size,
-    };
+    let consume_spec = ConsumeSpec::end_to_end(topic, records, size);
     let bootstrap_owned = bootstrap.to_string();
     let consumer = std::thread::spawn(move || consume(&bootstrap_owned, &consume_spec));
     let mut writer = connect(bootstrap)?;
@@ -576,7 +557,7 @@ pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate:
     let acked = Arc::new(AtomicU64::new(0));
     let responses = {
         let acked = acked.clone();
-        std::thread::spawn(move || read_produce_responses(reader, window_rx, &acked))
+        std::thread::spawn(move || read_produce_responses(reader, window_rx, &acked, size as u64))
     };
     let spec = ProduceSpec {
         topic: topic.to_string(),
@@ -615,24 +596,7 @@ pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate:
 fn stamped_frame(spec: &ProduceSpec, count: usize, correlation_id: i32) -> anyhow::Result<BytesMut> {
     let mut value = vec![b'x'; spec.size.max(8)];
     value[..8].copy_from_slice(&load::wall_clock_us().to_be_bytes());
-    let values: Vec<Record> = (0..count)
-        .map(|_| Record {
-            key: None,
-            value: Some(&value),
-        })
-        .collect();
-    let batch = build_batch(&values, crate::model::now_ms(), -1, -1).freeze();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(SOCKET_TIMEOUT.as_millis() as i32)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(crate::cli::s(&spec.topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default().with_index(0).with_records(Some(batch)),
-                ]),
-        ]);
-    frame(&request, PRODUCE_VERSION, correlation_id)
+    produce_frame(&spec.topic, 1, 0, &value, count, correlation_id)
 }
 
 #[cfg(test)]
@@ -676,7 +640,7 @@ mod tests {
             partition: 0,
             next_offset: 0,
         };
-        let mut counted = Counted::default();
+        let mut counted = Tally::default();
         let mut log = [stored_batch(0, 3), stored_batch(3, 4)].concat();
         let partial = stored_batch(7, 2);
         log.extend_from_slice(&partial[..partial.len() - 1]);
@@ -720,7 +684,7 @@ mod tests {
             partition: 2,
             next_offset: 0,
         }];
-        let mut counted = Counted::default();
+        let mut counted = Tally::default();
         count_fetch_response(&response(0), 100, 7, &mut cursors, &mut counted)
             .expect("well formed")
             .expect("no error");

@@ -255,14 +255,7 @@ impl PartitionLog {
     /// in-flight appends first. Returns the new log end offset.
     pub async fn truncate_to(&self, offset: i64) -> io::Result<i64> {
         self.assert_owner();
-        // Bounded: each wake means an in-flight write completed.
-        while !self.state.borrow().inflight.is_empty() {
-            let listener = self.appended.listen();
-            if self.state.borrow().inflight.is_empty() {
-                break;
-            }
-            listener.await;
-        }
+        self.wait_for_inflight_below(1).await;
         let mut st = self.state.borrow_mut();
         if offset >= st.next_offset {
             return Ok(st.next_offset);
@@ -327,7 +320,7 @@ impl PartitionLog {
     /// no fsync unless the flush policy asks for one.
     pub async fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, BatchError> {
         self.assert_owner();
-        self.wait_for_inflight_room().await;
+        self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
         let (file, position, seq, info) = {
             let mut st = self.state.borrow_mut();
             if st.failed {
@@ -369,7 +362,7 @@ impl PartitionLog {
     /// byte-identical. Returns the new log end offset.
     pub async fn append_replicated(&self, batch: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
         self.assert_owner();
-        self.wait_for_inflight_room().await;
+        self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
         let (file, position, seq, end) = {
             let mut st = self.state.borrow_mut();
             if st.failed {
@@ -456,14 +449,16 @@ impl PartitionLog {
         Ok(())
     }
 
-    async fn wait_for_inflight_room(&self) {
+    /// Resolves once fewer than `limit` writes are in flight: room for one
+    /// more append (INFLIGHT_APPENDS_MAX), or none left (1).
+    async fn wait_for_inflight_below(&self, limit: usize) {
         // Bounded: each wake means an in-flight write completed.
         loop {
-            if self.state.borrow().inflight.len() < INFLIGHT_APPENDS_MAX {
+            if self.state.borrow().inflight.len() < limit {
                 return;
             }
             let listener = self.appended.listen();
-            if self.state.borrow().inflight.len() < INFLIGHT_APPENDS_MAX {
+            if self.state.borrow().inflight.len() < limit {
                 return;
             }
             listener.await;

@@ -43,6 +43,19 @@ pub struct Segment {
     bytes_since_index: u64,
 }
 
+/// The position just past the batch at `pos`; a batch shorter than its own
+/// header is corruption (and would stop a scan from advancing).
+fn after_batch(pos: u64, header: &BatchHeader) -> io::Result<u64> {
+    let total = header.total_bytes() as u64;
+    if total < BATCH_HEADER_BYTES as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "corrupt batch length in segment",
+        ));
+    }
+    Ok(pos + total)
+}
+
 fn read_header_at(file: &File, pos: u64, limit: u64) -> io::Result<Option<BatchHeader>> {
     if pos + BATCH_HEADER_BYTES as u64 > limit {
         return Ok(None);
@@ -241,14 +254,7 @@ impl Segment {
             if header.last_offset() >= offset {
                 return Ok(Some((pos, header)));
             }
-            let total = header.total_bytes() as u64;
-            if total < BATCH_HEADER_BYTES as u64 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "corrupt batch length in segment",
-                ));
-            }
-            pos += total;
+            pos = after_batch(pos, &header)?;
         }
         Ok(None)
     }
@@ -285,14 +291,7 @@ impl Segment {
             if header.base_offset >= end_offset {
                 break;
             }
-            let total = header.total_bytes() as u64;
-            if total < BATCH_HEADER_BYTES as u64 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "corrupt batch length in segment",
-                ));
-            }
-            pos += total;
+            pos = after_batch(pos, &header)?;
         }
         Ok(pos - position)
     }

@@ -151,6 +151,28 @@ impl ClusterImage {
         }
     }
 
+    /// A partition of the topic that still has id `id`, with its topic.
+    fn partition(
+        &self,
+        topic: &str,
+        id: Uuid,
+        partition: i32,
+    ) -> Result<(&Arc<TopicMeta>, &crate::cluster::metadata::PartitionAssignment), RecordError> {
+        let Some(current) = self.topics.get(topic).filter(|t| t.id == id) else {
+            return Err(RecordError {
+                code: ErrorCode::UnknownTopicOrPartition,
+                message: format!("topic '{topic}' does not exist"),
+            });
+        };
+        match usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) {
+            Some(placement) => Ok((current, placement)),
+            None => Err(RecordError {
+                code: ErrorCode::UnknownTopicOrPartition,
+                message: format!("{topic}-{partition} does not exist"),
+            }),
+        }
+    }
+
     /// Applies one committed record; an error says why it was refused.
     pub fn apply(&mut self, record: Record) -> Result<(), RecordError> {
         match record {
@@ -268,18 +290,7 @@ impl ClusterImage {
                 partition,
                 leader_epoch,
             } => {
-                let Some(current) = self.topics.get(&topic).filter(|t| t.id == id) else {
-                    return refuse(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("topic '{topic}' does not exist"),
-                    );
-                };
-                let Some(placement) = usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) else {
-                    return refuse(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("{topic}-{partition} does not exist"),
-                    );
-                };
+                let (current, placement) = self.partition(&topic, id, partition)?;
                 let preferred = placement.replicas[0];
                 if placement.leader_epoch != leader_epoch
                     || placement.leader == preferred
@@ -305,18 +316,7 @@ impl ClusterImage {
                 leader_epoch,
                 isr,
             } => {
-                let Some(current) = self.topics.get(&topic).filter(|t| t.id == id) else {
-                    return refuse(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("topic '{topic}' does not exist"),
-                    );
-                };
-                let Some(placement) = usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) else {
-                    return refuse(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("{topic}-{partition} does not exist"),
-                    );
-                };
+                let (current, placement) = self.partition(&topic, id, partition)?;
                 if placement.leader_epoch != leader_epoch {
                     return refuse(
                         ErrorCode::NotLeaderOrFollower,
