@@ -131,6 +131,30 @@ class Connection:
         return self.recv()[1]
 
 
+    def offset_for_leader_epoch(self, topic, partition, leader_epoch, current_leader_epoch=-1):
+        """OffsetForLeaderEpoch v2 for one partition; returns (error_code, leader_epoch, end_offset)."""
+        body = struct.pack(">i", 1) + string(topic)
+        body += struct.pack(">iiii", 1, partition, current_leader_epoch, leader_epoch)
+        self.send(23, 2, body)
+        _, resp = self.recv()
+        # throttle_time_ms, topics (1), name, partitions (1)
+        (name_len,) = struct.unpack(">h", resp[8:10])
+        at = 10 + name_len + 4
+        error_code, _partition, epoch, end_offset = struct.unpack(">hiiq", resp[at:at + 18])
+        return error_code, epoch, end_offset
+
+
+def batch_leader_epochs(segment):
+    """(base_offset, partition leader epoch) of each batch in a segment file's bytes."""
+    at = 0
+    out = []
+    while at + 61 <= len(segment):
+        base_offset, batch_length, epoch = struct.unpack(">qii", segment[at:at + 16])
+        out.append((base_offset, epoch))
+        at += 12 + batch_length
+    return out
+
+
 def stored_batches(segment):
     """(base_offset, attributes, record_count, total_bytes) of each batch in a segment file's bytes."""
     at = 0

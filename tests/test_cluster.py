@@ -338,6 +338,63 @@ def leader_of(nodes, topic, partition=0):
     return None
 
 
+def test_leader_epochs_are_stamped_in_batches_and_answer_offset_for_leader_epoch(make_cluster):
+    """KIP-101: each batch carries the epoch of the leader that appended it, every
+    replica keeps the same epoch history, and OffsetForLeaderEpoch answers where
+    an epoch ends (fencing stale and unknown current epochs, as KIP-320 says)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n'
+                                   '"auto.leader.rebalance.enable" = false\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("epochs", 1, 3)])["epochs"].result(timeout=20)
+    first, _ = wait_for(lambda: (v := isr_of(nodes[0], "epochs")) and v[1] == [1, 2, 3] and v, what="all in sync")
+
+    def produce(tag, bootstrap):
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+        for i in range(10):
+            p.produce("epochs", value=f"{tag}-{i}".encode())
+            p.flush(30)
+        assert len(p) == 0
+
+    produce("first", ",".join(n.bootstrap for n in nodes))
+    nodes[first - 1].kill9()
+    others = [n for n in nodes if n.node_id != first]
+    second = wait_for(lambda: (v := isr_of(others[0], "epochs")) and v[0] not in (first, -1) and v[0],
+                      timeout_s=20, what="a new leader")
+    produce("second", ",".join(n.bootstrap for n in others))
+    follower = next(n for n in others if n.node_id != second)
+
+    with kwire.Connection(nodes[second - 1].bootstrap) as conn:
+        assert conn.offset_for_leader_epoch("epochs", 0, 0) == (0, 0, 10), "epoch 0 ends where epoch 1 starts"
+        assert conn.offset_for_leader_epoch("epochs", 0, 1) == (0, 1, 20), "the latest epoch ends at the log end"
+        assert conn.offset_for_leader_epoch("epochs", 0, 1, current_leader_epoch=1) == (0, 1, 20)
+        assert conn.offset_for_leader_epoch("epochs", 0, 5) == (0, -1, -1), "an epoch never seen"
+        assert conn.offset_for_leader_epoch("epochs", 0, 0, current_leader_epoch=0)[0] == 74, "FENCED_LEADER_EPOCH"
+        assert conn.offset_for_leader_epoch("epochs", 0, 0, current_leader_epoch=9)[0] == 75, "UNKNOWN_LEADER_EPOCH"
+        assert conn.offset_for_leader_epoch("epochs", 3, 0)[0] == 3, "no such partition"
+        assert conn.offset_for_leader_epoch("nope", 0, 0)[0] == 3, "no such topic"
+    with kwire.Connection(follower.bootstrap) as conn:
+        assert conn.offset_for_leader_epoch("epochs", 0, 0)[0] == 6, "only the leader answers"
+
+    nodes[first - 1].start()
+    wait_for(lambda: (v := isr_of(others[0], "epochs")) and v[1] == [1, 2, 3], timeout_s=30,
+             what="the killed leader back in the ISR")
+    wait_for(lambda: replicas_identical(nodes, "epochs", 0), timeout_s=30, what="identical replicas")
+    for node in nodes:
+        segment = b"".join(f.read_bytes() for f in sorted((node.data_dir / "epochs-0").glob("*.log")))
+        stamped = kwire.batch_leader_epochs(segment)
+        assert [e for _, e in stamped] == [0 if base < 10 else 1 for base, _ in stamped] and len(stamped) == 20
+        history = (node.data_dir / "epochs-0" / "leader-epoch-checkpoint").read_text()
+        assert history == "0\n2\n0 0\n1 10\n", f"node {node.node_id}: {history!r}"
+    consumed = subprocess.run(["kcat", "-C", "-b", nodes[first - 1].bootstrap, "-t", "epochs", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    assert sorted(consumed.stdout.split()) == sorted([f"first-{i}" for i in range(10)] +
+                                                      [f"second-{i}" for i in range(10)])
+
+
 def test_leader_kills_lose_no_acknowledged_record(make_cluster):
     """Jepsen-style, bounded: an idempotent acks=all producer writes while the partition
     leader is killed with SIGKILL, three times. Then: no acknowledged record is lost,
@@ -411,16 +468,23 @@ def test_leader_kills_lose_no_acknowledged_record(make_cluster):
     assert values == sorted(values), "no record is reordered"
     by_offset = dict(seen)
     lost = [(o, v) for o, v in acked if by_offset.get(o) != v]
-    assert not lost, f"{len(lost)} acknowledged records lost or changed, e.g. {lost[:3]}"
+    if lost:
+        import re
+        for node in nodes:
+            print(f"--- node {node.node_id}")
+            print("\n".join(line for line in node.log().splitlines()
+                            if re.search(r"truncat|epoch begins|following|ISR|restarted the log", line)))
+    assert not lost, f"{len(lost)} acknowledged records lost or changed, e.g. {lost[:3]}; read {len(seen)} of {want}"
     wait_for(lambda: replicas_identical(nodes, "jepsen", 0), timeout_s=30, what="the replicas byte-identical")
 
 
-@pytest.mark.parametrize("unclean", [False, True])
-def test_unclean_leader_election_is_off_unless_enabled(make_cluster, unclean):
+@pytest.mark.parametrize("mode", ["off", "on", "operator"])
+def test_unclean_leader_election_is_off_unless_enabled(make_cluster, mode):
     """RF 2: the follower falls out of the ISR (SIGSTOP), the leader takes acks=1 writes
     alone and is killed, then the follower resumes. Unclean election off: the partition
     stays offline until the old leader returns, and nothing is lost. On: the follower is
-    elected, and the loss is reported."""
+    elected, and the loss is reported. Operator: off, until `sluice cluster elect-leaders
+    --type unclean` (ElectLeaders) elects the follower, reporting the loss."""
     import signal
 
     from confluent_kafka import Producer
@@ -429,6 +493,7 @@ def test_unclean_leader_election_is_off_unless_enabled(make_cluster, unclean):
     nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 2000\n')
     wait_for(lambda: agreed_controller(nodes), what="a controller")
     admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    unclean = mode == "on"
     config = {"unclean.leader.election.enable": "true"} if unclean else {}
     admin.create_topics([NewTopic("u", 1, 2, config=config)])["u"].result(timeout=20)
     md = wait_for(lambda: (t := admin.list_topics("u", timeout=5).topics["u"]) and len(t.partitions[0].isrs) == 2 and t,
@@ -452,7 +517,20 @@ def test_unclean_leader_election_is_off_unless_enabled(make_cluster, unclean):
         leader_node.kill9()
     finally:
         follower_node.proc.send_signal(signal.SIGCONT)
-    if not unclean:
+    if mode == "operator":
+        wait_for(lambda: isr_of(bystander, "u")[0] == -1, timeout_s=20, what="the partition offline")
+        elect = [SLUICE_BIN, "cluster", "elect-leaders", "--type", "unclean", "--topic", "u",
+                 "--bootstrap", bystander.bootstrap]
+        done = subprocess.run(elect, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "u-0: elected" in done.stdout, done.stdout + done.stderr
+        assert isr_of(bystander, "u") == (follower, [follower])
+        assert "unclean leader election by the operator" in bystander.log(), "the loss is reported"
+        again = subprocess.run(elect, capture_output=True, text=True, timeout=30)
+        assert again.returncode == 0 and "needs no election" in again.stdout, again.stdout + again.stderr
+        counted = subprocess.run(["kcat", "-C", "-b", follower_node.bootstrap, "-t", "u", "-e", "-q"],
+                                 capture_output=True, text=True, timeout=60)
+        assert len(counted.stdout.split()) == 100, "the leader-only records are gone, as reported"
+    elif not unclean:
         wait_for(lambda: isr_of(bystander, "u")[0] == -1, timeout_s=20, what="the partition offline")
         time.sleep(3)
         assert isr_of(bystander, "u")[0] == -1, "an out-of-sync replica is never elected"
@@ -675,6 +753,40 @@ def test_an_isolated_leader_stops_acknowledging_and_truncates_after_healing(netn
     must_have = {v for v in acked if v.startswith((b"before", b"after"))}
     assert len(must_have) == 200 and must_have <= values, "every acks=all record acknowledged by the majority"
     assert not any(v.startswith(b"isolated") for v in values), f"the isolated leader's writes are gone ({len(stale_acked)} were acks=1)"
+
+
+def test_preferred_leader_election_on_demand(make_cluster):
+    """auto.leader.rebalance.enable=false: leadership stays where failover put it until
+    `sluice cluster elect-leaders --type preferred` (ElectLeaders) moves it back."""
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n'
+                                   '"auto.leader.rebalance.enable" = false\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("ondemand", 2, 3)])["ondemand"].result(timeout=20)
+    preferred, _ = wait_for(lambda: (v := isr_of(nodes[0], "ondemand")) and v[1] == [1, 2, 3] and v,
+                            what="all in sync")
+    others = [n for n in nodes if n.node_id != preferred]
+    nodes[preferred - 1].kill9()
+    wait_for(lambda: (v := isr_of(others[0], "ondemand")) and v[0] not in (preferred, -1), timeout_s=20,
+             what="another leader")
+    nodes[preferred - 1].start()
+    wait_for(lambda: isr_of(others[0], "ondemand")[1] == [1, 2, 3], timeout_s=30, what="back in the ISR")
+    time.sleep(2)
+    assert isr_of(others[0], "ondemand")[0] != preferred, "no automatic rebalance when it is off"
+
+    def elect(*args):
+        return subprocess.run([SLUICE_BIN, "cluster", "elect-leaders", "--type", "preferred", *args,
+                               "--bootstrap", others[1].bootstrap], capture_output=True, text=True, timeout=30)
+
+    done = elect("--topic", "ondemand", "--partition", "0")
+    assert done.returncode == 0 and "ondemand-0: elected" in done.stdout, done.stdout + done.stderr
+    assert isr_of(others[0], "ondemand")[0] == preferred
+    again = elect("--topic", "ondemand", "--partition", "0")
+    assert again.returncode == 0 and "needs no election" in again.stdout, again.stdout
+    missing = elect("--topic", "ondemand", "--partition", "7")
+    assert missing.returncode != 0 and "ondemand-7" in missing.stdout, missing.stdout
 
 
 def test_leadership_returns_to_the_preferred_replica_after_it_comes_back(make_cluster):

@@ -1,7 +1,11 @@
 //! `sluice cluster`: brokers, controller and cluster id; partition health
-//! (`status`); broker configs.
+//! (`status`); on-demand leader elections (`elect-leaders`, after
+//! kafka-leader-election.sh); broker configs.
 
+use anyhow::Context;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
 use super::topic::parse_key_value;
@@ -29,11 +33,29 @@ enum ClusterCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Elect leaders now (ElectLeaders): `preferred` moves leadership back to
+    /// each partition's first replica; `unclean` gives offline partitions an
+    /// out-of-sync leader, losing what it lacked. Every partition unless
+    /// `--topic` (and `--partition`) narrow it.
+    ElectLeaders {
+        #[arg(long = "type", value_enum)]
+        election_type: ElectionType,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, requires = "topic")]
+        partition: Vec<i32>,
+    },
     /// Broker configs.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ElectionType {
+    Preferred,
+    Unclean,
 }
 
 #[derive(clap::Subcommand)]
@@ -60,6 +82,11 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Info { format } => info(&mut client, format),
         ClusterCommand::Status { format } => status(&mut client, format),
+        ClusterCommand::ElectLeaders {
+            election_type,
+            topic,
+            partition,
+        } => elect_leaders(&mut client, election_type, topic, partition),
         ClusterCommand::Config {
             command: ConfigCommand::Get { key, broker, format },
         } => config_get(&mut client, key.as_deref(), broker, format),
@@ -101,6 +128,62 @@ fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
             print_table(&["BROKER", "HOST", "PORT"], &rows);
         }
     }
+    Ok(())
+}
+
+fn elect_leaders(
+    client: &mut Client,
+    election_type: ElectionType,
+    topic: Option<String>,
+    partitions: Vec<i32>,
+) -> anyhow::Result<()> {
+    let topic_partitions = match topic {
+        None => None,
+        Some(name) => {
+            let partitions = if partitions.is_empty() {
+                let metadata = super::topic::metadata(client, Some(&name))?;
+                let described = metadata.topics.first().context("the broker described no topic")?;
+                check(described.error_code, None, &format!("topic '{name}'"))?;
+                described.partitions.iter().map(|p| p.partition_index).collect()
+            } else {
+                partitions
+            };
+            Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions),
+            ])
+        }
+    };
+    let request = ElectLeadersRequest::default()
+        .with_election_type(match election_type {
+            ElectionType::Preferred => 0,
+            ElectionType::Unclean => 1,
+        })
+        .with_topic_partitions(topic_partitions)
+        .with_timeout_ms(30_000);
+    let response = client.send(&request, 2)?;
+    check(response.error_code, None, "leader election")?;
+    let mut failed = 0;
+    let mut elected = 0;
+    for topic in &response.replica_election_results {
+        for p in &topic.partition_result {
+            let what = format!("{}-{}", topic.topic.0, p.partition_id);
+            match check(p.error_code, p.error_message.as_deref(), &what) {
+                Ok(()) => {
+                    elected += 1;
+                    println!("{what}: elected");
+                }
+                Err(e) if p.error_code == ResponseError::ElectionNotNeeded.code() => println!("{e}"),
+                Err(e) => {
+                    failed += 1;
+                    println!("{e}");
+                }
+            }
+        }
+    }
+    println!("{elected} partition(s) got a new leader");
+    anyhow::ensure!(failed == 0, "{failed} partition(s) could not be elected");
     Ok(())
 }
 

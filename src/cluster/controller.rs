@@ -11,6 +11,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use super::metadata::{BrokerEndpoint, Metadata, PartitionAssignment, TopicMeta};
+use super::quorum::Record;
 use super::shard::local;
 use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, is_internal_topic, validate_topic_name};
@@ -648,6 +649,47 @@ pub async fn alter_broker_configs(
             .map(|m| (m, ()))
     })
     .await
+}
+
+/// Cluster mode: proposes each of `records` to the metadata quorum and
+/// answers each one's outcome once this node's metadata includes every
+/// accepted one (leader elections, reassignments: records the quorum decides).
+pub async fn propose_records(records: Vec<Record>) -> Vec<Result<(), ApiError>> {
+    let count = records.len();
+    submit_to(CONTROLLER_SHARD, move || async move {
+        let shard = local();
+        let controller = shard.controller.as_ref().expect("controller lives on shard 0");
+        let Some(quorum) = crate::cluster::quorum::get() else {
+            let refused = || {
+                Err(ApiError::new(
+                    ErrorCode::NotController,
+                    "this broker is not in cluster mode",
+                ))
+            };
+            return records.iter().map(|_| refused()).collect();
+        };
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut index = 0;
+        for record in records {
+            outcomes.push(match quorum.propose(record).await {
+                Ok(i) => {
+                    index = index.max(i);
+                    Ok(())
+                }
+                Err(e) => Err(ApiError::new(e.code, e.message)),
+            });
+        }
+        if let Err(e) = controller.wait_for_view(index).await {
+            return outcomes.into_iter().map(|o| o.and(Err(e.clone()))).collect();
+        }
+        outcomes
+    })
+    .await
+    .unwrap_or_else(|_| {
+        (0..count)
+            .map(|_| Err(ApiError::new(ErrorCode::LeaderNotAvailable, "broker is shutting down")))
+            .collect()
+    })
 }
 
 pub async fn allocate_producer_id() -> Result<i64, ApiError> {

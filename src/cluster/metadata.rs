@@ -104,6 +104,15 @@ impl Metadata {
         self.controller_id.unwrap_or(config.broker_id)
     }
 
+    /// KIP-951: the leader a client should move to for `topic`/`partition`
+    /// (its id, epoch and endpoint), when the cluster knows one.
+    pub fn current_leader(&self, topic: &str, partition: i32) -> Option<(i32, i32, &BrokerEndpoint)> {
+        let t = self.topics.get(topic).filter(|t| !t.assignment.is_empty())?;
+        let p = t.assignment.get(usize::try_from(partition).ok()?)?;
+        let endpoint = self.brokers.get(&p.leader)?;
+        Some((p.leader, p.leader_epoch, endpoint))
+    }
+
     pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicMeta>> {
         self.topics.values().find(|t| t.id == id)
     }

@@ -5,9 +5,10 @@
 //! each batch exactly as stored there (`PartitionLog::append_replicated`).
 //!
 //! The leader learns each follower's log end offset from the offset it
-//! fetches at (`leader`). Before following a (new) leader a replica cuts its
-//! log back to the last committed offset it knew (Kafka's approach before
-//! KIP-101; leader epochs would keep more of a tail that is in fact shared).
+//! fetches at (`leader`). Before following a (new) leader a replica asks it
+//! where the replica's latest leader epoch ends in the leader's log
+//! (OffsetForLeaderEpoch, KIP-101/279) and cuts its own log there, so it
+//! keeps the tail it shares with the leader and drops only divergent history.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -19,16 +20,25 @@ use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use tracing::{debug, info, warn};
 
 use super::shard::local;
 use crate::model::{ErrorCode, TopicPartition};
 use crate::record::BatchHeader;
+use crate::storage::epoch::UNDEFINED_EPOCH;
 
 /// Flexible, topics by name (v13 switched to ids).
 const FETCH_VERSION: i16 = 12;
+/// Has `replica_id` and `current_leader_epoch`.
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 3;
+const LIST_OFFSETS_VERSION: i16 = 4;
 const FETCH_WAIT_MS: i32 = 500;
 const FETCH_PARTITION_BYTES: i32 = 8 << 20;
 /// A response larger than this is refused (it holds one partition's slice).
@@ -49,22 +59,16 @@ impl Cancel {
     }
 }
 
-/// Replicates `tp` from `leader` until cancelled. Runs on `tp`'s owner shard.
-/// First drops any tail past the last committed offset this replica knew: a
-/// record beyond it may never have reached the new leader, whose log wins.
-pub async fn follow(tp: TopicPartition, leader: SocketAddr, cancel: Cancel) {
-    info!(partition = %tp, %leader, "following");
-    if let Some(log) = local().log(&tp)
-        && let Some(committed) = log.known_committed()
-        && committed < log.log_end_offset()
-        && let Err(e) = log.truncate_to(committed).await
-    {
-        warn!(partition = %tp, "cannot truncate before following: {e}");
-        return;
-    }
+/// Replicates `tp` from `leader` (which leads in `leader_epoch`) until
+/// cancelled. Runs on `tp`'s owner shard. Reconciles the log with the
+/// leader's before the first fetch: a record beyond the point where the two
+/// histories part may never have reached the new leader, whose log wins.
+pub async fn follow(tp: TopicPartition, leader: SocketAddr, leader_epoch: i32, cancel: Cancel) {
+    info!(partition = %tp, %leader, leader_epoch, "following");
+    let mut reconciled = false;
     // Bounded by the cancel flag: every round either fetches or backs off.
     while !cancel.is_cancelled() {
-        let stream = match TcpStream::connect(leader).await {
+        let mut stream = match TcpStream::connect(leader).await {
             Ok(s) => s,
             Err(e) => {
                 debug!(partition = %tp, "cannot reach the leader: {e}");
@@ -72,41 +76,182 @@ pub async fn follow(tp: TopicPartition, leader: SocketAddr, cancel: Cancel) {
                 continue;
             }
         };
-        if let Err(e) = fetch_loop(&tp, stream, &cancel).await {
-            debug!(partition = %tp, "replica fetch stopped: {e}");
-            compio::time::sleep(RETRY_BACKOFF).await;
+        if !reconciled {
+            if let Err(e) = truncate_to_leader(&tp, &mut stream, leader_epoch).await {
+                debug!(partition = %tp, "cannot reconcile with the leader yet: {e}");
+                compio::time::sleep(RETRY_BACKOFF).await;
+                continue;
+            }
+            reconciled = true;
         }
+        match fetch_loop(&tp, stream, leader_epoch, &cancel).await {
+            Err(FetchStop::OutOfRange) => reconciled = false,
+            Err(FetchStop::Failed(e)) => debug!(partition = %tp, "replica fetch stopped: {e}"),
+            Ok(()) => continue,
+        }
+        compio::time::sleep(RETRY_BACKOFF).await;
     }
     info!(partition = %tp, "no longer following");
 }
 
-async fn fetch_loop(tp: &TopicPartition, mut stream: TcpStream, cancel: &Cancel) -> anyhow::Result<()> {
-    let mut correlation_id = 0i32;
+enum FetchStop {
+    /// The leader has no such offset: reconcile the log again.
+    OutOfRange,
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for FetchStop {
+    fn from(e: anyhow::Error) -> Self {
+        FetchStop::Failed(e)
+    }
+}
+
+impl From<std::io::Error> for FetchStop {
+    fn from(e: std::io::Error) -> Self {
+        FetchStop::Failed(e.into())
+    }
+}
+
+/// Cuts the local log to where it stops agreeing with the leader's
+/// (KIP-279): ask where our latest epoch ends there; if the leader answers
+/// with an older epoch, our history parts from its where that epoch ends in
+/// either log. Without any epoch to compare (an empty history), falls back to
+/// the last committed offset this replica knew. A log ending below the
+/// leader's log start restarts there.
+async fn truncate_to_leader(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i32) -> anyhow::Result<()> {
+    let log = local()
+        .log(tp)
+        .ok_or_else(|| anyhow::anyhow!("the partition is not open here"))?;
+    let local_end = log.log_end_offset();
+    let target = match log.latest_epoch() {
+        Some(latest) => {
+            let (epoch, leader_end) = ask_epoch_end(tp, stream, leader_epoch, latest).await?;
+            if epoch == UNDEFINED_EPOCH {
+                log.known_committed().unwrap_or(local_end)
+            } else if epoch == latest {
+                leader_end
+            } else {
+                leader_end.min(log.end_offset_for_epoch(epoch).1)
+            }
+        }
+        None => log.known_committed().unwrap_or(local_end),
+    };
+    if target < local_end {
+        info!(partition = %tp, from = local_end, to = target, "truncating divergent history");
+    }
+    log.truncate_to(target).await?;
+    let leader_start = ask_log_start(tp, stream, leader_epoch).await?;
+    if log.log_end_offset() < leader_start {
+        log.restart_at(leader_start, crate::model::now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// OffsetForLeaderEpoch to the leader for our `latest` epoch.
+async fn ask_epoch_end(
+    tp: &TopicPartition,
+    stream: &mut TcpStream,
+    leader_epoch: i32,
+    latest: i32,
+) -> anyhow::Result<(i32, i64)> {
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(local().config.broker_id))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name(tp))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(tp.partition)
+                        .with_current_leader_epoch(leader_epoch)
+                        .with_leader_epoch(latest),
+                ]),
+        ]);
+    let response: OffsetForLeaderEpochResponse = call(stream, &request, OFFSET_FOR_LEADER_EPOCH_VERSION).await?;
+    let answer = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
+    anyhow::ensure!(
+        answer.error_code == 0,
+        "the leader answered OffsetForLeaderEpoch with error {}",
+        answer.error_code
+    );
+    Ok((answer.leader_epoch, answer.end_offset))
+}
+
+/// The leader's log start offset (ListOffsets, earliest, as a replica).
+async fn ask_log_start(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i32) -> anyhow::Result<i64> {
+    const EARLIEST: i64 = -2;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(local().config.broker_id))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name(tp))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(tp.partition)
+                        .with_current_leader_epoch(leader_epoch)
+                        .with_timestamp(EARLIEST),
+                ]),
+        ]);
+    let response: ListOffsetsResponse = call(stream, &request, LIST_OFFSETS_VERSION).await?;
+    let answer = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
+    anyhow::ensure!(
+        answer.error_code == 0,
+        "the leader answered ListOffsets with error {}",
+        answer.error_code
+    );
+    Ok(answer.offset)
+}
+
+/// Sends one request and reads its response on the follower's connection.
+async fn call<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> anyhow::Result<S> {
+    const CORRELATION_ID: i32 = 0;
+    let frame = crate::client::frame(request, version, CORRELATION_ID)?;
+    let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
+    written?;
+    let mut body = read_response(stream).await?;
+    let header = ResponseHeader::decode(&mut body, Q::Response::header_version(version))?;
+    anyhow::ensure!(
+        header.correlation_id == CORRELATION_ID,
+        "a response arrived out of order"
+    );
+    S::decode(&mut body, version)
+}
+
+fn topic_name(tp: &TopicPartition) -> TopicName {
+    TopicName(StrBytes::from_string(tp.topic.clone()))
+}
+
+async fn fetch_loop(
+    tp: &TopicPartition,
+    mut stream: TcpStream,
+    leader_epoch: i32,
+    cancel: &Cancel,
+) -> Result<(), FetchStop> {
     // Bounded by the cancel flag and the connection.
     while !cancel.is_cancelled() {
         let Some(log) = local().log(tp) else {
-            anyhow::bail!("the partition is not open here");
+            return Err(anyhow::anyhow!("the partition is not open here").into());
         };
         let fetch_offset = log.log_end_offset();
-        correlation_id = correlation_id.wrapping_add(1);
-        let request = fetch_request(tp, local().config.broker_id, fetch_offset);
-        let frame = crate::client::frame(&request, FETCH_VERSION, correlation_id)?;
-        let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
-        written?;
-        let mut body = read_response(&mut stream).await?;
-        let header = ResponseHeader::decode(&mut body, FetchResponse::header_version(FETCH_VERSION))?;
-        anyhow::ensure!(
-            header.correlation_id == correlation_id,
-            "a fetch response arrived out of order"
-        );
-        let response = FetchResponse::decode(&mut body, FETCH_VERSION)?;
+        let request = fetch_request(tp, local().config.broker_id, leader_epoch, fetch_offset);
+        let response: FetchResponse = call(&mut stream, &request, FETCH_VERSION).await?;
         let partition = response
             .responses
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
+        if partition.error_code == ErrorCode::OffsetOutOfRange.code() {
+            return Err(FetchStop::OutOfRange);
+        }
         if partition.error_code != 0 {
-            // NOT_LEADER_OR_FOLLOWER while metadata catches up, usually.
+            // NOT_LEADER_OR_FOLLOWER or a leader-epoch mismatch while metadata catches up, usually.
             debug!(partition = %tp, code = partition.error_code, "the leader refused the fetch");
             compio::time::sleep(RETRY_BACKOFF).await;
             continue;
@@ -122,23 +267,22 @@ async fn fetch_loop(tp: &TopicPartition, mut stream: TcpStream, cancel: &Cancel)
     Ok(())
 }
 
-fn fetch_request(tp: &TopicPartition, broker_id: i32, fetch_offset: i64) -> FetchRequest {
+fn fetch_request(tp: &TopicPartition, broker_id: i32, leader_epoch: i32, fetch_offset: i64) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(broker_id))
         .with_max_wait_ms(FETCH_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(FETCH_PARTITION_BYTES)
         .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
-                .with_partitions(vec![
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(tp)).with_partitions(
+            vec![
                     FetchPartition::default()
                         .with_partition(tp.partition)
+                        .with_current_leader_epoch(leader_epoch)
                         .with_fetch_offset(fetch_offset)
                         .with_partition_max_bytes(FETCH_PARTITION_BYTES),
-                ]),
-        ])
+                ],
+        )])
 }
 
 async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
@@ -155,7 +299,7 @@ async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
 }
 
 /// Appends every whole batch in `records` (a fetch may end inside one).
-async fn append_batches(tp: &TopicPartition, mut records: Bytes) -> anyhow::Result<()> {
+async fn append_batches(tp: &TopicPartition, mut records: Bytes) -> Result<(), FetchStop> {
     // Bounded: each round consumes one whole batch or stops.
     while let Some(header) = BatchHeader::parse(&records) {
         let total = header.total_bytes();
@@ -165,14 +309,14 @@ async fn append_batches(tp: &TopicPartition, mut records: Bytes) -> anyhow::Resu
         let batch = BytesMut::from(&records[..total]);
         records.advance(total);
         let Some(log) = local().log(tp) else {
-            anyhow::bail!("the partition closed");
+            return Err(anyhow::anyhow!("the partition closed").into());
         };
         if let Err(e) = log.append_replicated(batch, crate::model::now_ms()).await {
             if e.code == ErrorCode::OffsetOutOfRange {
-                // Divergent history after a leader change: truncation is not built yet.
-                warn!(partition = %tp, "cannot follow: {}", e.message);
+                warn!(partition = %tp, "the leader's batch does not continue this log: {}", e.message);
+                return Err(FetchStop::OutOfRange);
             }
-            anyhow::bail!("replica append failed: {}", e.message);
+            return Err(anyhow::anyhow!("replica append failed: {}", e.message).into());
         }
     }
     Ok(())

@@ -183,6 +183,10 @@ impl ShardState {
         }
         for (tp, log) in &logs {
             if led(tp) {
+                let epoch = metadata.topics[&tp.topic].placement(tp.partition, me).leader_epoch;
+                if let Err(e) = log.become_leader(epoch) {
+                    error!(partition = %tp, epoch, "cannot record the new leader epoch: {e}");
+                }
                 super::leader::update_high_watermark(tp, log);
             }
         }
@@ -228,7 +232,7 @@ impl ShardState {
                 continue;
             }
             let cancel = super::replica::Cancel::default();
-            compio::runtime::spawn(super::replica::follow(tp.clone(), address, cancel.clone())).detach();
+            compio::runtime::spawn(super::replica::follow(tp.clone(), address, epoch, cancel.clone())).detach();
             followers.insert(tp, (leader, epoch, cancel));
         }
     }
@@ -315,17 +319,44 @@ fn stopped<T>(_: runtime::ShardStopped) -> Result<T, ErrorCode> {
 /// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
 /// their metadata. Unknown partitions are left to the log lookup.
 pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
+    check_leader_epoch(tp, NO_LEADER_EPOCH)
+}
+
+/// The leader epoch this broker leads `tp` in, by this shard's metadata
+/// (`LEADER_EPOCH` for a partition no quorum places).
+fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
+    check_leader(tp)?;
+    let metadata = local().metadata();
+    Ok(metadata
+        .topics
+        .get(&tp.topic)
+        .map_or(crate::storage::log::LEADER_EPOCH, |t| {
+            t.placement(tp.partition, local().config.broker_id).leader_epoch
+        }))
+}
+
+/// A request's `current_leader_epoch` when the client sent none.
+pub const NO_LEADER_EPOCH: i32 = -1;
+
+/// As `check_leader`, and fences a client that knows a different leader
+/// epoch (KIP-320): an older one gets FENCED_LEADER_EPOCH, a newer one (this
+/// broker's metadata lags) UNKNOWN_LEADER_EPOCH; both refresh metadata.
+pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<(), ErrorCode> {
     let shard = local();
     let metadata = shard.metadata();
     match metadata.topics.get(&tp.topic) {
         Some(topic) if !topic.assignment.is_empty() && (0..topic.partitions).contains(&tp.partition) => {
             let placement = topic.placement(tp.partition, shard.config.broker_id);
-            if placement.leader == shard.config.broker_id {
-                Ok(())
-            } else if placement.leader < 0 {
+            if placement.leader < 0 {
                 Err(ErrorCode::LeaderNotAvailable)
-            } else {
+            } else if placement.leader != shard.config.broker_id {
                 Err(ErrorCode::NotLeaderOrFollower)
+            } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
+                Ok(())
+            } else if current_leader_epoch < placement.leader_epoch {
+                Err(ErrorCode::FencedLeaderEpoch)
+            } else {
+                Err(ErrorCode::UnknownLeaderEpoch)
             }
         }
         _ => Ok(()),
@@ -354,6 +385,12 @@ pub async fn append(
         let Some(log) = shard.log(&tp) else {
             return Err(unknown_partition());
         };
+        // Checked again on the owner, whose metadata decides the epoch the
+        // log stamps: the receiving shard may have applied a change first.
+        let epoch = leader_epoch_here(&tp).map_err(|code| BatchError {
+            code,
+            message: format!("this broker does not lead {tp}"),
+        })?;
         let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
         if replicated {
             let metadata = shard.metadata();
@@ -373,10 +410,21 @@ pub async fn append(
         }
         let last_offset_delta = crate::record::BatchHeader::parse(&batch).map_or(0, |h| h.last_offset_delta);
         let info = log.append(batch, now).await?;
-        if replicated && !info.duplicate {
+        // A duplicate (a retry of a batch already in the log) waits too: the
+        // first attempt may have timed out before the ISR had it.
+        if replicated {
             let end = info.base_offset + i64::from(last_offset_delta) + 1;
             log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
                 .await;
+            // A leader demoted meanwhile may have cut the batch off and
+            // refilled its offsets from the new leader: the high watermark
+            // then covers other records, so only an unchanged epoch may answer.
+            if leader_epoch_here(&tp) != Ok(epoch) {
+                return Err(BatchError {
+                    code: ErrorCode::NotLeaderOrFollower,
+                    message: format!("leadership of {tp} moved before the batch was committed"),
+                });
+            }
             if log.high_watermark() < end {
                 return Err(BatchError {
                     code: ErrorCode::RequestTimedOut,
@@ -404,8 +452,9 @@ pub async fn read(
     max_bytes: u64,
     min_one_batch: bool,
     replica: Option<i32>,
+    current_leader_epoch: i32,
 ) -> Result<ReadResult, ErrorCode> {
-    check_leader(&tp)?;
+    check_leader_epoch(&tp, current_leader_epoch)?;
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     submit_to(owner, move || async move {
         let Some(log) = local().log(&tp) else {
@@ -435,12 +484,37 @@ pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant, r
 }
 
 /// ListOffsets for one partition, on its owner shard.
-pub async fn offset_for(tp: TopicPartition, timestamp_ms: i64) -> Result<(i64, i64), ErrorCode> {
-    check_leader(&tp)?;
+/// Answers the offset, its timestamp and the leader epoch it was written in.
+pub async fn offset_for(
+    tp: TopicPartition,
+    timestamp_ms: i64,
+    current_leader_epoch: i32,
+) -> Result<(i64, i64, i32), ErrorCode> {
+    check_leader_epoch(&tp, current_leader_epoch)?;
+    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
+    submit_to(owner, move || async move {
+        let Some(log) = local().log(&tp) else {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        };
+        let (offset, timestamp) = log.offset_for(timestamp_ms)?;
+        Ok((offset, timestamp, log.epoch_at(offset)))
+    })
+    .await
+    .or_else(stopped)?
+}
+
+/// OffsetForLeaderEpoch for one partition, on its owner shard: the largest
+/// epoch not above `leader_epoch` and where it ends in the leader's log.
+pub async fn end_offset_for_epoch(
+    tp: TopicPartition,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> Result<(i32, i64), ErrorCode> {
+    check_leader_epoch(&tp, current_leader_epoch)?;
     let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
     submit_to(owner, move || async move {
         match local().log(&tp) {
-            Some(log) => log.offset_for(timestamp_ms),
+            Some(log) => Ok(log.end_offset_for_epoch(leader_epoch)),
             None => Err(ErrorCode::UnknownTopicOrPartition),
         }
     })

@@ -30,6 +30,8 @@ struct WantedPartition {
     partition: i32,
     fetch_offset: i64,
     max_bytes: u64,
+    /// The leader epoch the client knows (KIP-320), -1 for none.
+    current_leader_epoch: i32,
     /// An error known before reading (unknown topic id, ...).
     error: Option<ErrorCode>,
 }
@@ -41,6 +43,8 @@ struct TopicKey {
 
 struct PartitionOutcome {
     error: ErrorCode,
+    /// KIP-951: the leader (id, epoch) to move to after NOT_LEADER_OR_FOLLOWER.
+    current_leader: Option<(i32, i32)>,
     high_watermark: i64,
     log_start_offset: i64,
     slice: Option<FileSlice>,
@@ -50,7 +54,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let request: FetchRequest = decode(body, header.api_version)?;
     let version = header.api_version;
     if let Some(error) = session_error(&request) {
-        return Ok(encode(header, error, &[], &[], &[]));
+        return Ok(encode(header, error, &[], &[], &[], &[]));
     }
     let (topics, wanted) = resolve(&request, version)?;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
@@ -69,7 +73,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let replica = (replica_id >= 0).then_some(replica_id);
     // Bounded: each round either returns or waits until data arrives or the deadline passes.
     loop {
-        let outcomes = read_all(&wanted, response_max_bytes, replica).await;
+        let mut outcomes = read_all(&wanted, response_max_bytes, replica).await;
         let bytes: u64 = outcomes.iter().filter_map(|o| o.slice.as_ref()).map(|s| s.bytes).sum();
         let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
         if bytes >= min_bytes.max(1)
@@ -78,10 +82,40 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             || wanted.is_empty()
             || local().is_stopping()
         {
-            return Ok(encode(header, ErrorCode::None, &topics, &wanted, &outcomes));
+            let endpoints = if version >= 16 {
+                point_to_leaders(&topics, &wanted, &mut outcomes)
+            } else {
+                Vec::new()
+            };
+            return Ok(encode(header, ErrorCode::None, &topics, &wanted, &outcomes, &endpoints));
         }
         wait_any(&wanted, deadline, replica).await;
     }
+}
+
+/// KIP-951: partitions refused because this broker does not lead them (or the
+/// client's leader epoch is stale) name the current leader; returns the
+/// endpoints of those leaders for the response's `NodeEndpoints`.
+fn point_to_leaders(
+    topics: &[TopicKey],
+    wanted: &[WantedPartition],
+    outcomes: &mut [PartitionOutcome],
+) -> Vec<(i32, String, u16)> {
+    let metadata = local().metadata();
+    let mut endpoints: Vec<(i32, String, u16)> = Vec::new();
+    for (w, o) in wanted.iter().zip(outcomes.iter_mut()) {
+        if !matches!(o.error, ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch) {
+            continue;
+        }
+        let name = &topics[w.topic_index].name;
+        if let Some((leader, epoch, endpoint)) = metadata.current_leader(name, w.partition) {
+            o.current_leader = Some((leader, epoch));
+            if !endpoints.iter().any(|(id, _, _)| *id == leader) {
+                endpoints.push((leader, endpoint.host.clone(), endpoint.port));
+            }
+        }
+    }
+    endpoints
 }
 
 fn session_error(request: &FetchRequest) -> Option<ErrorCode> {
@@ -127,6 +161,11 @@ fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<W
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u64,
+                current_leader_epoch: if version >= 9 {
+                    p.current_leader_epoch
+                } else {
+                    shard::NO_LEADER_EPOCH
+                },
                 error,
             });
         }
@@ -144,10 +183,10 @@ fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<W
 async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: Option<i32>) -> Vec<PartitionOutcome> {
     let reads = wanted.iter().map(|w| {
         let tp = w.tp.clone();
-        let (offset, max_bytes, error) = (w.fetch_offset, w.max_bytes, w.error);
+        let (offset, max_bytes, error, epoch) = (w.fetch_offset, w.max_bytes, w.error, w.current_leader_epoch);
         async move {
             match (error, tp) {
-                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true, replica).await,
+                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true, replica, epoch).await,
                 (error, _) => Err(error.unwrap_or(ErrorCode::UnknownTopicOrPartition)),
             }
         }
@@ -169,6 +208,7 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
                 });
                 PartitionOutcome {
                     error: ErrorCode::None,
+                    current_leader: None,
                     high_watermark: read.high_watermark,
                     log_start_offset: read.log_start_offset,
                     slice,
@@ -176,6 +216,7 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
             }
             Err(error) => PartitionOutcome {
                 error,
+                current_leader: None,
                 high_watermark: -1,
                 log_start_offset: -1,
                 slice: None,
@@ -212,6 +253,7 @@ fn encode(
     topics: &[TopicKey],
     wanted: &[WantedPartition],
     outcomes: &[PartitionOutcome],
+    node_endpoints: &[(i32, String, u16)],
 ) -> Response {
     let version = header.api_version;
     let flexible = version >= 12;
@@ -223,8 +265,10 @@ fn encode(
         buf.put_u8(0);
     }
     buf.put_i32(0); // throttle_time_ms
-    buf.put_i16(top_error.code());
-    buf.put_i32(0); // session_id: sessions are declined
+    if version >= 7 {
+        buf.put_i16(top_error.code());
+        buf.put_i32(0); // session_id: sessions are declined
+    }
     put_array_len(&mut buf, topics.len(), flexible);
     for (topic_index, topic) in topics.iter().enumerate() {
         if version >= 13 {
@@ -264,7 +308,7 @@ fn encode(
                 pieces.push(PieceBuilder::File(slice.clone()));
             }
             if flexible {
-                buf.put_u8(0);
+                put_current_leader(&mut buf, o.current_leader.filter(|_| version >= 16));
             }
         }
         if flexible {
@@ -272,7 +316,7 @@ fn encode(
         }
     }
     if flexible {
-        buf.put_u8(0);
+        put_node_endpoints(&mut buf, if version >= 16 { node_endpoints } else { &[] });
     }
     pieces.push(PieceBuilder::Bytes(buf));
     finish(pieces)
@@ -301,6 +345,7 @@ pub fn frame_for_bench(version: i16, partitions: i32, slice: &FileSlice) -> Resp
             partition,
             fetch_offset: 0,
             max_bytes: slice.bytes,
+            current_leader_epoch: -1,
             error: None,
         })
         .collect();
@@ -308,12 +353,50 @@ pub fn frame_for_bench(version: i16, partitions: i32, slice: &FileSlice) -> Resp
         .iter()
         .map(|_| PartitionOutcome {
             error: ErrorCode::None,
+            current_leader: None,
             high_watermark: 1,
             log_start_offset: 0,
             slice: Some(slice.clone()),
         })
         .collect();
-    encode(&header, ErrorCode::None, &topics, &wanted, &outcomes)
+    encode(&header, ErrorCode::None, &topics, &wanted, &outcomes, &[])
+}
+
+/// A partition's tagged fields: tag 1 is CurrentLeader (KIP-951).
+fn put_current_leader(buf: &mut BytesMut, current_leader: Option<(i32, i32)>) {
+    const CURRENT_LEADER_TAG: u32 = 1;
+    let Some((leader_id, leader_epoch)) = current_leader else {
+        buf.put_u8(0);
+        return;
+    };
+    put_uvarint(buf, 1);
+    put_uvarint(buf, CURRENT_LEADER_TAG);
+    put_uvarint(buf, 4 + 4 + 1);
+    buf.put_i32(leader_id);
+    buf.put_i32(leader_epoch);
+    buf.put_u8(0);
+}
+
+/// The response's tagged fields: tag 0 is NodeEndpoints (KIP-951).
+fn put_node_endpoints(buf: &mut BytesMut, endpoints: &[(i32, String, u16)]) {
+    const NODE_ENDPOINTS_TAG: u32 = 0;
+    if endpoints.is_empty() {
+        buf.put_u8(0);
+        return;
+    }
+    let mut field = BytesMut::new();
+    put_array_len(&mut field, endpoints.len(), true);
+    for (id, host, port) in endpoints {
+        field.put_i32(*id);
+        put_str(&mut field, host, true);
+        field.put_i32(i32::from(*port));
+        field.put_u8(0); // rack: null
+        field.put_u8(0); // tagged fields
+    }
+    put_uvarint(buf, 1);
+    put_uvarint(buf, NODE_ENDPOINTS_TAG);
+    put_uvarint(buf, field.len() as u32);
+    buf.put_slice(&field);
 }
 
 enum PieceBuilder {
@@ -345,4 +428,83 @@ fn finish(mut pieces: Vec<PieceBuilder>) -> Response {
         })
         .collect();
     Response { parts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{FetchResponse, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, HeaderVersion};
+
+    /// A response that refuses one partition, framed by hand and decoded
+    /// with the generated codec.
+    fn refused(version: i16) -> FetchResponse {
+        let header = RequestHeader {
+            api_key: kafka_protocol::messages::ApiKey::Fetch,
+            api_version: version,
+            correlation_id: 9,
+            client_id: None,
+            client_host: std::rc::Rc::from("/127.0.0.1"),
+        };
+        let topics = [TopicKey {
+            name: "t".to_string(),
+            id: Uuid::from_u128(7),
+        }];
+        let wanted = [WantedPartition {
+            topic_index: 0,
+            tp: None,
+            partition: 3,
+            fetch_offset: 0,
+            max_bytes: 100,
+            current_leader_epoch: -1,
+            error: None,
+        }];
+        let outcomes = [PartitionOutcome {
+            error: ErrorCode::NotLeaderOrFollower,
+            current_leader: Some((2, 5)),
+            high_watermark: -1,
+            log_start_offset: -1,
+            slice: None,
+        }];
+        let endpoints = [(2, "node-2".to_string(), 9093u16)];
+        let response = encode(&header, ErrorCode::None, &topics, &wanted, &outcomes, &endpoints);
+        let mut bytes = BytesMut::new();
+        for part in response.parts {
+            match part {
+                Part::Bytes(b) => bytes.extend_from_slice(&b),
+                Part::File(_) => panic!("no records in this response"),
+            }
+        }
+        let mut body = bytes.freeze().slice(4..);
+        let header_version = FetchResponse::header_version(version);
+        assert_eq!(
+            ResponseHeader::decode(&mut body, header_version)
+                .unwrap()
+                .correlation_id,
+            9
+        );
+        let decoded = FetchResponse::decode(&mut body, version).unwrap();
+        assert!(body.is_empty(), "v{version}: {} bytes left over", body.len());
+        decoded
+    }
+
+    #[test]
+    fn refusals_name_the_current_leader_from_v16() {
+        let decoded = refused(16);
+        let p = &decoded.responses[0].partitions[0];
+        assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+        assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (2, 5));
+        let e = &decoded.node_endpoints[0];
+        assert_eq!((e.node_id.0, e.host.as_str(), e.port), (2, "node-2", 9093));
+    }
+
+    #[test]
+    fn older_versions_carry_no_leader_fields() {
+        for version in [4, 6, 7, 11, 12, 15] {
+            let decoded = refused(version);
+            let p = &decoded.responses[0].partitions[0];
+            assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+            assert!(decoded.node_endpoints.is_empty());
+        }
+    }
 }

@@ -23,14 +23,19 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             let tp = TopicPartition::new(name.clone(), p.partition_index);
             let exists = known.is_some_and(|n| (0..n).contains(&p.partition_index));
             let timestamp = p.timestamp;
+            let current_leader_epoch = if version >= 4 {
+                p.current_leader_epoch
+            } else {
+                shard::NO_LEADER_EPOCH
+            };
             lookups.push(async move {
                 if !exists {
                     return Err(ErrorCode::UnknownTopicOrPartition);
                 }
                 if timestamp == LATEST_TIERED_TIMESTAMP {
-                    return Ok((-1, -1));
+                    return Ok((-1, -1, -1));
                 }
-                shard::offset_for(tp, timestamp).await
+                shard::offset_for(tp, timestamp, current_leader_epoch).await
             });
         }
     }
@@ -45,11 +50,11 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                 .map(|p| {
                     let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     match results.next().expect("one result per partition") {
-                        Ok((offset, timestamp)) => {
+                        Ok((offset, timestamp, epoch)) => {
                             r.offset = offset;
                             r.timestamp = timestamp;
                             if version >= 4 {
-                                r.leader_epoch = crate::storage::log::LEADER_EPOCH;
+                                r.leader_epoch = epoch;
                             }
                         }
                         Err(code) => {

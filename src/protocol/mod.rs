@@ -14,6 +14,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod elect_leaders;
 pub mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -26,6 +27,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 pub mod produce;
 mod sync_group;
 
@@ -66,6 +68,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -214,6 +218,8 @@ async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> 
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(&header, body).await?,
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(&header, body).await?,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&header, body).await?,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&header, body).await?,
+        ApiKey::ElectLeaders => elect_leaders::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -258,6 +264,8 @@ mod tests {
             ApiKey::ConsumerGroupHeartbeat => drop(decode::<ConsumerGroupHeartbeatRequest>(body, version)),
             ApiKey::ConsumerGroupDescribe => drop(decode::<ConsumerGroupDescribeRequest>(body, version)),
             ApiKey::DescribeLogDirs => drop(decode::<DescribeLogDirsRequest>(body, version)),
+            ApiKey::OffsetForLeaderEpoch => drop(decode::<OffsetForLeaderEpochRequest>(body, version)),
+            ApiKey::ElectLeaders => drop(decode::<ElectLeadersRequest>(body, version)),
             ApiKey::Produce => drop(produce::parse(&body, version)),
             other => panic!("{other:?} is advertised but not decoded here"),
         }

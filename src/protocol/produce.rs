@@ -6,11 +6,14 @@
 use std::ops::Range;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceResponse, TopicName};
 
 use super::wire::{Malformed, Reader};
 use super::{RequestHeader, Response, encode_response, str_bytes};
+use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition, now_ms};
 use crate::record::BatchError;
@@ -174,6 +177,7 @@ pub async fn handle(
         return Ok(None);
     }
     let mut results = results.into_iter();
+    let mut leader_hints = LeaderHints::default();
     let responses = request
         .topics
         .into_iter()
@@ -182,11 +186,13 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    partition_response(
-                        p.partition,
-                        results.next().expect("one result per partition"),
-                        header.api_version,
-                    )
+                    let result = results.next().expect("one result per partition");
+                    let moved = matches!(&result, Err(e) if e.code == ErrorCode::NotLeaderOrFollower);
+                    let mut response = partition_response(p.partition, result, header.api_version);
+                    if moved && header.api_version >= 10 {
+                        leader_hints.point(&metadata, &mut response, &topic.name);
+                    }
+                    response
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -194,7 +200,37 @@ pub async fn handle(
                 .with_partition_responses(partitions)
         })
         .collect();
-    encode_response(header, &ProduceResponse::default().with_responses(responses)).map(Some)
+    let response = ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(leader_hints.endpoints);
+    encode_response(header, &response).map(Some)
+}
+
+/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current
+/// leader, and the response carries that leader's endpoint, so the producer
+/// can move without a metadata round trip.
+#[derive(Default)]
+struct LeaderHints {
+    endpoints: Vec<NodeEndpoint>,
+}
+
+impl LeaderHints {
+    fn point(&mut self, metadata: &Metadata, response: &mut PartitionProduceResponse, topic: &str) {
+        let Some((leader, epoch, endpoint)) = metadata.current_leader(topic, response.index) else {
+            return;
+        };
+        response.current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(epoch);
+        if !self.endpoints.iter().any(|e| e.node_id.0 == leader) {
+            self.endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(leader))
+                    .with_host(str_bytes(endpoint.host.clone()))
+                    .with_port(endpoint.port as i32),
+            );
+        }
+    }
 }
 
 /// Bytes in per topic and error codes, once per partition of the request.

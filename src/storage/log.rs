@@ -17,6 +17,7 @@ use compio::buf::IntoInner;
 use compio::driver::op::{Sync as SyncOp, WriteAt};
 use tracing::{info, warn};
 
+use super::epoch::LeaderEpochCache;
 use super::log_config::{LogConfig, TimestampType};
 use super::producer::{ProducerStates, SequenceCheck};
 use super::segment::{RecoveryStats, Segment};
@@ -25,7 +26,7 @@ use crate::record::{self, BatchError, BatchHeader};
 
 /// Appends whose writes may be in flight at once on one partition.
 pub const INFLIGHT_APPENDS_MAX: usize = 256;
-/// Single-node broker: every batch carries leader epoch 0.
+/// A partition no quorum leads (single-node mode) stays in leader epoch 0.
 pub const LEADER_EPOCH: i32 = 0;
 
 /// Where a produce request's batch landed.
@@ -88,6 +89,10 @@ struct LogState {
     committed: Option<i64>,
     /// The committed offset last written to the `replication-offset` file.
     checkpointed: Option<i64>,
+    /// The epoch this broker stamps on the batches it appends as leader.
+    leader_epoch: i32,
+    /// Where each leader epoch starts in this log (KIP-101).
+    epochs: LeaderEpochCache,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
     producers: ProducerStates,
@@ -115,6 +120,17 @@ fn storage_error(message: impl Into<String>) -> BatchError {
 }
 
 impl LogState {
+    /// Records that `epoch` starts at `offset` if it is new, saving the
+    /// history before the batch that opens it is written.
+    fn note_epoch(&mut self, epoch: i32, offset: i64) -> Result<(), BatchError> {
+        if self.epochs.assign(epoch, offset) {
+            self.epochs
+                .save()
+                .map_err(|e| storage_error(format!("cannot save the leader-epoch checkpoint: {e}")))?;
+        }
+        Ok(())
+    }
+
     fn visible_end(&self) -> i64 {
         self.committed.map_or(self.high_watermark, |c| {
             c.clamp(self.log_start_offset, self.high_watermark)
@@ -165,6 +181,8 @@ impl PartitionLog {
         let checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
             .ok()
             .and_then(|t| t.trim().parse().ok());
+        let epochs = load_epochs(&dir, &segments, log_start_offset, next_offset)?;
+        let leader_epoch = epochs.latest_epoch().unwrap_or(LEADER_EPOCH);
         Ok(Self {
             tp,
             dir,
@@ -178,6 +196,8 @@ impl PartitionLog {
                 high_watermark: next_offset,
                 committed: None,
                 checkpointed,
+                leader_epoch,
+                epochs,
                 inflight: VecDeque::new(),
                 next_seq: 0,
                 producers,
@@ -257,6 +277,11 @@ impl PartitionLog {
         self.assert_owner();
         self.wait_for_inflight_below(1).await;
         let mut st = self.state.borrow_mut();
+        // Epochs that start at the cut go even when no record does: an epoch
+        // this replica led without appending is not the leader's history.
+        if st.epochs.truncate_from_end(offset) {
+            st.epochs.save()?;
+        }
         if offset >= st.next_offset {
             return Ok(st.next_offset);
         }
@@ -275,8 +300,74 @@ impl PartitionLog {
         st.next_offset = end;
         st.high_watermark = end;
         st.committed = st.committed.map(|c| c.min(end));
+        if st.epochs.truncate_from_end(end) {
+            st.epochs.save()?;
+        }
+        if st.leader_epoch > st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH) {
+            st.leader_epoch = st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH);
+        }
         info!(partition = %self.tp, end, "truncated the log");
         Ok(end)
+    }
+
+    /// Empties the log and restarts it at `offset`: a replica whose log ends
+    /// below the leader's log start (it was away through retention, or it is
+    /// new) has nothing the leader can extend.
+    pub async fn restart_at(&self, offset: i64, now_ms: i64) -> io::Result<()> {
+        self.assert_owner();
+        self.wait_for_inflight_below(1).await;
+        let mut st = self.state.borrow_mut();
+        // Bounded by the number of segments.
+        while let Some(segment) = st.segments.pop() {
+            segment.delete_files()?;
+        }
+        st.segments.push(Segment::create(&self.dir, offset, now_ms)?);
+        st.log_start_offset = offset;
+        st.next_offset = offset;
+        st.high_watermark = offset;
+        st.committed = st.committed.map(|c| c.max(offset));
+        st.producers = ProducerStates::default();
+        st.epochs.truncate_from_end(0);
+        st.epochs.save()?;
+        info!(partition = %self.tp, offset, "restarted the log at the leader's log start");
+        Ok(())
+    }
+
+    /// This broker leads the partition from now on in `epoch`: later appends
+    /// carry it, and the history records that it starts at the log end.
+    pub fn become_leader(&self, epoch: i32) -> io::Result<()> {
+        self.assert_owner();
+        let mut st = self.state.borrow_mut();
+        if epoch <= st.leader_epoch && st.epochs.latest_epoch().is_some_and(|e| e >= epoch) {
+            return Ok(());
+        }
+        st.leader_epoch = st.leader_epoch.max(epoch);
+        let start = st.next_offset;
+        if st.epochs.assign(epoch, start) {
+            st.epochs.save()?;
+            info!(partition = %self.tp, epoch, start_offset = start, "leader epoch begins");
+        }
+        Ok(())
+    }
+
+    /// The newest leader epoch in this log's history.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.assert_owner();
+        self.state.borrow().epochs.latest_epoch()
+    }
+
+    /// The leader epoch `offset` was written in (ListOffsets answers it).
+    pub fn epoch_at(&self, offset: i64) -> i32 {
+        self.assert_owner();
+        self.state.borrow().epochs.epoch_at(offset)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch not above `requested` and the
+    /// offset where it ends in this log.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.assert_owner();
+        let st = self.state.borrow();
+        st.epochs.end_offset_for(requested, st.high_watermark)
     }
 
     /// Sets the replicated high watermark; `None` returns to single-copy
@@ -336,7 +427,9 @@ impl PartitionLog {
                 });
             }
             let base_offset = st.next_offset;
-            record::assign_offset(&mut batch, base_offset, LEADER_EPOCH);
+            let epoch = st.leader_epoch;
+            st.note_epoch(epoch, base_offset)?;
+            record::assign_offset(&mut batch, base_offset, epoch);
             let mut log_append_time_ms = -1;
             if st.config.timestamp_type == TimestampType::LogAppendTime {
                 record::stamp_log_append_time(&mut batch, now_ms);
@@ -384,6 +477,7 @@ impl PartitionLog {
                     ),
                 });
             }
+            st.note_epoch(header.leader_epoch, header.base_offset)?;
             let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
             (file, position, seq, header.next_offset())
         };
@@ -694,6 +788,10 @@ impl PartitionLog {
         }
         if deleted > 0 {
             st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            let start = st.log_start_offset;
+            if st.epochs.truncate_from_start(start) {
+                st.epochs.save()?;
+            }
             info!(partition = %self.tp, deleted, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
         Ok(deleted)
@@ -729,6 +827,10 @@ impl PartitionLog {
         }
         if deleted > 0 {
             st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            let start = st.log_start_offset;
+            if st.epochs.truncate_from_start(start) {
+                st.epochs.save()?;
+            }
         }
         Ok(deleted)
     }
@@ -767,6 +869,35 @@ impl LogState {
         self.segments.push(Segment::create(dir, base, now_ms)?);
         Ok(())
     }
+}
+
+/// The leader-epoch history: the checkpoint cut to the log's offsets, or,
+/// when there is none (a log written before epochs were kept), read from
+/// every batch header once.
+fn load_epochs(
+    dir: &Path,
+    segments: &[Segment],
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> io::Result<LeaderEpochCache> {
+    let (mut epochs, mut changed) = match LeaderEpochCache::load(dir) {
+        Some(epochs) => (epochs, false),
+        None => {
+            let mut epochs = LeaderEpochCache::empty(dir);
+            for segment in segments {
+                segment.for_each_header(|h| {
+                    epochs.assign(h.leader_epoch, h.base_offset);
+                })?;
+            }
+            (epochs, true)
+        }
+    };
+    changed |= epochs.truncate_from_end(log_end_offset);
+    changed |= epochs.truncate_from_start(log_start_offset);
+    if changed {
+        epochs.save()?;
+    }
+    Ok(epochs)
 }
 
 /// Idempotent producers' recent sequences, re-read from the batch headers of

@@ -1,6 +1,7 @@
 //! Kafka's on-disk layout: `<topic>-<partition>/` directories of segments.
 //! This layer knows files and io_uring writes; it knows nothing of sockets or the protocol.
 
+pub mod epoch;
 pub mod index;
 pub mod log;
 pub mod log_config;

@@ -57,6 +57,15 @@ pub enum Record {
         partition: i32,
         leader_epoch: i32,
     },
+    /// An operator's unclean election (ElectLeaders, type UNCLEAN) for an
+    /// offline partition: an in-sync live replica if any is left, otherwise
+    /// any live replica, losing what it lacked. Applied only at `leader_epoch`.
+    ElectUnclean {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+    },
     /// A partition leader changes its ISR (Kafka's AlterPartition): applied
     /// only if `leader_epoch` is still the partition's epoch.
     AlterPartition {
@@ -298,13 +307,53 @@ impl ClusterImage {
                     || self.fenced.contains(&preferred)
                 {
                     return refuse(
-                        ErrorCode::InvalidRequest,
+                        ErrorCode::PreferredLeaderNotAvailable,
                         format!("{topic}-{partition} cannot move to its preferred leader now"),
                     );
                 }
                 let mut next = (**current).clone();
                 let moved = &mut next.assignment[partition as usize];
                 moved.leader = preferred;
+                moved.leader_epoch += 1;
+                self.topics.insert(topic, Arc::new(next));
+                Ok(())
+            }
+            Record::ElectUnclean {
+                topic,
+                id,
+                partition,
+                leader_epoch,
+            } => {
+                let (current, placement) = self.partition(&topic, id, partition)?;
+                if placement.leader >= 0 || placement.leader_epoch != leader_epoch {
+                    return refuse(
+                        ErrorCode::ElectionNotNeeded,
+                        format!("{topic}-{partition} has a leader"),
+                    );
+                }
+                let live = |b: &&i32| !self.fenced.contains(b) && self.brokers.contains_key(b);
+                let in_sync = placement
+                    .replicas
+                    .iter()
+                    .filter(live)
+                    .find(|b| placement.isr.contains(b));
+                let Some(&leader) = in_sync.or_else(|| placement.replicas.iter().find(live)) else {
+                    return refuse(
+                        ErrorCode::EligibleLeadersNotAvailable,
+                        format!("no replica of {topic}-{partition} is alive"),
+                    );
+                };
+                let mut next = (**current).clone();
+                let moved = &mut next.assignment[partition as usize];
+                if !moved.isr.contains(&leader) {
+                    tracing::warn!(
+                        partition = %format!("{topic}-{partition}"),
+                        leader,
+                        "unclean leader election by the operator: records only the old ISR had are lost"
+                    );
+                    moved.isr = vec![leader];
+                }
+                moved.leader = leader;
                 moved.leader_epoch += 1;
                 self.topics.insert(topic, Arc::new(next));
                 Ok(())
