@@ -49,6 +49,58 @@ def string(s):
     return struct.pack(">h", len(b)) + b
 
 
+def uvarint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def compact_string(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+class Reader:
+    """Reads the primitives of Kafka's flexible (compact) encoding."""
+
+    def __init__(self, data):
+        self.data, self.at = data, 0
+
+    def take(self, n):
+        self.at += n
+        if self.at > len(self.data):
+            raise ValueError("response ended early")
+        return self.data[self.at - n:self.at]
+
+    def i16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def i64(self):
+        return struct.unpack(">q", self.take(8))[0]
+
+    def uvarint(self):
+        value, shift = 0, 0
+        while True:
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+
+    def compact_string(self):
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def tags(self):
+        return [(self.uvarint(), self.take(self.uvarint())) for _ in range(self.uvarint())]
+
+
 class Connection:
     def __init__(self, bootstrap, timeout_s=10):
         host, port = bootstrap.rsplit(":", 1)
@@ -67,9 +119,11 @@ class Connection:
     def send_raw(self, data):
         self.sock.sendall(data)
 
-    def send(self, api_key, version, body, client_id="kwire"):
+    def send(self, api_key, version, body, client_id="kwire", header_tags=False):
         self.correlation_id += 1
         header = struct.pack(">hhi", api_key, version, self.correlation_id) + string(client_id)
+        if header_tags:
+            header += b"\x00"
         frame = header + body
         self.sock.sendall(struct.pack(">i", len(frame)) + frame)
         return self.correlation_id
@@ -130,6 +184,41 @@ class Connection:
         self.send(3, version, body)
         return self.recv()[1]
 
+
+    def produce_v10(self, topic, partition, records, acks=-1):
+        """Produce v10 (flexible) for one partition; returns (error_code, current_leader,
+        node_endpoints): KIP-951's (leader id, leader epoch) or None, and {node id: (host, port)}."""
+        body = b"\x00" + struct.pack(">hi", acks, 10_000)  # null transactional id
+        body += uvarint(2) + compact_string(topic) + uvarint(2) + struct.pack(">i", partition)
+        body += uvarint(len(records) + 1) + records + b"\x00" + b"\x00" + b"\x00"
+        # Request header v2 ends with (empty) tagged fields.
+        self.send(0, 10, body, header_tags=True)
+        _, resp = self.recv()
+        r = Reader(resp)
+        r.tags()  # response header v1
+        assert r.uvarint() == 2
+        r.compact_string()
+        assert r.uvarint() == 2
+        _index, error_code = r.i32(), r.i16()
+        r.i64(), r.i64(), r.i64()  # base offset, log append time, log start offset
+        for _ in range(r.uvarint() - 1):  # record errors
+            r.i32(), r.compact_string(), r.tags()
+        r.compact_string()  # error message
+        current_leader = None
+        for tag, field in r.tags():
+            if tag == 0:
+                current_leader = struct.unpack(">ii", field[:8])
+        r.tags()  # topic
+        r.i32()  # throttle time
+        endpoints = {}
+        for tag, field in r.tags():
+            if tag == 0:
+                e = Reader(field)
+                for _ in range(e.uvarint() - 1):
+                    node, host, port = e.i32(), e.compact_string(), e.i32()
+                    e.compact_string(), e.tags()  # rack
+                    endpoints[node] = (host, port)
+        return error_code, current_leader, endpoints
 
     def offset_for_leader_epoch(self, topic, partition, leader_epoch, current_leader_epoch=-1):
         """OffsetForLeaderEpoch v2 for one partition; returns (error_code, leader_epoch, end_offset)."""

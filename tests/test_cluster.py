@@ -378,6 +378,10 @@ def test_leader_epochs_are_stamped_in_batches_and_answer_offset_for_leader_epoch
         assert conn.offset_for_leader_epoch("nope", 0, 0)[0] == 3, "no such topic"
     with kwire.Connection(follower.bootstrap) as conn:
         assert conn.offset_for_leader_epoch("epochs", 0, 0)[0] == 6, "only the leader answers"
+        # KIP-951: a produce refused by a follower names the leader and where it listens.
+        error, current_leader, endpoints = conn.produce_v10("epochs", 0, kwire.record_batch([b"stray"]))
+        assert (error, current_leader) == (6, (second, 1))
+        assert endpoints == {second: ("127.0.0.1", nodes[second - 1].port)}
 
     nodes[first - 1].start()
     wait_for(lambda: (v := isr_of(others[0], "epochs")) and v[1] == [1, 2, 3], timeout_s=30,
