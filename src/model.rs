@@ -80,6 +80,7 @@ pub enum ErrorCode {
     InvalidTimestamp = 32,
     InvalidRecord = 87,
     UnknownTopicId = 100,
+    BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,
     OffsetMetadataTooLarge = 12,

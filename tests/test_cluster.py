@@ -793,6 +793,63 @@ def test_preferred_leader_election_on_demand(make_cluster):
     assert missing.returncode != 0 and "ondemand-7" in missing.stdout, missing.stdout
 
 
+def replicas_of(node, topic):
+    """{partition: replicas} as the node describes the topic."""
+    md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(topic, timeout=5)
+    return {p.id: list(p.replicas) for p in md.topics[topic].partitions.values()}
+
+
+def test_partitions_move_between_brokers_and_a_broker_is_decommissioned(make_cluster):
+    """AlterPartitionReassignments through `sluice cluster reassign`: the new replica
+    catches up, the old one is dropped (its files deleted), the data stays whole. Then
+    `sluice cluster decommission` empties a broker and unregisters it."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"replica.lag.time.max.ms" = 3000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("moving", 3, 2)])["moving"].result(timeout=20)
+    producer = Producer({"bootstrap.servers": nodes[0].bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(3000):
+        producer.produce("moving", value=b"m-%05d" % i, partition=i % 3)
+    assert producer.flush(30) == 0
+
+    def cli(*args):
+        return subprocess.run([SLUICE_BIN, "cluster", *args, "--bootstrap", nodes[1].bootstrap],
+                              capture_output=True, text=True, timeout=120)
+
+    before = replicas_of(nodes[0], "moving")[0]
+    newcomer = next(b for b in (1, 2, 3) if b not in before)
+    target = [newcomer, before[1]]
+    moved = cli("reassign", "--topic", "moving", "--partition", "0", "--replicas", ",".join(map(str, target)), "--wait")
+    assert moved.returncode == 0 and "complete" in moved.stdout, moved.stdout + moved.stderr
+    assert replicas_of(nodes[0], "moving")[0] == target
+    wait_for(lambda: isr_of(nodes[0], "moving")[1] == sorted(target), what="the target replicas in sync")
+    gone = nodes[before[0] - 1].data_dir / "moving-0"
+    wait_for(lambda: not gone.exists(), what="the dropped replica's files deleted")
+    wait_for(lambda: replicas_identical([nodes[b - 1] for b in target], "moving", 0), what="identical replicas")
+    assert "No reassignment in progress" in cli("reassignments").stdout
+
+    cancel = cli("reassign", "--topic", "moving", "--partition", "0", "--cancel")
+    assert cancel.returncode != 0 and "not being reassigned" in cancel.stdout + cancel.stderr
+    twice = cli("reassign", "--topic", "moving", "--partition", "0", "--replicas", "1,1")
+    assert twice.returncode != 0 and "each broker once" in twice.stdout + twice.stderr
+    nowhere = cli("reassign", "--topic", "moving", "--partition", "0", "--replicas", "1,9")
+    assert nowhere.returncode != 0 and "broker 9 is not registered" in nowhere.stdout + nowhere.stderr
+
+    retired = cli("decommission", "--broker", "3")
+    assert retired.returncode == 0 and "unregistered" in retired.stdout, retired.stdout + retired.stderr
+    assert all(3 not in r for r in replicas_of(nodes[0], "moving").values())
+    assert sorted(cluster_view(nodes[0])[1]) == [1, 2], "broker 3 is no longer listed"
+    wait_for(lambda: not list(nodes[2].data_dir.glob("moving-*")), what="broker 3's partitions deleted")
+    for p in range(3):
+        wait_for(lambda p=p: replicas_identical(nodes[:2], "moving", p), what=f"moving-{p} identical")
+    consumed = subprocess.run(["kcat", "-C", "-b", nodes[0].bootstrap, "-t", "moving", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    assert sorted(consumed.stdout.split()) == ["m-%05d" % i for i in range(3000)], "nothing lost in the moves"
+
+
 def test_leadership_returns_to_the_preferred_replica_after_it_comes_back(make_cluster):
     from confluent_kafka import Producer
     from confluent_kafka.admin import NewTopic

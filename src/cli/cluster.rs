@@ -1,6 +1,7 @@
 //! `sluice cluster`: brokers, controller and cluster id; partition health
 //! (`status`); on-demand leader elections (`elect-leaders`, after
-//! kafka-leader-election.sh); broker configs.
+//! kafka-leader-election.sh); moving partitions and retiring brokers
+//! (`reassign`, `reassignments`, `decommission`, in `reassign`); broker configs.
 
 use anyhow::Context;
 use kafka_protocol::ResponseError;
@@ -9,7 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
 use super::topic::parse_key_value;
-use super::{BROKER_RESOURCE, Connect, Format, check, print_table};
+use std::time::Duration;
+
+use super::{BROKER_RESOURCE, Connect, Format, check, print_table, reassign};
 use crate::client::Client;
 
 #[derive(clap::Args)]
@@ -44,6 +47,37 @@ enum ClusterCommand {
         topic: Option<String>,
         #[arg(long, requires = "topic")]
         partition: Vec<i32>,
+    },
+    /// Move one partition to other brokers (AlterPartitionReassignments):
+    /// the new replicas catch up, then the old ones go. `--cancel` stops a move.
+    Reassign {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The target replicas, preferred leader first: `2,3`.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<i32>,
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+        /// Return once the move has completed.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
+    /// The partitions being moved (ListPartitionReassignments).
+    Reassignments {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Retire a broker: move every replica it holds to the others, wait,
+    /// then unregister it (UnregisterBroker).
+    Decommission {
+        #[arg(long)]
+        broker: i32,
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
     },
     /// Broker configs.
     Config {
@@ -87,6 +121,33 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             topic,
             partition,
         } => elect_leaders(&mut client, election_type, topic, partition),
+        ClusterCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel,
+            wait,
+            timeout_s,
+        } => {
+            let target = (!cancel).then_some(replicas);
+            reassign::submit(&mut client, &[(topic, partition, target)])?;
+            if wait {
+                reassign::wait_until_done(&mut client, Duration::from_secs(timeout_s))?;
+            }
+            println!(
+                "{}",
+                match (cancel, wait) {
+                    (true, _) => "Cancelled.",
+                    (false, true) => "Reassignment complete.",
+                    (false, false) => "Reassignment started; `sluice cluster reassignments` shows its progress.",
+                }
+            );
+            Ok(())
+        }
+        ClusterCommand::Reassignments { format } => reassign::print_ongoing(&mut client, format),
+        ClusterCommand::Decommission { broker, timeout_s } => {
+            reassign::decommission(&mut client, broker, Duration::from_secs(timeout_s))
+        }
         ClusterCommand::Config {
             command: ConfigCommand::Get { key, broker, format },
         } => config_get(&mut client, key.as_deref(), broker, format),

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config_check;
 pub mod console;
 pub mod groups;
+pub mod reassign;
 pub mod topic;
 pub mod tune;
 

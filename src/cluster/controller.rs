@@ -438,6 +438,8 @@ fn place(
                 leader: replicas[0],
                 leader_epoch: 0,
                 replicas,
+                adding: Vec::new(),
+                removing: Vec::new(),
             }
         })
         .collect()

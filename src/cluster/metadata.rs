@@ -34,6 +34,27 @@ pub struct PartitionAssignment {
     /// -1 when the partition is offline.
     pub leader: i32,
     pub leader_epoch: i32,
+    /// An ongoing reassignment: replicas that must catch up before it
+    /// completes, and replicas that go once they have (both also in `replicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionAssignment {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition keeps once its reassignment completes.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing.contains(b))
+            .collect()
+    }
 }
 
 impl TopicMeta {
@@ -48,6 +69,8 @@ impl TopicMeta {
                 isr: vec![local_broker],
                 leader: local_broker,
                 leader_epoch: crate::storage::log::LEADER_EPOCH,
+                adding: Vec::new(),
+                removing: Vec::new(),
             })
     }
 

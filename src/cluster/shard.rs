@@ -111,11 +111,12 @@ impl ShardState {
         let shards = runtime::shard_count();
         let now = now_ms();
         let mut logs = self.logs.borrow_mut();
+        let me = self.config.broker_id;
         logs.retain(|tp, owned| {
-            let keep = new
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| t.id == owned.topic_id && tp.partition < t.partitions);
+            // Gone with its topic, or reassigned away from this broker.
+            let keep = new.topics.get(&tp.topic).is_some_and(|t| {
+                t.id == owned.topic_id && tp.partition < t.partitions && t.is_replica(tp.partition, me)
+            });
             if !keep {
                 info!(partition = %tp, "deleting partition");
                 if let Err(e) = owned.log.delete() {

@@ -3,6 +3,7 @@
 //! knows nothing about files beyond the `FileSlice`s it passes to `net`.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -23,6 +24,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -30,6 +32,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 pub mod produce;
 mod sync_group;
+mod unregister_broker;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -70,6 +73,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -220,6 +226,9 @@ async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> 
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&header, body).await?,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&header, body).await?,
         ApiKey::ElectLeaders => elect_leaders::handle(&header, body).await?,
+        ApiKey::AlterPartitionReassignments => alter_partition_reassignments::handle(&header, body).await?,
+        ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(&header, body).await?,
+        ApiKey::UnregisterBroker => unregister_broker::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -266,6 +275,9 @@ mod tests {
             ApiKey::DescribeLogDirs => drop(decode::<DescribeLogDirsRequest>(body, version)),
             ApiKey::OffsetForLeaderEpoch => drop(decode::<OffsetForLeaderEpochRequest>(body, version)),
             ApiKey::ElectLeaders => drop(decode::<ElectLeadersRequest>(body, version)),
+            ApiKey::AlterPartitionReassignments => drop(decode::<AlterPartitionReassignmentsRequest>(body, version)),
+            ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
+            ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
             ApiKey::Produce => drop(produce::parse(&body, version)),
             other => panic!("{other:?} is advertised but not decoded here"),
         }

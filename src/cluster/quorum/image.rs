@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::cluster::metadata::TopicMeta;
+use crate::cluster::metadata::{PartitionAssignment, TopicMeta};
 use crate::model::ErrorCode;
 
 /// One change to the cluster metadata.
@@ -65,6 +65,21 @@ pub enum Record {
         id: Uuid,
         partition: i32,
         leader_epoch: i32,
+    },
+    /// Moves a partition to `target` replicas (AlterPartitionReassignments):
+    /// the new ones join as followers and, once every target replica is in
+    /// the ISR, the partition keeps only the target (leadership moves if its
+    /// leader is leaving). `None` cancels an ongoing reassignment.
+    Reassign {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// A broker leaves the cluster for good (UnregisterBroker): it must hold
+    /// no replica any more.
+    UnregisterBroker {
+        broker_id: i32,
     },
     /// A partition leader changes its ISR (Kafka's AlterPartition): applied
     /// only if `leader_epoch` is still the partition's epoch.
@@ -158,6 +173,24 @@ impl ClusterImage {
                 *topic = Arc::new(next);
             }
         }
+    }
+
+    /// A reassignment target: replicas listed once, on registered brokers.
+    fn check_target(&self, target: &[i32]) -> Result<(), RecordError> {
+        let unique: std::collections::BTreeSet<i32> = target.iter().copied().collect();
+        if target.is_empty() || unique.len() != target.len() {
+            return refuse(
+                ErrorCode::InvalidReplicaAssignment,
+                format!("replicas {target:?} must be non-empty and list each broker once"),
+            );
+        }
+        if let Some(unknown) = target.iter().find(|b| !self.brokers.contains_key(b)) {
+            return refuse(
+                ErrorCode::InvalidReplicaAssignment,
+                format!("broker {unknown} is not registered"),
+            );
+        }
+        Ok(())
     }
 
     /// A partition of the topic that still has id `id`, with its topic.
@@ -382,8 +415,59 @@ impl ClusterImage {
                     );
                 }
                 let mut next = (**current).clone();
-                next.assignment[partition as usize].isr = isr;
+                let changed = &mut next.assignment[partition as usize];
+                changed.isr = isr;
+                complete_reassignment(changed);
                 self.topics.insert(topic, Arc::new(next));
+                Ok(())
+            }
+            Record::Reassign {
+                topic,
+                id,
+                partition,
+                target,
+            } => {
+                let (current, _) = self.partition(&topic, id, partition)?;
+                let mut next = (**current).clone();
+                let moving = &mut next.assignment[partition as usize];
+                match target {
+                    Some(target) => {
+                        self.check_target(&target)?;
+                        start_reassignment(moving, target);
+                        complete_reassignment(moving);
+                    }
+                    None if !moving.is_reassigning() => {
+                        return refuse(
+                            ErrorCode::NoReassignmentInProgress,
+                            format!("{topic}-{partition} is not being reassigned"),
+                        );
+                    }
+                    None => cancel_reassignment(moving),
+                }
+                self.topics.insert(topic, Arc::new(next));
+                Ok(())
+            }
+            Record::UnregisterBroker { broker_id } => {
+                if !self.brokers.contains_key(&broker_id) {
+                    return refuse(
+                        ErrorCode::BrokerIdNotRegistered,
+                        format!("broker {broker_id} is not registered"),
+                    );
+                }
+                let hosted = self
+                    .topics
+                    .values()
+                    .flat_map(|t| t.assignment.iter())
+                    .filter(|p| p.replicas.contains(&broker_id))
+                    .count();
+                if hosted > 0 {
+                    return refuse(
+                        ErrorCode::InvalidRequest,
+                        format!("broker {broker_id} still holds {hosted} replica(s); reassign them first"),
+                    );
+                }
+                self.brokers.remove(&broker_id);
+                self.fenced.remove(&broker_id);
                 Ok(())
             }
             Record::DeleteTopic { name, id } => {
@@ -397,6 +481,49 @@ impl ClusterImage {
                 Ok(())
             }
         }
+    }
+}
+
+/// Begins moving `p` to `target`, from its replicas before any reassignment
+/// in progress: `target` first (its first replica becomes the preferred
+/// leader), then the replicas that will leave.
+fn start_reassignment(p: &mut PartitionAssignment, target: Vec<i32>) {
+    let original: Vec<i32> = p.replicas.iter().copied().filter(|b| !p.adding.contains(b)).collect();
+    p.adding = target.iter().copied().filter(|b| !original.contains(b)).collect();
+    p.removing = original.iter().copied().filter(|b| !target.contains(b)).collect();
+    p.replicas = target;
+    p.replicas.extend(p.removing.iter().copied());
+    let replicas = &p.replicas;
+    p.isr.retain(|b| replicas.contains(b));
+}
+
+/// Completes `p`'s reassignment once every target replica is in the ISR:
+/// the leaving replicas go, and if the leader was one of them the first
+/// in-sync target replica leads, in a new epoch.
+fn complete_reassignment(p: &mut PartitionAssignment) {
+    let target = p.target_replicas();
+    if !p.is_reassigning() || !target.iter().all(|b| p.isr.contains(b)) {
+        return;
+    }
+    p.isr.retain(|b| target.contains(b));
+    p.adding.clear();
+    p.removing.clear();
+    if !target.contains(&p.leader) && p.leader >= 0 {
+        p.leader = target[0];
+        p.leader_epoch += 1;
+    }
+    p.replicas = target;
+}
+
+/// Returns `p` to the replicas it had before the reassignment began.
+fn cancel_reassignment(p: &mut PartitionAssignment) {
+    let adding = std::mem::take(&mut p.adding);
+    p.removing.clear();
+    p.replicas.retain(|b| !adding.contains(b));
+    p.isr.retain(|b| !adding.contains(b));
+    if adding.contains(&p.leader) {
+        p.leader = p.isr.first().copied().unwrap_or(-1);
+        p.leader_epoch += 1;
     }
 }
 
@@ -475,5 +602,41 @@ mod tests {
         );
         image.apply(Record::DeleteTopic { name: "t".into(), id }).unwrap();
         assert!(image.topics.is_empty());
+    }
+
+    #[test]
+    fn a_reassignment_adds_then_completes_once_the_target_is_in_sync() {
+        let mut p = PartitionAssignment {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader: 1,
+            leader_epoch: 4,
+            adding: vec![],
+            removing: vec![],
+        };
+        start_reassignment(&mut p, vec![3, 2]);
+        assert_eq!(
+            (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+            (vec![3, 2, 1], vec![3], vec![1])
+        );
+        complete_reassignment(&mut p);
+        assert!(p.is_reassigning(), "broker 3 has not caught up yet");
+        p.isr = vec![1, 2, 3];
+        complete_reassignment(&mut p);
+        assert!(!p.is_reassigning());
+        assert_eq!((p.replicas.clone(), p.isr.clone()), (vec![3, 2], vec![2, 3]));
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (3, 5),
+            "the leaving leader hands over in a new epoch"
+        );
+
+        start_reassignment(&mut p, vec![3, 2, 1]);
+        cancel_reassignment(&mut p);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![3, 2], vec![2, 3], 3)
+        );
+        assert!(!p.is_reassigning());
     }
 }
