@@ -57,8 +57,11 @@ pub fn submit(client: &mut Client, moves: &[Move]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The partitions being moved: (topic, partition, replicas, adding, removing).
-pub fn ongoing(client: &mut Client) -> anyhow::Result<Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)>> {
+/// A partition being moved: topic, partition, replicas, adding, removing.
+pub type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// The partitions being moved.
+pub fn ongoing(client: &mut Client) -> anyhow::Result<Vec<Ongoing>> {
     let response = client.send(&ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000), 0)?;
     check(
         response.error_code,
