@@ -35,6 +35,11 @@ pub struct GroupConfig {
     pub offsets_topic_partitions: i32,
     /// `offsets.topic.segment.bytes`; also the least size at which the topic is compacted.
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.topic.replication.factor` in cluster mode (capped at the
+    /// brokers registered when the topic is created).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.commit.timeout.ms`: how long a commit waits for the in-sync replicas.
+    pub offsets_commit_timeout_ms: u64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
@@ -58,6 +63,8 @@ impl Default for GroupConfig {
         Self {
             offsets_topic_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
+            offsets_topic_replication_factor: 3,
+            offsets_commit_timeout_ms: 5000,
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
@@ -81,6 +88,12 @@ impl GroupConfig {
                     .then(|| self.offsets_topic_partitions = n)
                     .ok_or_else(|| format!("{key} must be between 1 and 10000"))
             }),
+            "offsets.topic.replication.factor" => parse_num::<i16>(key, value).and_then(|n| {
+                (n >= 1)
+                    .then(|| self.offsets_topic_replication_factor = n)
+                    .ok_or_else(|| format!("{key} must be at least 1"))
+            }),
+            "offsets.commit.timeout.ms" => parse_num(key, value).map(|ms| self.offsets_commit_timeout_ms = ms),
             "offsets.topic.segment.bytes" => {
                 parse_num::<u64>(key, value).map(|n| self.offsets_topic_segment_bytes = n.max(1024))
             }

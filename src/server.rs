@@ -105,6 +105,7 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
                     let endpoint = BrokerEndpoint {
                         host: b.host.clone(),
                         port: b.port,
+                        fenced: image.fenced.contains(&b.broker_id),
                     };
                     (b.broker_id, endpoint)
                 })

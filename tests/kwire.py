@@ -220,6 +220,18 @@ class Connection:
                     endpoints[node] = (host, port)
         return error_code, current_leader, endpoints
 
+    def find_coordinator(self, group):
+        """FindCoordinator v1 for a group; returns (error_code, node_id, port)."""
+        self.send(10, 1, string(group) + b"\x00")
+        _, resp = self.recv()
+        (error_code,) = struct.unpack(">h", resp[4:6])
+        (msg_len,) = struct.unpack(">h", resp[6:8])
+        at = 8 + max(msg_len, 0)
+        (node_id,) = struct.unpack(">i", resp[at:at + 4])
+        (host_len,) = struct.unpack(">h", resp[at + 4:at + 6])
+        (port,) = struct.unpack(">i", resp[at + 6 + host_len:at + 10 + host_len])
+        return error_code, node_id, port
+
     def offset_for_leader_epoch(self, topic, partition, leader_epoch, current_leader_epoch=-1):
         """OffsetForLeaderEpoch v2 for one partition; returns (error_code, leader_epoch, end_offset)."""
         body = struct.pack(">i", 1) + string(topic)

@@ -793,6 +793,85 @@ def test_preferred_leader_election_on_demand(make_cluster):
     assert missing.returncode != 0 and "ondemand-7" in missing.stdout, missing.stdout
 
 
+def test_consumer_groups_span_the_cluster_and_survive_a_coordinator_kill(make_cluster):
+    """A group's coordinator is the leader of its `__consumer_offsets` partition (RF 3):
+    every broker names the same one, members bootstrapped to different brokers form one
+    group, and when the coordinator is SIGKILLed a new one takes over with the committed
+    offsets intact."""
+    import threading
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n'
+                                   '"group.initial.rebalance.delay.ms" = 300\n"group.min.session.timeout.ms" = 1000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("grp", 6, 3)])["grp"].result(timeout=20)
+
+    def produce(tag, count, bootstrap):
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(count):
+            p.produce("grp", value=f"{tag}-{i}".encode())
+        assert p.flush(30) == 0
+
+    produce("before", 6000, ",".join(n.bootstrap for n in nodes))
+
+    def coordinator_seen_by(node):
+        with kwire.Connection(node.bootstrap) as conn:
+            error, node_id, port = conn.find_coordinator("g1")
+        return node_id if error == 0 else None
+
+    coordinator = wait_for(lambda: len({coordinator_seen_by(n) for n in nodes}) == 1 and coordinator_seen_by(nodes[0]),
+                           what="one coordinator named by every broker")
+    offsets = admin.list_topics("__consumer_offsets", timeout=5).topics["__consumer_offsets"]
+    assert all(len(p.replicas) == 3 for p in offsets.partitions.values()), "offsets are replicated 3 ways"
+
+    seen, lock, stop = [], threading.Lock(), threading.Event()
+
+    def member(bootstrap):
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "g1", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        c.subscribe(["grp"])
+        while not stop.is_set():
+            batch = [m for m in c.consume(500, timeout=0.5) if not m.error()]
+            if batch:
+                with lock:
+                    seen.extend(m.value() for m in batch)
+                try:
+                    c.commit(asynchronous=False)
+                except Exception:
+                    pass  # a rebalance or a coordinator move: the records come again
+        c.close()
+
+    members = [threading.Thread(target=member, args=(n.bootstrap,)) for n in nodes]
+    for t in members:
+        t.start()
+    try:
+        wait_for(lambda: len(set(seen)) >= 6000, timeout_s=60, what="the first 6000 records consumed by the group")
+        nodes[coordinator - 1].kill9()
+        survivors = [n for n in nodes if n.node_id != coordinator]
+        moved = wait_for(lambda: (c := coordinator_seen_by(survivors[0])) not in (None, coordinator) and c,
+                         timeout_s=20, what="a new coordinator")
+        assert coordinator_seen_by(survivors[1]) == moved
+        produce("after", 3000, ",".join(n.bootstrap for n in survivors))
+        wait_for(lambda: len(set(seen)) >= 9000, timeout_s=90, what="the group consuming through the new coordinator")
+    finally:
+        stop.set()
+        for t in members:
+            t.join(30)
+    values = set(seen)
+    assert values == {f"before-{i}".encode() for i in range(6000)} | {f"after-{i}".encode() for i in range(3000)}
+
+    probe = Consumer({"bootstrap.servers": survivors[0].bootstrap, "group.id": "g1"})
+    committed = probe.committed([TopicPartition("grp", p) for p in range(6)], timeout=20)
+    probe.close()
+    assert sum(tp.offset for tp in committed) == 9000, "the commits made through both coordinators survive"
+    listed = subprocess.run([SLUICE_BIN, "groups", "list", "--bootstrap", survivors[1].bootstrap],
+                            capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0 and "g1" in listed.stdout, listed.stdout + listed.stderr
+
+
 def replicas_of(node, topic):
     """{partition: replicas} as the node describes the topic."""
     md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(topic, timeout=5)

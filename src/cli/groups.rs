@@ -64,12 +64,12 @@ pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let mut client = args.connect.client()?;
+    let connect = &args.connect;
     match args.command {
-        GroupsCommand::List => list(&mut client),
-        GroupsCommand::Describe { group } => describe(&mut client, &group),
-        GroupsCommand::ResetOffsets(reset) => reset_offsets(&mut client, reset),
-        GroupsCommand::Delete { group } => delete(&mut client, &group),
+        GroupsCommand::List => list(connect),
+        GroupsCommand::Describe { group } => describe(&mut coordinator(connect, &group)?, &group),
+        GroupsCommand::ResetOffsets(reset) => reset_offsets(&mut coordinator(connect, &reset.group)?, reset),
+        GroupsCommand::Delete { group } => delete(&mut coordinator(connect, &group)?, &group),
     }
 }
 
@@ -77,15 +77,60 @@ fn check(code: i16, what: &str) -> anyhow::Result<()> {
     super::check(code, None, &format!("{what} failed"))
 }
 
-fn list(client: &mut Client) -> anyhow::Result<()> {
-    let response = client.send(&ListGroupsRequest::default(), 4)?;
-    check(response.error_code, "ListGroups")?;
+/// A connection to `group`'s coordinator, found through the bootstrap
+/// broker (in a cluster, groups are spread over the brokers).
+fn coordinator(connect: &super::Connect, group: &str) -> anyhow::Result<Client> {
+    let mut client = connect.client()?;
+    let request = FindCoordinatorRequest::default().with_key(s(group)).with_key_type(0);
+    let response = client.send(&request, 3)?;
+    super::check(
+        response.error_code,
+        response.error_message.as_deref(),
+        &format!("finding the coordinator of group '{group}'"),
+    )?;
+    Client::connect(&format!("{}:{}", response.host.as_str(), response.port), super::TIMEOUT)
+}
+
+/// Every group of every broker (each coordinates its own share).
+fn list(connect: &super::Connect) -> anyhow::Result<()> {
+    let mut client = connect.client()?;
+    let metadata = super::topic::metadata(&mut client, Some(GROUPS_TOPIC))?;
+    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for broker in &metadata.brokers {
+        let address = format!("{}:{}", broker.host.as_str(), broker.port);
+        // A broker that just died is listed until the cluster fences it.
+        let response = match Client::connect(&address, super::TIMEOUT)
+            .and_then(|mut on_broker| on_broker.send(&ListGroupsRequest::default(), 4))
+        {
+            Ok(response) => response,
+            Err(e) => {
+                eprintln!(
+                    "warning: broker {} did not answer, its groups are missing: {e:#}",
+                    broker.node_id.0
+                );
+                continue;
+            }
+        };
+        check(
+            response.error_code,
+            &format!("ListGroups on broker {}", broker.node_id.0),
+        )?;
+        for g in response.groups {
+            groups.insert(
+                g.group_id.0.to_string(),
+                (g.group_state.to_string(), g.protocol_type.to_string()),
+            );
+        }
+    }
     println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
-    for g in response.groups {
-        println!("{:<40} {:<20} {}", g.group_id.0, g.group_state, g.protocol_type);
+    for (group, (state, protocol_type)) in groups {
+        println!("{group:<40} {state:<20} {protocol_type}");
     }
     Ok(())
 }
+
+/// The topic whose metadata `list` asks for: only the broker list matters.
+const GROUPS_TOPIC: &str = crate::group::OFFSETS_TOPIC;
 
 /// The topic partitions of a consumer-protocol assignment (version, [topic, [partition]], user data).
 fn assigned_partitions(assignment: &Bytes) -> Vec<(String, i32)> {

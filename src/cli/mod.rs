@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the tools connect: `--bootstrap`, else `SLUICE_BOOTSTRAP`, else the local broker.
 #[derive(clap::Args, Clone)]

@@ -113,11 +113,16 @@ impl Controller {
         self.commit(next)
     }
 
-    /// The brokers new replicas may go to: the registered ones in cluster
-    /// mode, this broker alone otherwise.
+    /// The brokers new replicas may go to: the registered, unfenced ones in
+    /// cluster mode, this broker alone otherwise.
     fn placeable_brokers(&self, current: &Metadata) -> Vec<i32> {
         if self.cluster_mode {
-            current.brokers.keys().copied().collect()
+            current
+                .brokers
+                .iter()
+                .filter(|(_, b)| !b.fenced)
+                .map(|(id, _)| *id)
+                .collect()
         } else {
             vec![current.broker_id]
         }
@@ -610,11 +615,18 @@ pub async fn create_topic(
 pub async fn create_internal_topic(
     name: String,
     partitions: i32,
+    replication_factor: i16,
     configs: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
     assert!(is_internal_topic(&name), "{name} is not an internal topic");
     on_controller(move |c| {
-        c.create_topic_unchecked(&name, partitions, 1, configs, false)
+        // Replicated like any topic in cluster mode, on as many brokers as there are up to the setting.
+        let current = Arc::clone(&c.current.borrow());
+        let brokers = c.placeable_brokers(&current).len();
+        let replication_factor = replication_factor
+            .min(i16::try_from(brokers).unwrap_or(i16::MAX))
+            .max(1);
+        c.create_topic_unchecked(&name, partitions, replication_factor, configs, false)
             .map(|(m, _)| (m, ()))
     })
     .await

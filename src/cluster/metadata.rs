@@ -105,12 +105,16 @@ pub struct Metadata {
 pub struct BrokerEndpoint {
     pub host: String,
     pub port: u16,
+    /// The quorum found it unresponsive: clients are not told about it and
+    /// new replicas do not go to it, as in Kafka.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 const METADATA_FILE: &str = "__sluice_metadata.json";
 
 impl Metadata {
-    /// The brokers to describe to clients: the registered ones, or this one alone.
+    /// The brokers to describe to clients: the registered, unfenced ones, or this one alone.
     pub fn broker_endpoints(&self, config: &crate::config::BrokerConfig) -> Vec<(i32, String, u16)> {
         if self.brokers.is_empty() {
             let (host, port) = config.advertised_endpoint();
@@ -118,6 +122,7 @@ impl Metadata {
         }
         self.brokers
             .iter()
+            .filter(|(_, b)| !b.fenced)
             .map(|(id, b)| (*id, b.host.clone(), b.port))
             .collect()
     }

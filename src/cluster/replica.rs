@@ -259,9 +259,16 @@ async fn fetch_loop(
         if let Some(records) = &partition.records {
             append_batches(tp, records.clone()).await?;
         }
-        // What the leader says is committed, as far as this copy reaches.
         if let Some(log) = local().log(tp) {
+            // What the leader says is committed, as far as this copy reaches.
             log.set_committed(Some(partition.high_watermark.min(log.log_end_offset())));
+            // Segments the leader has let go (its log start moved: retention,
+            // compaction of `__consumer_offsets`) go here too.
+            if partition.log_start_offset > log.log_start_offset()
+                && let Err(e) = log.delete_segments_below(partition.log_start_offset.min(log.log_end_offset()))
+            {
+                warn!(partition = %tp, "cannot follow the leader's log start: {e}");
+            }
         }
     }
     Ok(())

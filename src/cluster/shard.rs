@@ -323,9 +323,47 @@ pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
     check_leader_epoch(tp, NO_LEADER_EPOCH)
 }
 
+/// Waits (on `tp`'s owner shard) until the high watermark covers offsets
+/// below `end`, which this broker appended as leader in `epoch`.
+pub async fn wait_until_committed(
+    tp: &TopicPartition,
+    log: &PartitionLog,
+    end: i64,
+    epoch: i32,
+    timeout: Duration,
+) -> Result<(), (ErrorCode, String)> {
+    log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
+        .await;
+    // A leader demoted meanwhile may have cut the batch off and refilled its
+    // offsets from the new leader: the high watermark then covers other
+    // records, so only an unchanged epoch may answer.
+    if leader_epoch_here(tp) != Ok(epoch) {
+        return Err((
+            ErrorCode::NotLeaderOrFollower,
+            format!("leadership of {tp} moved before the batch was committed"),
+        ));
+    }
+    if log.high_watermark() < end {
+        return Err((
+            ErrorCode::RequestTimedOut,
+            format!("the in-sync replicas of {tp} did not confirm the batch in time"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `tp` is replicated from this broker (it leads it in cluster
+/// mode), with the epoch it leads in.
+pub fn replicated_leader_epoch(tp: &TopicPartition) -> Option<i32> {
+    if !local().leaderships.borrow().contains_key(tp) {
+        return None;
+    }
+    leader_epoch_here(tp).ok()
+}
+
 /// The leader epoch this broker leads `tp` in, by this shard's metadata
 /// (`LEADER_EPOCH` for a partition no quorum places).
-fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
+pub fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
     check_leader(tp)?;
     let metadata = local().metadata();
     Ok(metadata
@@ -415,23 +453,9 @@ pub async fn append(
         // first attempt may have timed out before the ISR had it.
         if replicated {
             let end = info.base_offset + i64::from(last_offset_delta) + 1;
-            log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
-                .await;
-            // A leader demoted meanwhile may have cut the batch off and
-            // refilled its offsets from the new leader: the high watermark
-            // then covers other records, so only an unchanged epoch may answer.
-            if leader_epoch_here(&tp) != Ok(epoch) {
-                return Err(BatchError {
-                    code: ErrorCode::NotLeaderOrFollower,
-                    message: format!("leadership of {tp} moved before the batch was committed"),
-                });
-            }
-            if log.high_watermark() < end {
-                return Err(BatchError {
-                    code: ErrorCode::RequestTimedOut,
-                    message: format!("the in-sync replicas of {tp} did not confirm the batch in time"),
-                });
-            }
+            wait_until_committed(&tp, &log, end, epoch, timeout)
+                .await
+                .map_err(|(code, message)| BatchError { code, message })?;
         }
         Ok(info)
     })

@@ -70,6 +70,9 @@ pub struct Coordinator {
     config: GroupConfig,
     groups: RefCell<HashMap<String, Group>>,
     writers: RefCell<HashMap<i32, async_channel::Sender<WriteRequest>>>,
+    /// The leader epoch each loaded offsets partition was loaded in: a
+    /// partition led again in a later epoch may have changed meanwhile.
+    loaded_epochs: RefCell<HashMap<i32, i32>>,
 }
 
 thread_local! {
@@ -87,6 +90,7 @@ impl Coordinator {
             config,
             groups: RefCell::new(HashMap::new()),
             writers: RefCell::new(HashMap::new()),
+            loaded_epochs: RefCell::new(HashMap::new()),
         });
         LOCAL.with(|l| assert!(l.set(Rc::clone(&coordinator)).is_ok(), "coordinator installed twice"));
         coordinator
@@ -138,10 +142,15 @@ impl Coordinator {
     /// Makes sure the offsets partition `partition` is loaded and has its writer.
     /// Fails while this shard does not (yet) hold the partition's log.
     pub fn ensure_partition(self: &Rc<Self>, partition: i32) -> Result<(), ErrorCode> {
-        if self.writers.borrow().contains_key(&partition) {
-            return Ok(());
-        }
         let tp = TopicPartition::new(OFFSETS_TOPIC.to_string(), partition);
+        let epoch = shard::leader_epoch_here(&tp).map_err(|_| ErrorCode::NotCoordinator)?;
+        if self.writers.borrow().contains_key(&partition) {
+            if self.loaded_epochs.borrow().get(&partition) == Some(&epoch) {
+                return Ok(());
+            }
+            let partitions = offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            self.unload(partition, partitions);
+        }
         let log = shard::local().log(&tp).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let started = Instant::now();
         let records = self.load(&log).map_err(|e| {
@@ -151,6 +160,7 @@ impl Coordinator {
         info!(partition = %tp, records, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group state");
         let (tx, rx) = async_channel::bounded(WRITE_QUEUE_MAX);
         self.writers.borrow_mut().insert(partition, tx);
+        self.loaded_epochs.borrow_mut().insert(partition, epoch);
         compio::runtime::spawn(Rc::clone(self).run_writer(partition, log, rx)).detach();
         Ok(())
     }
@@ -159,10 +169,12 @@ impl Coordinator {
     fn load(&self, log: &PartitionLog) -> io::Result<u64> {
         let mut offset = log.log_start_offset();
         let mut loaded = 0;
-        // Bounded: every step moves `offset` forward by at least one batch, up to the high watermark.
-        while offset < log.high_watermark() {
+        // The whole local log, past the high watermark too: a new leader's
+        // tail is what its followers will copy. Bounded: every step moves
+        // `offset` forward by at least one batch, up to the log end.
+        while offset < log.log_end_offset() {
             let read = log
-                .read(offset, LOAD_READ_BYTES, true)
+                .read_as(offset, LOAD_READ_BYTES, true, crate::storage::Reader::Replica)
                 .map_err(|code| io::Error::other(format!("read at {offset}: {code:?}")))?;
             let Some(slice) = read.slice else { break };
             let mut buf = vec![0u8; slice.bytes as usize];
@@ -336,12 +348,33 @@ impl Coordinator {
             })
             .collect();
         let batch = build_batch(&records, now_ms(), -1, -1);
+        let tp = log.topic_partition();
+        // A coordinator that lost the partition's leadership must not write:
+        // its copy now follows the new leader's log.
+        if !super::coordinates(tp.partition) {
+            return Err(ErrorCode::NotCoordinator);
+        }
+        let replicated = shard::replicated_leader_epoch(tp);
         let info = log.append(batch, now_ms()).await.map_err(|e| {
-            warn!(partition = %log.topic_partition(), "group record write failed: {}", e.message);
+            warn!(partition = %tp, "group record write failed: {}", e.message);
             ErrorCode::CoordinatorNotAvailable
         })?;
         for (i, entry) in entries.iter().enumerate() {
             self.apply(entry, info.base_offset + i as i64, false);
+        }
+        // In cluster mode a commit counts once every in-sync replica has it.
+        if let Some(epoch) = replicated {
+            let end = info.base_offset + entries.len() as i64;
+            let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
+            shard::wait_until_committed(tp, log, end, epoch, timeout)
+                .await
+                .map_err(|(code, message)| {
+                    warn!(partition = %tp, "group records not replicated: {message}");
+                    match code {
+                        ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                        other => other,
+                    }
+                })?;
         }
         Ok(())
     }
@@ -351,7 +384,7 @@ impl Coordinator {
     /// Runs on the writer, so no other record can land in between.
     async fn compact(&self, partition: i32, log: &PartitionLog) -> io::Result<u64> {
         log.roll_now(now_ms())?;
-        let start = log.high_watermark();
+        let start = log.log_end_offset();
         let entries = self.snapshot(partition);
         let mut written = 0u64;
         for chunk in entries.chunks(1024) {
@@ -419,14 +452,36 @@ impl Coordinator {
         }
     }
 
-    /// Loads every offsets partition this shard owns, so restored members time out too.
+    /// Loads every offsets partition this shard owns and this broker leads,
+    /// so restored members time out too; forgets those it no longer leads.
     fn load_owned_partitions(self: &Rc<Self>) {
         let Some(partitions) = offsets_partitions() else { return };
         let shards = runtime::shard_count();
         let me = runtime::shard_id();
         for p in (0..partitions).filter(|p| owner_of(OFFSETS_TOPIC, *p, shards) == me) {
-            let _ = self.ensure_partition(p);
+            if super::coordinates(p) {
+                let _ = self.ensure_partition(p);
+            } else if self.writers.borrow().contains_key(&p) {
+                self.unload(p, partitions);
+            }
         }
+    }
+
+    /// Another broker now coordinates partition `p`'s groups: stop its writer
+    /// (the queue closes once drained) and drop its groups from memory, so a
+    /// later leadership reloads them from the log. Members waiting on a
+    /// dropped group are answered NOT_COORDINATOR and find the new one.
+    fn unload(&self, p: i32, partitions: i32) {
+        self.writers.borrow_mut().remove(&p);
+        self.loaded_epochs.borrow_mut().remove(&p);
+        let mut groups = self.groups.borrow_mut();
+        let before = groups.len();
+        groups.retain(|id, _| partition_for(id, partitions) != p);
+        info!(
+            partition = p,
+            groups = before - groups.len(),
+            "no longer coordinating; groups unloaded"
+        );
     }
 
     fn tick_groups(&self, now: i64) {

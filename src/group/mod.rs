@@ -53,11 +53,46 @@ pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
         "segment.bytes".to_string(),
         config.offsets_topic_segment_bytes.to_string(),
     );
-    match controller::create_internal_topic(OFFSETS_TOPIC.to_string(), config.offsets_topic_partitions, configs).await {
+    let created = controller::create_internal_topic(
+        OFFSETS_TOPIC.to_string(),
+        config.offsets_topic_partitions,
+        config.offsets_topic_replication_factor,
+        configs,
+    );
+    match created.await {
         Ok(()) => Ok(()),
         Err(e) if e.code == ErrorCode::TopicAlreadyExists => Ok(()),
         Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
     }
+}
+
+/// The broker that coordinates `group_id`: this one on a single node; in
+/// cluster mode the leader of the group's `__consumer_offsets` partition, as
+/// in Kafka. Returns (node id, host, port).
+pub fn coordinator_of(group_id: &str) -> Result<(i32, String, u16), ErrorCode> {
+    let shard = shard::local();
+    let metadata = shard.metadata();
+    let topic = metadata
+        .topics
+        .get(OFFSETS_TOPIC)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let partition = partition_for(group_id, topic.partitions);
+    if topic.assignment.is_empty() {
+        let (host, port) = shard.config.advertised_endpoint();
+        return Ok((shard.config.broker_id, host, port));
+    }
+    let (leader, _, endpoint) = metadata
+        .current_leader(OFFSETS_TOPIC, partition)
+        .filter(|(leader, _, _)| *leader >= 0)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    Ok((leader, endpoint.host.clone(), endpoint.port))
+}
+
+/// Whether this broker coordinates the groups of offsets partition
+/// `partition` (always, on a single node), by this shard's metadata.
+pub fn coordinates(partition: i32) -> bool {
+    let tp = crate::model::TopicPartition::new(OFFSETS_TOPIC.to_string(), partition);
+    shard::check_leader(&tp).is_ok()
 }
 
 /// Runs `f` with the group's coordinator, on the shard that owns the group.
@@ -72,8 +107,14 @@ where
     }
     let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
     let partition = partition_for(group_id, partitions);
+    if !coordinates(partition) {
+        return Err(ErrorCode::NotCoordinator);
+    }
     let owner = owner_of(OFFSETS_TOPIC, partition, runtime::shard_count());
     submit_to(owner, move || async move {
+        if !coordinates(partition) {
+            return Err(ErrorCode::NotCoordinator);
+        }
         let coordinator = coordinator::local();
         coordinator.ensure_partition(partition)?;
         f(coordinator).await
@@ -95,7 +136,7 @@ pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
             JoinReply::Now(result) => Ok(result),
             JoinReply::Later(rx) => Ok(rx
                 .await
-                .unwrap_or_else(|_| JoinResult::error(ErrorCode::UnknownMemberId, &member))),
+                .unwrap_or_else(|_| JoinResult::error(ErrorCode::NotCoordinator, &member))),
         }
     })
     .await;
@@ -133,7 +174,7 @@ pub async fn sync(group_id: String, request: SyncRequest) -> SyncResult {
             Some(SyncReply::Now(result)) => Ok(result),
             Some(SyncReply::Later(rx)) => Ok(rx
                 .await
-                .unwrap_or_else(|_| SyncResult::error(ErrorCode::RebalanceInProgress))),
+                .unwrap_or_else(|_| SyncResult::error(ErrorCode::NotCoordinator))),
         }
     })
     .await;

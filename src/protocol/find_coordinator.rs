@@ -1,5 +1,7 @@
-//! FindCoordinator: this broker coordinates every group (and, later, every
-//! transactional id). The first group lookup creates `__consumer_offsets`.
+//! FindCoordinator: a group's coordinator is the leader of its partition of
+//! `__consumer_offsets` (on a single node, this broker); transactional ids
+//! name this broker until transactions exist. The first group lookup creates
+//! `__consumer_offsets`.
 
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -13,6 +15,9 @@ use crate::model::ErrorCode;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// A key's coordinator (node id, host, port), or why there is none.
+type Found = Result<(i32, String, u16), ErrorCode>;
+
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: FindCoordinatorRequest = decode(body, header.api_version)?;
     let version = header.api_version;
@@ -21,41 +26,61 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     } else {
         vec![request.key.to_string()]
     };
-    let code = match request.key_type {
-        KEY_TYPE_GROUP => group::ensure_offsets_topic().await.err().unwrap_or(ErrorCode::None),
-        KEY_TYPE_TRANSACTION => ErrorCode::None,
-        _ => ErrorCode::InvalidRequest,
+    let ready = match request.key_type {
+        KEY_TYPE_GROUP => group::ensure_offsets_topic().await,
+        KEY_TYPE_TRANSACTION => Ok(()),
+        _ => Err(ErrorCode::InvalidRequest),
     };
-    let (host, port) = local().config.advertised_endpoint();
-    let broker_id = local().config.broker_id;
-    let message = (code != ErrorCode::None).then(|| str_bytes(format!("{code:?}")));
-    let (node, host, port) = if code == ErrorCode::None {
-        (broker_id, host, port as i32)
-    } else {
-        (-1, String::new(), -1)
-    };
+    let found: Vec<(String, Found)> = keys
+        .into_iter()
+        .map(|key| {
+            let coordinator = ready.and_then(|()| match request.key_type {
+                KEY_TYPE_GROUP => group::coordinator_of(&key),
+                _ => {
+                    let (host, port) = local().config.advertised_endpoint();
+                    Ok((local().config.broker_id, host, port))
+                }
+            });
+            (key, coordinator)
+        })
+        .collect();
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
-        response.coordinators = keys
+        response.coordinators = found
             .into_iter()
-            .map(|key| {
+            .map(|(key, coordinator)| {
+                let (node, host, port, code) = fields(coordinator);
                 Coordinator::default()
                     .with_key(str_bytes(key))
                     .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host.clone()))
+                    .with_host(str_bytes(host))
                     .with_port(port)
                     .with_error_code(code.code())
-                    .with_error_message(message.clone())
+                    .with_error_message(message(code))
             })
             .collect();
     } else {
+        let (_, coordinator) = found.into_iter().next().expect("one key before v4");
+        let (node, host, port, code) = fields(coordinator);
         response.error_code = code.code();
         response.node_id = BrokerId(node);
         response.host = str_bytes(host);
         response.port = port;
         if version >= 1 {
-            response.error_message = message;
+            response.error_message = message(code);
         }
     }
     encode_response(header, &response)
+}
+
+/// (node, host, port, error) as the response carries them.
+fn fields(coordinator: Found) -> (i32, String, i32, ErrorCode) {
+    match coordinator {
+        Ok((node, host, port)) => (node, host, i32::from(port), ErrorCode::None),
+        Err(code) => (-1, String::new(), -1, code),
+    }
+}
+
+fn message(code: ErrorCode) -> Option<kafka_protocol::protocol::StrBytes> {
+    (code != ErrorCode::None).then(|| str_bytes(format!("{code:?}")))
 }
