@@ -167,6 +167,8 @@ pub struct BrokerConfig {
     pub controller_listen: Option<SocketAddr>,
     /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
     pub controller_voters: Vec<(u64, SocketAddr)>,
+    /// Cluster mode: `process.roles` (broker, controller, or both: the default).
+    pub process_roles: Option<crate::cluster::quorum::ProcessRoles>,
 }
 
 impl Default for BrokerConfig {
@@ -199,6 +201,7 @@ impl Default for BrokerConfig {
             leader_imbalance_check_interval_s: 300,
             controller_listen: None,
             controller_voters: Vec::new(),
+            process_roles: None,
         }
     }
 }
@@ -277,6 +280,7 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "node.id",
     "controller.listener",
     "controller.quorum.voters",
+    "process.roles",
     "replica.lag.time.max.ms",
     "broker.session.timeout.ms",
     "unclean.leader.election.enable",
@@ -345,13 +349,18 @@ pub fn known_settings() -> Vec<&'static str> {
 impl BrokerConfig {
     /// The metadata quorum to join, when cluster mode is configured (both settings or neither).
     pub fn quorum(&self) -> Result<Option<crate::cluster::quorum::QuorumConfig>, String> {
+        let roles = self.process_roles.unwrap_or_default();
         match (self.controller_listen, self.controller_voters.is_empty()) {
-            (None, true) => Ok(None),
-            (Some(listen), false) => Ok(Some(crate::cluster::quorum::QuorumConfig {
-                listen,
+            (None, true) if self.process_roles.is_none() => Ok(None),
+            (_, true) => Err("cluster mode needs controller.quorum.voters".into()),
+            (None, false) if roles.controller => {
+                Err("a controller (process.roles) needs controller.listener as well as controller.quorum.voters".into())
+            }
+            (listen, false) => Ok(Some(crate::cluster::quorum::QuorumConfig {
+                listen: listen.filter(|_| roles.controller),
                 voters: self.controller_voters.clone(),
+                roles,
             })),
-            _ => Err("cluster mode needs both controller.listener and controller.quorum.voters".into()),
         }
     }
 
@@ -402,6 +411,7 @@ impl BrokerConfig {
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num::<i64>(key, value)?.max(1),
             "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
+            "process.roles" => self.process_roles = Some(crate::cluster::quorum::ProcessRoles::parse(value)?),
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),
             "num.partitions" => self.num_partitions = parse_num::<i32>(key, value)?.max(1),
             "default.replication.factor" => self.default_replication_factor = parse_num(key, value)?,

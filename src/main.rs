@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Cluster mode: the voters, `1@host:port,2@host:port,3@host:port` (Kafka's `controller.quorum.voters`).
     #[arg(long)]
     controller_quorum: Option<String>,
+    /// Cluster mode: `broker`, `controller` or `broker,controller` (the default; Kafka's `process.roles`).
+    /// A broker-only node is not a voter: it follows the metadata log of the `--controller-quorum` voters.
+    #[arg(long)]
+    process_roles: Option<String>,
     /// Where the Prometheus endpoint listens, HOST:PORT (`metrics.listener`, default 127.0.0.1:9644).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -107,6 +111,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config
             .set("controller.quorum.voters", voters)
             .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(roles) = &args.process_roles {
+        config.set("process.roles", roles).map_err(anyhow::Error::msg)?;
     }
     config.quorum().map_err(anyhow::Error::msg)?;
     if let Some(addr) = args.metrics_listen {

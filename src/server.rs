@@ -126,6 +126,10 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
             .then(|| Duration::from_secs(config.leader_imbalance_check_interval_s)),
     );
     let handle = Quorum::start(config.broker_id, quorum, &config.data_dir, on_change, liveness)?;
+    if !quorum.roles.broker {
+        info!("controller only: this node hosts no partitions and is not listed to clients");
+        return Ok(());
+    }
     let (host, port) = config.advertised_endpoint();
     let registration = Record::RegisterBroker {
         broker_id: config.broker_id,

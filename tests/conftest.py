@@ -128,12 +128,18 @@ def make_cluster(tmp_path):
     (`--node-id`, `--controller-listen`, `--controller-quorum`), ids 1..n."""
     nodes = []
 
-    def make(n=3, config="", shards=1):
+    def make(n=3, config="", shards=1, dedicated=False, broker_only=0):
+        """With `dedicated`, the n voters are controllers only; `broker_only`
+        more nodes (ids n+1..) are brokers that observe the quorum."""
         controller_ports = free_ports(n)
         quorum = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
-        for i in range(n):
-            args = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{controller_ports[i]}",
-                    "--controller-quorum", quorum]
+        for i in range(n + broker_only):
+            args = ["--node-id", str(i + 1), "--controller-quorum", quorum]
+            if i < n:
+                args += ["--controller-listen", f"127.0.0.1:{controller_ports[i]}"]
+                args += ["--process-roles", "controller"] if dedicated else []
+            else:
+                args += ["--process-roles", "broker"]
             node = Broker(tmp_path / f"node{i + 1}", config=config, shards=shards, extra_args=args)
             node.node_id = i + 1
             nodes.append(node)

@@ -83,6 +83,21 @@ def test_cluster_flags_are_checked(tmp_path):
                                 capture_output=True, text=True, timeout=30)
     assert bad_voters.returncode != 0 and "ID@HOST:PORT" in bad_voters.stderr
 
+    def serve(*args, name):
+        return subprocess.run([SLUICE_BIN, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                               "--metrics-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / name), *args],
+                              capture_output=True, text=True, timeout=30)
+
+    voter_as_broker = serve("--node-id", "1", "--process-roles", "broker", "--controller-quorum",
+                            f"1@127.0.0.1:{port}", name="d")
+    assert voter_as_broker.returncode != 0 and "must include controller" in voter_as_broker.stderr
+    controller_without_listener = serve("--node-id", "1", "--process-roles", "controller", "--controller-quorum",
+                                        f"1@127.0.0.1:{port}", name="e")
+    assert controller_without_listener.returncode != 0 and "controller.listener" in controller_without_listener.stderr
+    unknown_role = serve("--node-id", "1", "--process-roles", "router", "--controller-quorum",
+                         f"1@127.0.0.1:{port}", name="f")
+    assert unknown_role.returncode != 0 and "'router' is not broker or controller" in unknown_role.stderr
+
 
 def test_cluster_status_names_every_broker_and_the_controller(make_cluster):
     nodes = make_cluster(3)
@@ -870,6 +885,51 @@ def test_consumer_groups_span_the_cluster_and_survive_a_coordinator_kill(make_cl
     listed = subprocess.run([SLUICE_BIN, "groups", "list", "--bootstrap", survivors[1].bootstrap],
                             capture_output=True, text=True, timeout=30)
     assert listed.returncode == 0 and "g1" in listed.stdout, listed.stdout + listed.stderr
+
+
+def test_dedicated_controllers_and_broker_only_nodes(make_cluster):
+    """process.roles: three controller-only voters and two broker-only observers. Clients
+    see only the brokers; topics, replication, a quorum leader kill and a broker kill all
+    work as in combined mode."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, dedicated=True, broker_only=2,
+                         config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n')
+    controllers, brokers = nodes[:3], nodes[3:]
+    wait_for(lambda: (v := cluster_view(brokers[0])) and v[1] == {4: brokers[0].port, 5: brokers[1].port}
+             and v[0] in (4, 5), what="the two brokers registered, one named as controller (clients reach only brokers)")
+
+    def quorum_leader():
+        """The quorum leader broker 4 last heard of (controllers are not in Metadata)."""
+        import re
+        found = re.findall(r"metadata quorum leader changed leader_id=(\d+)", brokers[0].log())
+        return int(found[-1]) if found else None
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic("split", 4, 2)])["split"].result(timeout=20)
+    assert all(sorted(r) == [4, 5] for r in replicas_of(brokers[1], "split").values())
+    assert not list(controllers[0].data_dir.glob("split-*")), "controllers hold no partitions"
+
+    def produce(tag, count):
+        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "acks": "all"})
+        for i in range(count):
+            p.produce("split", value=f"{tag}-{i}".encode())
+        assert p.flush(30) == 0
+
+    produce("first", 1000)
+    leader = quorum_leader()
+    assert leader in (1, 2, 3)
+    controllers[leader - 1].kill9()
+    wait_for(lambda: quorum_leader() not in (leader, 0, None), timeout_s=20, what="a new quorum leader")
+    admin.create_topics([NewTopic("after-failover", 1, 2)])["after-failover"].result(timeout=20)
+    produce("second", 1000)
+    brokers[1].kill9()
+    wait_for(lambda: all((v := isr_of(brokers[0], "split", p)) and v == (4, [4]) for p in range(4)),
+             timeout_s=30, what="broker 5 fenced and out of every ISR")
+    produce("third", 1000)
+    consumed = subprocess.run(["kcat", "-C", "-b", brokers[0].bootstrap, "-t", "split", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    assert len(set(consumed.stdout.split())) == 3000, "every acknowledged record is there"
 
 
 def replicas_of(node, topic):

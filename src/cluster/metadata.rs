@@ -128,8 +128,15 @@ impl Metadata {
     }
 
     /// The controller to name to clients: the quorum leader, or this broker.
+    /// A dedicated controller is not a broker clients can reach, so then (as
+    /// KRaft does) a broker is named; any broker takes admin requests.
     pub fn controller(&self, config: &crate::config::BrokerConfig) -> i32 {
-        self.controller_id.unwrap_or(config.broker_id)
+        match self.controller_id {
+            None => config.broker_id,
+            Some(id) if id < 0 || self.brokers.get(&id).is_some_and(|b| !b.fenced) => id,
+            Some(_) if self.brokers.contains_key(&config.broker_id) => config.broker_id,
+            Some(id) => self.brokers.keys().next().copied().unwrap_or(id),
+        }
     }
 
     /// KIP-951: the leader a client should move to for `topic`/`partition`

@@ -1,15 +1,20 @@
-//! The metadata quorum, embedded like KRaft: every node started with
-//! `--controller-quorum` is a Raft voter on `--controller-listen`, and the
-//! cluster metadata is the Raft log (raft-rs; why in ARCHITECTURE.md).
+//! The metadata quorum, embedded like KRaft: a node started with
+//! `--controller-quorum` and the controller role (the default,
+//! `process.roles = broker,controller`) is a Raft voter on
+//! `--controller-listen`, and the cluster metadata is the Raft log (raft-rs;
+//! why in ARCHITECTURE.md). A broker-only node (`process.roles = broker`)
+//! observes the log instead, so the voters can be dedicated controllers.
 //!
 //! `node` drives Raft on its own "controller" thread, `log_store` keeps the
 //! log and hard state durable, `transport` carries Raft messages between
-//! voters, and `image` is the state the log builds. A node learns about
-//! changes through the `OnChange` callback, which hands them to the shards.
+//! voters, `observer` is a broker-only node's follower of the log, and
+//! `image` is the state the log builds. A node learns about changes through
+//! the `OnChange` callback, which hands them to the shards.
 
 pub mod image;
 mod log_store;
 mod node;
+mod observer;
 mod transport;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -24,11 +29,50 @@ pub use log_store::DIR_NAME as LOG_DIR_NAME;
 use node::{Input, Reply, offer};
 pub use node::{Liveness, OnChange, Outcome, QuorumStatus};
 
-/// Where this node's controller listens and who the voters are.
+/// Where this node's controller listens (voters only), who the voters are,
+/// and which roles this node plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumConfig {
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     pub voters: Vec<(u64, SocketAddr)>,
+    pub roles: ProcessRoles,
+}
+
+/// Kafka's `process.roles`: a broker, a controller (a voter of the metadata
+/// quorum), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Default for ProcessRoles {
+    fn default() -> Self {
+        Self {
+            broker: true,
+            controller: true,
+        }
+    }
+}
+
+impl ProcessRoles {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut roles = Self {
+            broker: false,
+            controller: false,
+        };
+        for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => return Err(format!("process.roles: '{other}' is not broker or controller")),
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err("process.roles names no role".into());
+        }
+        Ok(roles)
+    }
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `1@host:port,2@host:port`.
@@ -72,7 +116,8 @@ pub struct Quorum {
 }
 
 impl Quorum {
-    /// Binds the controller listener and starts the controller thread.
+    /// A voter binds the controller listener and starts the controller
+    /// thread; a broker-only node starts observing the voters.
     pub fn start(
         node_id: i32,
         config: &QuorumConfig,
@@ -82,13 +127,22 @@ impl Quorum {
     ) -> anyhow::Result<Self> {
         let id = u64::try_from(node_id).ok().filter(|id| *id > 0);
         let id = id.context("in cluster mode --node-id must be a positive number")?;
-        anyhow::ensure!(
-            config.voters.iter().any(|(v, _)| *v == id),
-            "node {id} is not among the --controller-quorum voters"
-        );
-        let listener = TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen for controllers on {}", config.listen))?;
-        let inbox = node::start(id, listener, &config.voters, data_dir, on_change, liveness)?;
+        let voter = config.voters.iter().any(|(v, _)| *v == id);
+        let inbox = if config.roles.controller {
+            anyhow::ensure!(voter, "node {id} is not among the --controller-quorum voters");
+            let listen = config
+                .listen
+                .context("a controller needs --controller-listen (controller.listener)")?;
+            let listener =
+                TcpListener::bind(listen).with_context(|| format!("cannot listen for controllers on {listen}"))?;
+            node::start(id, listener, &config.voters, data_dir, on_change, liveness)?
+        } else {
+            anyhow::ensure!(
+                !voter,
+                "node {id} is a --controller-quorum voter, so its process.roles must include controller"
+            );
+            observer::start(node_id, &config.voters, on_change)?
+        };
         let quorum = Self { inbox };
         anyhow::ensure!(QUORUM.set(quorum.clone()).is_ok(), "the quorum is started once");
         Ok(quorum)

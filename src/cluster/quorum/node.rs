@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use raft::prelude::{ConfState, Entry, EntryType, Message};
 use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole};
+use raft::{Config, GetEntriesContext, RawNode, StateRole, Storage};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::image::{ClusterImage, Record, RecordError};
 use super::log_store::LogStore;
+use super::observer::{ENTRIES_PER_FETCH_MAX, ObserverRequest, ObserverResponse};
 use super::transport::Transport;
 use crate::model::ErrorCode;
 
@@ -36,6 +37,8 @@ pub enum Input {
     Raft(Message),
     Propose(Record, Reply),
     Status(SyncSender<QuorumStatus>),
+    /// A broker-only node's request (voters serve these; see `observer`).
+    Observer(ObserverRequest, SyncSender<ObserverResponse>),
 }
 
 /// A proposal's outcome: the log index it was applied at, or why it was not.
@@ -50,7 +53,7 @@ pub enum Reply {
 }
 
 impl Reply {
-    fn send(self, outcome: Outcome) {
+    pub fn send(self, outcome: Outcome) {
         match self {
             Reply::Blocking(tx) => {
                 let _ = tx.try_send(outcome);
@@ -63,7 +66,7 @@ impl Reply {
     }
 }
 
-fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
+pub fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
     Err(RecordError {
         code,
         message: message.into(),
@@ -94,9 +97,31 @@ pub type OnChange = Box<dyn Fn(&ClusterImage, u64) + Send>;
 /// One entry's payload: the record and the proposer's request id, by which
 /// the proposing node finds its waiter when the entry is applied.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Envelope {
-    request: Uuid,
-    record: Record,
+pub struct Envelope {
+    pub request: Uuid,
+    pub record: Record,
+}
+
+/// Applies one committed entry's payload to `image` (an empty payload — a
+/// new leader's entry, a configuration change — only advances the index).
+/// Returns the proposer's request id with the outcome. Voters and observers
+/// apply entries through here alike.
+pub fn apply_entry(image: &mut ClusterImage, index: u64, data: &[u8]) -> Option<(Uuid, Outcome)> {
+    assert!(
+        index == image.applied_index + 1,
+        "committed entries arrive in order: {index} after {}",
+        image.applied_index
+    );
+    image.applied_index = index;
+    if data.is_empty() {
+        return None;
+    }
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(data) else {
+        warn!(index, "skipping a metadata record this version cannot read");
+        return None;
+    };
+    let result = image.apply(envelope.record).map(|()| index);
+    Some((envelope.request, result))
 }
 
 pub struct Node {
@@ -233,6 +258,51 @@ impl Node {
             Input::Propose(record, reply) => self.propose(record, reply),
             Input::Status(reply) => {
                 let _ = reply.try_send(self.status());
+            }
+            Input::Observer(request, reply) => {
+                let _ = reply.try_send(self.serve_observer(request));
+            }
+        }
+    }
+
+    /// A broker-only node's fetch (which is also its heartbeat) or proposal.
+    fn serve_observer(&mut self, request: ObserverRequest) -> ObserverResponse {
+        let leader_id = self.raft.raft.leader_id;
+        match request {
+            ObserverRequest::Fetch { node_id, from_index } => {
+                if let Ok(id) = u64::try_from(node_id) {
+                    self.liveness.last_heard.insert(id, Instant::now());
+                }
+                ObserverResponse::Entries {
+                    leader_id,
+                    entries: self.applied_entries(from_index),
+                }
+            }
+            ObserverRequest::Propose { data } => {
+                let accepted =
+                    self.raft.raft.state == StateRole::Leader && self.raft.propose(vec![], data.into_bytes()).is_ok();
+                ObserverResponse::Proposed { accepted, leader_id }
+            }
+        }
+    }
+
+    /// Applied entries from `from_index` on, at most ENTRIES_PER_FETCH_MAX.
+    fn applied_entries(&self, from_index: u64) -> Vec<(u64, String)> {
+        let applied = self.image.applied_index;
+        let store = self.raft.store();
+        let low = from_index.max(store.first_index().unwrap_or(1));
+        if low > applied {
+            return Vec::new();
+        }
+        let high = applied.min(low + ENTRIES_PER_FETCH_MAX - 1) + 1;
+        match store.entries(low, high, None, GetEntriesContext::empty(false)) {
+            Ok(entries) => entries
+                .iter()
+                .map(|e| (e.index, String::from_utf8_lossy(payload(e)).into_owned()))
+                .collect(),
+            Err(e) => {
+                warn!("cannot read the metadata log for an observer: {e}");
+                Vec::new()
             }
         }
     }
@@ -432,29 +502,22 @@ impl Node {
             return;
         }
         for entry in entries {
-            assert!(
-                entry.index == self.image.applied_index + 1,
-                "committed entries arrive in order: {} after {}",
-                entry.index,
-                self.image.applied_index
-            );
-            self.image.applied_index = entry.index;
-            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
-                continue; // a new leader's empty entry, or a configuration change
-            }
-            let Ok(envelope) = serde_json::from_slice::<Envelope>(&entry.data) else {
-                warn!(
-                    index = entry.index,
-                    "skipping a metadata record this version cannot read"
-                );
-                continue;
-            };
-            let result = self.image.apply(envelope.record).map(|()| entry.index);
-            if let Some((reply, _)) = self.pending.remove(&envelope.request) {
-                reply.send(result);
+            if let Some((request, outcome)) = apply_entry(&mut self.image, entry.index, payload(&entry))
+                && let Some((reply, _)) = self.pending.remove(&request)
+            {
+                reply.send(outcome);
             }
         }
         (self.on_change)(&self.image, self.leader_id);
+    }
+}
+
+/// A normal entry's record bytes; nothing for configuration changes.
+fn payload(entry: &Entry) -> &[u8] {
+    if entry.get_entry_type() == EntryType::EntryNormal {
+        &entry.data
+    } else {
+        &[]
     }
 }
 

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::prelude::Message;
+
+use super::node::Input;
+use super::observer::{self, OBSERVER_MAGIC};
 use tracing::{debug, warn};
 
 /// Messages waiting for one peer; more are dropped (Raft resends).
@@ -33,11 +36,7 @@ pub struct Transport {
 impl Transport {
     /// Starts accepting on `listener` (delivering into `inbox`) and a sender
     /// thread per peer.
-    pub fn start<T: From<Message> + Send + 'static>(
-        listener: TcpListener,
-        peers: &[(u64, SocketAddr)],
-        inbox: SyncSender<T>,
-    ) -> Self {
+    pub fn start(listener: TcpListener, peers: &[(u64, SocketAddr)], inbox: SyncSender<Input>) -> Self {
         std::thread::Builder::new()
             .name("quorum-accept".into())
             .spawn(move || accept_loop(listener, inbox))
@@ -101,7 +100,7 @@ fn send_loop(addr: SocketAddr, queue: Receiver<Vec<u8>>) {
     }
 }
 
-fn accept_loop<T: From<Message> + Send + 'static>(listener: TcpListener, inbox: SyncSender<T>) {
+fn accept_loop(listener: TcpListener, inbox: SyncSender<Input>) {
     let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
@@ -124,14 +123,23 @@ fn accept_loop<T: From<Message> + Send + 'static>(listener: TcpListener, inbox: 
     }
 }
 
-/// Reads frames until the peer hangs up or sends something malformed.
-fn read_loop<T: From<Message>>(stream: TcpStream, inbox: &SyncSender<T>) {
+/// Reads frames until the peer hangs up or sends something malformed. A
+/// connection that opens with `OBSERVER_MAGIC` is a broker-only node's.
+fn read_loop(stream: TcpStream, inbox: &SyncSender<Input>) {
     let peer = stream.peer_addr().ok();
-    let mut reader = BufReader::new(stream);
     let mut size = [0u8; 4];
+    if (&stream).read_exact(&mut size).is_err() {
+        return;
+    }
+    if u32::from_be_bytes(size) == OBSERVER_MAGIC {
+        observer::serve(stream, inbox);
+        return;
+    }
+    let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
+    let mut first = true;
     // Bounded by the connection: each round reads one frame or ends it.
-    while reader.read_exact(&mut size).is_ok() {
+    while std::mem::take(&mut first) || reader.read_exact(&mut size).is_ok() {
         let len = u32::from_be_bytes(size) as usize;
         if len > FRAME_BYTES_MAX {
             warn!(?peer, len, "oversized quorum frame; closing");
@@ -145,7 +153,7 @@ fn read_loop<T: From<Message>>(stream: TcpStream, inbox: &SyncSender<T>) {
             warn!(?peer, "malformed quorum message; closing");
             return;
         };
-        match inbox.try_send(T::from(message)) {
+        match inbox.try_send(Input::Raft(message)) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => return,
         }
