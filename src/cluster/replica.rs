@@ -33,6 +33,7 @@ use super::shard::local;
 use crate::model::{ErrorCode, TopicPartition};
 use crate::record::BatchHeader;
 use crate::storage::epoch::UNDEFINED_EPOCH;
+use crate::storage::log::INFLIGHT_APPENDS_MAX;
 
 /// Flexible, topics by name (v13 switched to ids).
 const FETCH_VERSION: i16 = 12;
@@ -305,20 +306,31 @@ async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
     Ok(Bytes::from(body))
 }
 
-/// Appends every whole batch in `records` (a fetch may end inside one).
+/// Appends every whole batch in `records` (a fetch may end inside one),
+/// in runs of at most INFLIGHT_APPENDS_MAX batches: one copy out of the
+/// response and one write per run.
 async fn append_batches(tp: &TopicPartition, mut records: Bytes) -> Result<(), FetchStop> {
-    // Bounded: each round consumes one whole batch or stops.
-    while let Some(header) = BatchHeader::parse(&records) {
-        let total = header.total_bytes();
-        if header.batch_length <= 0 || total > records.len() {
-            break;
+    // Bounded: each round appends at least one whole batch or stops.
+    loop {
+        let mut whole = 0;
+        let mut count = 0;
+        while count < INFLIGHT_APPENDS_MAX
+            && let Some(header) = BatchHeader::parse(&records[whole..])
+            && header.batch_length > 0
+            && whole + header.total_bytes() <= records.len()
+        {
+            whole += header.total_bytes();
+            count += 1;
         }
-        let batch = BytesMut::from(&records[..total]);
-        records.advance(total);
+        if whole == 0 {
+            return Ok(());
+        }
+        let run = BytesMut::from(&records[..whole]);
+        records.advance(whole);
         let Some(log) = local().log(tp) else {
             return Err(anyhow::anyhow!("the partition closed").into());
         };
-        if let Err(e) = log.append_replicated(batch, crate::model::now_ms()).await {
+        if let Err(e) = log.append_replicated(run, crate::model::now_ms()).await {
             if e.code == ErrorCode::OffsetOutOfRange {
                 warn!(partition = %tp, "the leader's batch does not continue this log: {}", e.message);
                 return Err(FetchStop::OutOfRange);
@@ -326,5 +338,4 @@ async fn append_batches(tp: &TopicPartition, mut records: Bytes) -> Result<(), F
             return Err(anyhow::anyhow!("replica append failed: {}", e.message).into());
         }
     }
-    Ok(())
 }

@@ -54,6 +54,14 @@ pub struct ReadResult {
     pub slice: Option<FileSlice>,
 }
 
+/// Reserved batches that follow each other in one segment file: one write.
+struct ReservedWrite {
+    file: Arc<File>,
+    position: u64,
+    seqs: Vec<u64>,
+    bytes: BytesMut,
+}
+
 struct Inflight {
     seq: u64,
     segment_base: i64,
@@ -449,40 +457,111 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// A follower's append: one batch exactly as the leader stored it (offsets
-    /// and leader epoch already set). It must start at this log's end offset
-    /// and pass its CRC; the bytes land unchanged, so replicas stay
-    /// byte-identical. Returns the new log end offset.
-    pub async fn append_replicated(&self, batch: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
+    /// A follower's append: whole batches exactly as the leader stored them
+    /// (offsets and leader epochs already set), at most INFLIGHT_APPENDS_MAX
+    /// of them. They must continue this log's offsets and pass their CRCs;
+    /// the bytes land unchanged, so replicas stay byte-identical, and the
+    /// batches that share a segment go in one write. On a refused batch, the
+    /// ones before it are still appended. Returns the new log end offset.
+    pub async fn append_replicated(&self, mut batches: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
         self.assert_owner();
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
-        let (file, position, seq, end) = {
+        let mut writes: Vec<ReservedWrite> = Vec::new();
+        let (refused, end) = {
             let mut st = self.state.borrow_mut();
             if st.failed {
                 return Err(storage_error("the log had a write error and is offline"));
             }
-            let header = record::verify_stored_batch(&batch).filter(|h| h.total_bytes() == batch.len());
-            let Some(header) = header else {
-                return Err(BatchError {
-                    code: ErrorCode::CorruptMessage,
-                    message: format!("a replicated batch for {} failed its CRC or shape check", self.tp),
-                });
-            };
-            if header.base_offset != st.next_offset {
-                return Err(BatchError {
-                    code: ErrorCode::OffsetOutOfRange,
-                    message: format!(
-                        "a replicated batch for {} starts at {}, the log ends at {}",
-                        self.tp, header.base_offset, st.next_offset
-                    ),
-                });
+            let mut refused = None;
+            // Bounded by INFLIGHT_APPENDS_MAX batches.
+            for _ in 0..INFLIGHT_APPENDS_MAX {
+                if batches.is_empty() {
+                    break;
+                }
+                let header = match self.check_replicated(&st, &batches) {
+                    Ok(header) => header,
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                };
+                // A failure here must not return early: the batches already
+                // reserved are in flight and still need their write.
+                let reserved = st
+                    .note_epoch(header.leader_epoch, header.base_offset)
+                    .and_then(|()| self.reserve(&mut st, &header, header.total_bytes() as u64, now_ms));
+                let (file, position, seq) = match reserved {
+                    Ok(reserved) => reserved,
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                };
+                let bytes = batches.split_to(header.total_bytes());
+                match writes.last_mut() {
+                    Some(w) if Arc::ptr_eq(&w.file, &file) && w.position + w.bytes.len() as u64 == position => {
+                        w.bytes.unsplit(bytes);
+                        w.seqs.push(seq);
+                    }
+                    _ => writes.push(ReservedWrite {
+                        file,
+                        position,
+                        seqs: vec![seq],
+                        bytes,
+                    }),
+                }
             }
-            st.note_epoch(header.leader_epoch, header.base_offset)?;
-            let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
-            (file, position, seq, header.next_offset())
+            (refused, st.next_offset)
         };
-        self.write_reserved(file, position, seq, batch, now_ms).await?;
-        Ok(end)
+        for write in writes {
+            self.write_reserved_run(write, now_ms).await?;
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(end),
+        }
+    }
+
+    /// The first batch of `batches`, if it is whole, passes its CRC and
+    /// starts at this log's end.
+    fn check_replicated(&self, st: &LogState, batches: &[u8]) -> Result<BatchHeader, BatchError> {
+        let header = BatchHeader::parse(batches)
+            .filter(|h| h.batch_length > 0 && h.total_bytes() <= batches.len())
+            .and_then(|h| record::verify_stored_batch(&batches[..h.total_bytes()]));
+        let Some(header) = header else {
+            return Err(BatchError {
+                code: ErrorCode::CorruptMessage,
+                message: format!("a replicated batch for {} failed its CRC or shape check", self.tp),
+            });
+        };
+        if header.base_offset != st.next_offset {
+            return Err(BatchError {
+                code: ErrorCode::OffsetOutOfRange,
+                message: format!(
+                    "a replicated batch for {} starts at {}, the log ends at {}",
+                    self.tp, header.base_offset, st.next_offset
+                ),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Writes consecutive reserved batches in one go and completes each.
+    async fn write_reserved_run(&self, write: ReservedWrite, now_ms: i64) -> Result<(), BatchError> {
+        let written = write_all_at(write.file, write.position, write.bytes).await;
+        let mut flush_due = false;
+        for seq in write.seqs {
+            flush_due |= self.complete_append(seq, written.is_ok(), now_ms);
+        }
+        if let Err(e) = written {
+            return Err(storage_error(format!("write to {} failed: {e}", self.tp)));
+        }
+        if flush_due {
+            self.flush()
+                .await
+                .map_err(|e| storage_error(format!("fsync failed: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Gives a batch its place: rolls if needed, reserves its file position
@@ -1005,6 +1084,24 @@ mod tests {
             }
             assert_eq!(follower.high_watermark(), 6);
             assert_eq!(stored_bytes(&follower, 0), bytes, "byte-identical replica");
+            // A whole run of batches at once: one write, the same bytes.
+            let dir = tempfile::tempdir().unwrap();
+            let run = PartitionLog::open(dir.path(), tp.clone(), LogConfig::default(), 0).unwrap();
+            assert_eq!(run.append_replicated(BytesMut::from(&bytes[..]), 5).await.unwrap(), 6);
+            assert_eq!(stored_bytes(&run, 0), bytes, "byte-identical replica from one run");
+            // A refused batch in a run keeps the ones before it.
+            let dir = tempfile::tempdir().unwrap();
+            let partial = PartitionLog::open(dir.path(), tp.clone(), LogConfig::default(), 0).unwrap();
+            let mut damaged = BytesMut::from(&bytes[..]);
+            let last = damaged.len() - 1;
+            damaged[last] ^= 0xff;
+            let refused = partial.append_replicated(damaged, 5).await.unwrap_err();
+            assert_eq!(refused.code, ErrorCode::CorruptMessage);
+            assert_eq!(
+                partial.log_end_offset(),
+                4,
+                "the two whole batches before the damaged one landed"
+            );
             // A batch that does not start at the log end is refused, as is a corrupt one.
             let first = BatchHeader::parse(&bytes).unwrap().total_bytes();
             let stale = follower.append_replicated(BytesMut::from(&bytes[..first]), 5).await;
