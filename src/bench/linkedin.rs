@@ -97,11 +97,6 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.as_ref().expect("started").bootstrap());
     let brokers = broker_count(&bootstrap)?;
-    if brokers > 1 && args.client == Engine::Native {
-        bail!(
-            "--client native sends every request to one broker and does not follow partition leaders yet; use --client rdkafka against a cluster"
-        );
-    }
     let mut bench = Bench {
         bootstrap,
         engine: args.client,

@@ -54,14 +54,53 @@ fn connect(bootstrap: &str) -> anyhow::Result<TcpStream> {
     crate::client::connect_stream(bootstrap, SOCKET_TIMEOUT)
 }
 
-fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
+/// Each partition's leader as `host:port`, in partition order: requests go
+/// to the broker that leads their partitions, as any Kafka client's do.
+fn leaders(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
     let mut client = Client::connect(bootstrap, SOCKET_TIMEOUT)?;
     let response = crate::cli::topic::metadata(&mut client, Some(topic))?;
-    let partitions = response.topics.first().map_or(0, |t| t.partitions.len());
-    if partitions == 0 {
+    let brokers: std::collections::HashMap<i32, String> = response
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    let Some(described) = response.topics.first().filter(|t| !t.partitions.is_empty()) else {
         bail!("topic '{topic}' does not exist");
+    };
+    let mut partitions: Vec<_> = described.partitions.iter().collect();
+    partitions.sort_by_key(|p| p.partition_index);
+    partitions
+        .iter()
+        .map(|p| {
+            brokers
+                .get(&p.leader_id.0)
+                .cloned()
+                .with_context(|| format!("{topic}-{} has no leader", p.partition_index))
+        })
+        .collect()
+}
+
+/// Splits `partitions` over connections that each go to one leader and
+/// carry only partitions it leads: about CONNECTIONS in all, at least one
+/// per leader.
+fn connection_groups(partitions: &[i32], leaders: &[String]) -> Vec<(String, Vec<i32>)> {
+    let mut by_leader: std::collections::BTreeMap<&str, Vec<i32>> = std::collections::BTreeMap::new();
+    for p in partitions {
+        let leader = leaders.get(*p as usize).map_or("", String::as_str);
+        by_leader.entry(leader).or_default().push(*p);
     }
-    Ok(partitions as i32)
+    let total = partitions.len().max(1);
+    let mut groups = Vec::new();
+    for (leader, owned) in by_leader {
+        let count = (CONNECTIONS * owned.len()).div_ceil(total).clamp(1, owned.len());
+        for c in 0..count {
+            groups.push((
+                leader.to_string(),
+                owned.iter().skip(c).step_by(count).copied().collect(),
+            ));
+        }
+    }
+    groups
 }
 
 /// Reads one response frame into `buf` (reused between responses).
@@ -120,25 +159,33 @@ fn produce_frame(
 /// What one connection sends: `batches` full batches round-robin over its
 /// partitions, then one batch of `remainder` records.
 struct ConnectionPlan {
+    /// The leader of every partition below.
+    address: String,
     partitions: Vec<i32>,
     batches: u64,
     remainder: usize,
 }
 
-fn plan(records: u64, partitions: i32, records_per_batch: usize) -> Vec<ConnectionPlan> {
-    let connections = CONNECTIONS.min(partitions as usize);
-    let share = records / connections as u64;
-    (0..connections)
-        .map(|c| {
-            let records = if c == connections - 1 {
-                records - share * (connections as u64 - 1)
+fn plan(records: u64, groups: Vec<(String, Vec<i32>)>, records_per_batch: usize) -> Vec<ConnectionPlan> {
+    let total: u64 = groups.iter().map(|(_, p)| p.len() as u64).sum::<u64>().max(1);
+    let connections = groups.len();
+    let mut left = records;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(c, (address, partitions))| {
+            // Shares follow the partition counts; the last takes what rounding left.
+            let share = if c == connections - 1 {
+                left
             } else {
-                share
+                records * partitions.len() as u64 / total
             };
+            left -= share;
             ConnectionPlan {
-                partitions: (0..partitions).filter(|p| *p as usize % connections == c).collect(),
-                batches: records / records_per_batch as u64,
-                remainder: (records % records_per_batch as u64) as usize,
+                address,
+                partitions,
+                batches: share / records_per_batch as u64,
+                remainder: (share % records_per_batch as u64) as usize,
             }
         })
         .collect()
@@ -199,17 +246,16 @@ fn gather(
 
 pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> anyhow::Result<Measured> {
     let acks = acks_of(spec)?;
-    let partitions = partition_count(bootstrap, &spec.topic)?;
+    let leaders = leaders(bootstrap, &spec.topic)?;
+    let all: Vec<i32> = (0..leaders.len() as i32).collect();
     let records_per_batch = (spec.batch_size / (spec.size + RECORD_OVERHEAD_BYTES)).max(1);
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let connections: Vec<_> = plan(spec.records, partitions, records_per_batch)
+    let connections: Vec<_> = plan(spec.records, connection_groups(&all, &leaders), records_per_batch)
         .into_iter()
         .map(|plan| {
-            let (bootstrap, spec, acked) = (bootstrap.to_string(), spec.clone(), acked.clone());
-            std::thread::spawn(move || {
-                produce_connection(&bootstrap, &spec, acks, records_per_batch, plan, acked, started)
-            })
+            let (spec, acked) = (spec.clone(), acked.clone());
+            std::thread::spawn(move || produce_connection(&spec, acks, records_per_batch, plan, acked, started))
         })
         .collect();
     let per_second = watch(&format!("produce {}", spec.topic), spec.records, &acked, || {
@@ -231,7 +277,6 @@ fn watch(label: &str, total: u64, done: &AtomicU64, finished: impl Fn() -> bool)
 }
 
 fn produce_connection(
-    bootstrap: &str,
     spec: &ProduceSpec,
     acks: i16,
     records_per_batch: usize,
@@ -239,7 +284,7 @@ fn produce_connection(
     acked: Arc<AtomicU64>,
     started: Instant,
 ) -> anyhow::Result<Tally> {
-    let mut writer = connect(bootstrap)?;
+    let mut writer = connect(&plan.address)?;
     let reader = writer.try_clone()?;
     let value = vec![b'x'; spec.size];
     let mut frames: Vec<BytesMut> = plan
@@ -379,14 +424,13 @@ struct PartitionCursor {
 pub fn consume(bootstrap: &str, spec: &ConsumeSpec) -> anyhow::Result<Measured> {
     let consumed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let connections = CONNECTIONS.min(spec.partitions.len()).max(1);
+    let leaders = leaders(bootstrap, &spec.topic)?;
     let started = Instant::now();
-    let workers: Vec<_> = (0..connections)
-        .map(|c| {
-            let partitions: Vec<i32> = spec.partitions.iter().skip(c).step_by(connections).copied().collect();
-            let (bootstrap, spec, consumed, stop) =
-                (bootstrap.to_string(), spec.clone(), consumed.clone(), stop.clone());
-            std::thread::spawn(move || consume_connection(&bootstrap, &spec, &partitions, &consumed, &stop))
+    let workers: Vec<_> = connection_groups(&spec.partitions, &leaders)
+        .into_iter()
+        .map(|(leader, partitions)| {
+            let (spec, consumed, stop) = (spec.clone(), consumed.clone(), stop.clone());
+            std::thread::spawn(move || consume_connection(&leader, &spec, &partitions, &consumed, &stop))
         })
         .collect();
     let per_second = watch(&format!("consume {}", spec.topic), spec.records, &consumed, || {
@@ -551,7 +595,9 @@ pub fn end_to_end(bootstrap: &str, topic: &str, records: u64, size: usize, rate:
     let consume_spec = ConsumeSpec::end_to_end(topic, records, size);
     let bootstrap_owned = bootstrap.to_string();
     let consumer = std::thread::spawn(move || consume(&bootstrap_owned, &consume_spec));
-    let mut writer = connect(bootstrap)?;
+    // The stamped records all go to partition 0, so to its leader.
+    let leader = leaders(bootstrap, topic)?.swap_remove(0);
+    let mut writer = connect(&leader)?;
     let reader = writer.try_clone()?;
     let (window_tx, window_rx) = sync_channel::<Inflight>(INFLIGHT_MAX);
     let acked = Arc::new(AtomicU64::new(0));
@@ -608,7 +654,10 @@ mod tests {
     fn plans_send_every_record_once_over_all_partitions() {
         for (records, partitions, per_batch) in [(1000u64, 6, 70usize), (1001, 1, 70), (7, 6, 100), (50_000_000, 6, 81)]
         {
-            let plans = plan(records, partitions, per_batch);
+            let all: Vec<i32> = (0..partitions).collect();
+            let one_broker = vec!["a:1".to_string(); partitions as usize];
+            let plans = plan(records, connection_groups(&all, &one_broker), per_batch);
+            assert_eq!(plans.len(), CONNECTIONS.min(partitions as usize));
             let sent: u64 = plans
                 .iter()
                 .map(|p| p.batches * per_batch as u64 + p.remainder as u64)
@@ -618,6 +667,21 @@ mod tests {
             covered.sort();
             assert_eq!(covered, (0..partitions).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn connections_go_to_the_leaders_of_their_partitions() {
+        let leaders: Vec<String> = ["a", "b", "c", "a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let groups = connection_groups(&[0, 1, 2, 3, 4, 5], &leaders);
+        assert_eq!(groups.len(), 3, "one connection per leader");
+        for (leader, partitions) in &groups {
+            assert!(partitions.iter().all(|p| &leaders[*p as usize] == leader));
+        }
+        let plans = plan(1000, groups, 7);
+        assert_eq!(
+            plans.iter().map(|p| p.batches * 7 + p.remainder as u64).sum::<u64>(),
+            1000
+        );
     }
 
     fn stored_batch(base_offset: i64, records: usize) -> Vec<u8> {
