@@ -55,8 +55,31 @@ fn connect(bootstrap: &str) -> anyhow::Result<TcpStream> {
 }
 
 /// Each partition's leader as `host:port`, in partition order: requests go
-/// to the broker that leads their partitions, as any Kafka client's do.
+/// to the broker that leads their partitions, as any Kafka client's do. The
+/// native engine does not retry, so it first waits (bounded) until every
+/// leader knows it leads: a new topic reaches the brokers one by one.
 fn leaders(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + LEADERS_READY_TIMEOUT;
+    // Bounded by the deadline.
+    loop {
+        let leaders = leaders_seen_by(bootstrap, topic)?;
+        let mut distinct = leaders.clone();
+        distinct.sort();
+        distinct.dedup();
+        let agreed = distinct
+            .iter()
+            .all(|leader| leaders_seen_by(leader, topic).is_ok_and(|seen| seen == leaders));
+        if agreed || Instant::now() >= deadline {
+            return Ok(leaders);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How long `leaders` waits for the brokers to agree on a topic's leaders.
+const LEADERS_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn leaders_seen_by(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
     let mut client = Client::connect(bootstrap, SOCKET_TIMEOUT)?;
     let response = crate::cli::topic::metadata(&mut client, Some(topic))?;
     let brokers: std::collections::HashMap<i32, String> = response
