@@ -706,6 +706,29 @@ pub async fn propose_records(records: Vec<Record>) -> Vec<Result<(), ApiError>> 
     })
 }
 
+/// For requests that name many partitions: `prepared` holds each one's
+/// record, or the answer it already has. Proposes the records and returns
+/// every partition's outcome, in order.
+pub async fn propose_prepared(prepared: Vec<Result<Record, ApiError>>) -> Vec<Result<(), ApiError>> {
+    let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(prepared.len());
+    let mut records = Vec::new();
+    let mut proposed_at = Vec::new();
+    for p in prepared {
+        match p {
+            Ok(record) => {
+                proposed_at.push(outcomes.len());
+                records.push(record);
+                outcomes.push(Ok(()));
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    for (at, outcome) in proposed_at.into_iter().zip(propose_records(records).await) {
+        outcomes[at] = outcome;
+    }
+    outcomes
+}
+
 pub async fn allocate_producer_id() -> Result<i64, ApiError> {
     on_controller(|c| c.allocate_producer_id().map(|(id, m)| (m, id))).await
 }

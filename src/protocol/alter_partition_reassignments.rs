@@ -28,26 +28,17 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     if requested > PARTITIONS_MAX {
         return Err(Malformed("too many partitions in one AlterPartitionReassignments"));
     }
-    let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(requested);
-    let mut records = Vec::new();
-    let mut proposed_at = Vec::new();
-    for topic in &request.topics {
-        for p in &topic.partitions {
-            let target = p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
-            match reassignment(&metadata, &topic.name.0, p.partition_index, target, allow_rf_change) {
-                Ok(record) => {
-                    proposed_at.push(outcomes.len());
-                    records.push(record);
-                    outcomes.push(Ok(()));
-                }
-                Err(e) => outcomes.push(Err(e)),
-            }
-        }
-    }
-    for (at, outcome) in proposed_at.into_iter().zip(controller::propose_records(records).await) {
-        outcomes[at] = outcome;
-    }
-    let mut outcomes = outcomes.into_iter();
+    let prepared = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                let target = p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
+                reassignment(&metadata, &topic.name.0, p.partition_index, target, allow_rf_change)
+            })
+        })
+        .collect();
+    let mut outcomes = controller::propose_prepared(prepared).await.into_iter();
     let responses = request
         .topics
         .into_iter()

@@ -46,22 +46,11 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     if wanted.len() > PARTITIONS_MAX {
         return Err(Malformed("too many partitions in one ElectLeaders"));
     }
-    let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(wanted.len());
-    let mut records = Vec::new();
-    let mut proposed_at = Vec::new();
-    for (topic, partition) in &wanted {
-        match election(&metadata, topic, *partition, election_type) {
-            Ok(record) => {
-                proposed_at.push(outcomes.len());
-                records.push(record);
-                outcomes.push(Ok(()));
-            }
-            Err(e) => outcomes.push(Err(e)),
-        }
-    }
-    for (at, outcome) in proposed_at.into_iter().zip(controller::propose_records(records).await) {
-        outcomes[at] = outcome;
-    }
+    let prepared = wanted
+        .iter()
+        .map(|(topic, partition)| election(&metadata, topic, *partition, election_type))
+        .collect();
+    let outcomes = controller::propose_prepared(prepared).await;
     let mut results: Vec<ReplicaElectionResult> = Vec::new();
     for ((topic, partition), outcome) in wanted.into_iter().zip(outcomes) {
         let mut result = PartitionResult::default().with_partition_id(partition);

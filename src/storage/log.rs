@@ -58,7 +58,8 @@ pub struct ReadResult {
 struct ReservedWrite {
     file: Arc<File>,
     position: u64,
-    seqs: Vec<u64>,
+    /// The in-flight sequence numbers of its batches (consecutive).
+    seqs: std::ops::Range<u64>,
     bytes: BytesMut,
 }
 
@@ -500,13 +501,14 @@ impl PartitionLog {
                 let bytes = batches.split_to(header.total_bytes());
                 match writes.last_mut() {
                     Some(w) if Arc::ptr_eq(&w.file, &file) && w.position + w.bytes.len() as u64 == position => {
+                        assert_eq!(w.seqs.end, seq, "batches reserved in a row have consecutive sequences");
                         w.bytes.unsplit(bytes);
-                        w.seqs.push(seq);
+                        w.seqs.end = seq + 1;
                     }
                     _ => writes.push(ReservedWrite {
                         file,
                         position,
-                        seqs: vec![seq],
+                        seqs: seq..seq + 1,
                         bytes,
                     }),
                 }
@@ -546,7 +548,8 @@ impl PartitionLog {
         Ok(header)
     }
 
-    /// Writes consecutive reserved batches in one go and completes each.
+    /// Writes consecutive reserved batches in one go, completes each, and
+    /// fsyncs if the flush policy asks.
     async fn write_reserved_run(&self, write: ReservedWrite, now_ms: i64) -> Result<(), BatchError> {
         let written = write_all_at(write.file, write.position, write.bytes).await;
         let mut flush_due = false;
@@ -609,17 +612,13 @@ impl PartitionLog {
         batch: BytesMut,
         now_ms: i64,
     ) -> Result<(), BatchError> {
-        let written = write_all_at(file, position, batch).await;
-        let flush_due = self.complete_append(seq, written.is_ok(), now_ms);
-        if let Err(e) = written {
-            return Err(storage_error(format!("write to {} failed: {e}", self.tp)));
-        }
-        if flush_due {
-            self.flush()
-                .await
-                .map_err(|e| storage_error(format!("fsync failed: {e}")))?;
-        }
-        Ok(())
+        let write = ReservedWrite {
+            file,
+            position,
+            seqs: seq..seq + 1,
+            bytes: batch,
+        };
+        self.write_reserved_run(write, now_ms).await
     }
 
     /// Resolves once fewer than `limit` writes are in flight: room for one

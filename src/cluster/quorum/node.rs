@@ -335,20 +335,7 @@ impl Node {
 
     fn expire_proposals(&mut self) {
         let now = Instant::now();
-        let expired: Vec<Uuid> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some((reply, _)) = self.pending.remove(&id) {
-                reply.send(failed(
-                    ErrorCode::RequestTimedOut,
-                    "the metadata change was not committed in time",
-                ));
-            }
-        }
+        expire_pending(&mut self.pending, now);
         // Bounded by the queue's length, itself bounded by PENDING_PROPOSALS_MAX.
         while self.unsent.front().is_some_and(|(_, _, deadline)| *deadline <= now) {
             if let Some((_, reply, _)) = self.unsent.pop_front() {
@@ -510,6 +497,24 @@ impl Node {
         }
         (self.on_change)(&self.image, self.leader_id);
     }
+}
+
+/// Answers the proposals whose deadline has passed with a timeout; returns their ids.
+pub fn expire_pending(pending: &mut HashMap<Uuid, (Reply, Instant)>, now: Instant) -> Vec<Uuid> {
+    let expired: Vec<Uuid> = pending
+        .iter()
+        .filter(|(_, (_, deadline))| *deadline <= now)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &expired {
+        if let Some((reply, _)) = pending.remove(id) {
+            reply.send(failed(
+                ErrorCode::RequestTimedOut,
+                "the metadata change was not committed in time",
+            ));
+        }
+    }
+    expired
 }
 
 /// A normal entry's record bytes; nothing for configuration changes.

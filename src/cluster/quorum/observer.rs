@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::image::ClusterImage;
-use super::node::{Envelope, Input, OnChange, QuorumStatus, Reply, TICK, apply_entry, failed};
+use super::node::{Envelope, Input, OnChange, QuorumStatus, Reply, TICK, apply_entry, expire_pending, failed};
 use crate::model::ErrorCode;
 
 /// The size word that opens an observer's connection (no Raft frame is this long).
@@ -294,21 +294,7 @@ impl Observer {
     }
 
     fn expire_proposals(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<Uuid> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.unsent.retain(|(_, request)| *request != id);
-            if let Some((reply, _)) = self.pending.remove(&id) {
-                reply.send(failed(
-                    ErrorCode::RequestTimedOut,
-                    "the metadata change was not committed in time",
-                ));
-            }
-        }
+        let expired = expire_pending(&mut self.pending, Instant::now());
+        self.unsent.retain(|(_, request)| !expired.contains(request));
     }
 }
