@@ -67,6 +67,8 @@ impl Cancel {
 pub async fn follow(tp: TopicPartition, leader: SocketAddr, leader_epoch: i32, cancel: Cancel) {
     info!(partition = %tp, %leader, leader_epoch, "following");
     let mut reconciled = false;
+    // Set when the leader said our log end is not in its log.
+    let mut out_of_range = false;
     // Bounded by the cancel flag: every round either fetches or backs off.
     while !cancel.is_cancelled() {
         let mut stream = match TcpStream::connect(leader).await {
@@ -78,7 +80,7 @@ pub async fn follow(tp: TopicPartition, leader: SocketAddr, leader_epoch: i32, c
             }
         };
         if !reconciled {
-            if let Err(e) = truncate_to_leader(&tp, &mut stream, leader_epoch).await {
+            if let Err(e) = truncate_to_leader(&tp, &mut stream, leader_epoch, out_of_range).await {
                 debug!(partition = %tp, "cannot reconcile with the leader yet: {e}");
                 compio::time::sleep(RETRY_BACKOFF).await;
                 continue;
@@ -86,7 +88,10 @@ pub async fn follow(tp: TopicPartition, leader: SocketAddr, leader_epoch: i32, c
             reconciled = true;
         }
         match fetch_loop(&tp, stream, leader_epoch, &cancel).await {
-            Err(FetchStop::OutOfRange) => reconciled = false,
+            Err(FetchStop::OutOfRange) => {
+                reconciled = false;
+                out_of_range = true;
+            }
             Err(FetchStop::Failed(e)) => debug!(partition = %tp, "replica fetch stopped: {e}"),
             Ok(()) => continue,
         }
@@ -117,9 +122,16 @@ impl From<std::io::Error> for FetchStop {
 /// (KIP-279): ask where our latest epoch ends there; if the leader answers
 /// with an older epoch, our history parts from its where that epoch ends in
 /// either log. Without any epoch to compare (an empty history), falls back to
-/// the last committed offset this replica knew. A log ending below the
+/// the last committed offset this replica knew. After the leader refused
+/// our log end (`out_of_range`), also cuts to the leader's high watermark,
+/// which is in its log whatever the epochs say. A log ending below the
 /// leader's log start restarts there.
-async fn truncate_to_leader(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i32) -> anyhow::Result<()> {
+async fn truncate_to_leader(
+    tp: &TopicPartition,
+    stream: &mut TcpStream,
+    leader_epoch: i32,
+    out_of_range: bool,
+) -> anyhow::Result<()> {
     let log = local()
         .log(tp)
         .ok_or_else(|| anyhow::anyhow!("the partition is not open here"))?;
@@ -137,11 +149,16 @@ async fn truncate_to_leader(tp: &TopicPartition, stream: &mut TcpStream, leader_
         }
         None => log.known_committed().unwrap_or(local_end),
     };
+    let target = if out_of_range {
+        target.min(ask_offset(tp, stream, leader_epoch, LATEST).await?)
+    } else {
+        target
+    };
     if target < local_end {
         info!(partition = %tp, from = local_end, to = target, "truncating divergent history");
     }
     log.truncate_to(target).await?;
-    let leader_start = ask_log_start(tp, stream, leader_epoch).await?;
+    let leader_start = ask_offset(tp, stream, leader_epoch, EARLIEST).await?;
     if log.log_end_offset() < leader_start {
         log.restart_at(leader_start, crate::model::now_ms()).await?;
     }
@@ -181,9 +198,11 @@ async fn ask_epoch_end(
     Ok((answer.leader_epoch, answer.end_offset))
 }
 
-/// The leader's log start offset (ListOffsets, earliest, as a replica).
-async fn ask_log_start(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i32) -> anyhow::Result<i64> {
-    const EARLIEST: i64 = -2;
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+
+/// The leader's log start (EARLIEST) or high watermark (LATEST), by ListOffsets.
+async fn ask_offset(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i32, which: i64) -> anyhow::Result<i64> {
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(local().config.broker_id))
         .with_topics(vec![
@@ -193,7 +212,7 @@ async fn ask_log_start(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch
                     ListOffsetsPartition::default()
                         .with_partition_index(tp.partition)
                         .with_current_leader_epoch(leader_epoch)
-                        .with_timestamp(EARLIEST),
+                        .with_timestamp(which),
                 ]),
         ]);
     let response: ListOffsetsResponse = call(stream, &request, LIST_OFFSETS_VERSION).await?;
