@@ -185,16 +185,8 @@ async fn ask_epoch_end(
                 ]),
         ]);
     let response: OffsetForLeaderEpochResponse = call(stream, &request, OFFSET_FOR_LEADER_EPOCH_VERSION).await?;
-    let answer = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
-    anyhow::ensure!(
-        answer.error_code == 0,
-        "the leader answered OffsetForLeaderEpoch with error {}",
-        answer.error_code
-    );
+    let found = response.topics.first().and_then(|t| t.partitions.first());
+    let answer = accepted(found, found.map(|p| p.error_code), "OffsetForLeaderEpoch")?;
     Ok((answer.leader_epoch, answer.end_offset))
 }
 
@@ -216,17 +208,18 @@ async fn ask_offset(tp: &TopicPartition, stream: &mut TcpStream, leader_epoch: i
                 ]),
         ]);
     let response: ListOffsetsResponse = call(stream, &request, LIST_OFFSETS_VERSION).await?;
-    let answer = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
-    anyhow::ensure!(
-        answer.error_code == 0,
-        "the leader answered ListOffsets with error {}",
-        answer.error_code
-    );
+    let found = response.topics.first().and_then(|t| t.partitions.first());
+    let answer = accepted(found, found.map(|p| p.error_code), "ListOffsets")?;
     Ok(answer.offset)
+}
+
+/// The one partition answer of a single-partition request, if the leader
+/// returned it without an error.
+fn accepted<'a, P>(answer: Option<&'a P>, error_code: Option<i16>, api: &str) -> anyhow::Result<&'a P> {
+    let answer = answer.ok_or_else(|| anyhow::anyhow!("the leader returned no partition"))?;
+    let code = error_code.unwrap_or(0);
+    anyhow::ensure!(code == 0, "the leader answered {api} with error {code}");
+    Ok(answer)
 }
 
 /// Sends one request and reads its response on the follower's connection.
