@@ -58,7 +58,7 @@ def test_topic_commands_tables_and_json(broker):
 def test_cluster_info_and_broker_configs(broker):
     info = json.loads(sluice(broker, "cluster", "info", "--format", "json"))
     assert info["controller"] == 0
-    assert info["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port}]
+    assert info["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port, "fenced": False}]
     assert "Cluster id:" in sluice(broker, "cluster", "info")
     sluice(broker, "cluster", "config", "set", "log.retention.ms=120000")
     got = json.loads(sluice(broker, "cluster", "config", "get", "log.retention.ms", "--format", "json"))

@@ -927,6 +927,14 @@ def test_dedicated_controllers_and_broker_only_nodes(make_cluster):
     wait_for(lambda: all((v := isr_of(brokers[0], "split", p)) and v == (4, [4]) for p in range(4)),
              timeout_s=30, what="broker 5 fenced and out of every ISR")
     produce("third", 1000)
+    # Clients no longer see broker 5; the operator does, as fenced (DescribeCluster v2).
+    assert cluster_view(brokers[0])[1] == {4: brokers[0].port}
+    info = json.loads(subprocess.run([SLUICE_BIN, "cluster", "info", "--format", "json", "--bootstrap",
+                                      brokers[0].bootstrap], capture_output=True, text=True, timeout=30).stdout)
+    assert {b["id"]: b["fenced"] for b in info["brokers"]} == {4: False, 5: True}
+    status = json.loads(subprocess.run([SLUICE_BIN, "cluster", "status", "--format", "json", "--bootstrap",
+                                        brokers[0].bootstrap], capture_output=True, text=True, timeout=30).stdout)
+    assert status["fenced_brokers"] == [5] and status["under_replicated"] >= 4
     consumed = subprocess.run(["kcat", "-C", "-b", brokers[0].bootstrap, "-t", "split", "-e", "-q"],
                               capture_output=True, text=True, timeout=60)
     assert len(set(consumed.stdout.split())) == 3000, "every acknowledged record is there"

@@ -157,23 +157,30 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
 }
 
-fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
-    let response = client.send(&DescribeClusterRequest::default(), 0)?;
+/// DescribeCluster v2 with the fenced brokers: an operator wants to see the dead one.
+fn describe_cluster(client: &mut Client) -> anyhow::Result<DescribeClusterResponse> {
+    let request = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+    let response = client.send(&request, 2)?;
     check(
         response.error_code,
         response.error_message.as_deref(),
         "cannot describe the cluster",
     )?;
+    Ok(response)
+}
+
+fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
+    let response = describe_cluster(client)?;
     let brokers: Vec<_> = response
         .brokers
         .iter()
-        .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+        .map(|b| (b.broker_id.0, b.host.to_string(), b.port, b.is_fenced))
         .collect();
     match format {
         Format::Json => {
             let list: Vec<_> = brokers
                 .iter()
-                .map(|(id, host, port)| json!({"id": id, "host": host, "port": port}))
+                .map(|(id, host, port, fenced)| json!({"id": id, "host": host, "port": port, "fenced": fenced}))
                 .collect();
             let doc = json!({"cluster_id": response.cluster_id.to_string(),
                              "controller": response.controller_id.0, "brokers": list});
@@ -184,9 +191,12 @@ fn info(client: &mut Client, format: Format) -> anyhow::Result<()> {
             println!("Controller: {}\n", response.controller_id.0);
             let rows: Vec<Vec<String>> = brokers
                 .iter()
-                .map(|(id, host, port)| vec![id.to_string(), host.clone(), port.to_string()])
+                .map(|(id, host, port, fenced)| {
+                    let state = if *fenced { "fenced" } else { "up" };
+                    vec![id.to_string(), host.clone(), port.to_string(), state.to_string()]
+                })
                 .collect();
-            print_table(&["BROKER", "HOST", "PORT"], &rows);
+            print_table(&["BROKER", "HOST", "PORT", "STATE"], &rows);
         }
     }
     Ok(())
@@ -295,8 +305,15 @@ fn status(client: &mut Client, format: Format) -> anyhow::Result<()> {
                 .iter()
                 .map(|b| json!({"id": b.node_id.0, "host": b.host.to_string(), "port": b.port}))
                 .collect();
+            let fenced: Vec<i32> = describe_cluster(client)?
+                .brokers
+                .iter()
+                .filter(|b| b.is_fenced)
+                .map(|b| b.broker_id.0)
+                .collect();
             let doc = json!({"cluster_id": metadata.cluster_id.as_ref().map(|c| c.to_string()),
                              "controller": metadata.controller_id.0, "brokers": brokers,
+                             "fenced_brokers": fenced,
                              "partitions": total, "under_replicated": under_replicated,
                              "offline": offline, "unhealthy": list});
             println!("{}", serde_json::to_string_pretty(&doc)?);

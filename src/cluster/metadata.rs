@@ -127,6 +127,15 @@ impl Metadata {
             .collect()
     }
 
+    /// Registered brokers the quorum has fenced: (id, host, port).
+    pub fn fenced_brokers(&self) -> Vec<(i32, String, u16)> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| b.fenced)
+            .map(|(id, b)| (*id, b.host.clone(), b.port))
+            .collect()
+    }
+
     /// The controller to name to clients: the quorum leader, or this broker.
     /// A dedicated controller is not a broker clients can reach, so then (as
     /// KRaft does) a broker is named; any broker takes admin requests.
