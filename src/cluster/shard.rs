@@ -320,7 +320,7 @@ fn stopped<T>(_: runtime::ShardStopped) -> Result<T, ErrorCode> {
 /// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
 /// their metadata. Unknown partitions are left to the log lookup.
 pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
-    check_leader_epoch(tp, NO_LEADER_EPOCH)
+    check_leader_epoch(tp, NO_LEADER_EPOCH).map(|_| ())
 }
 
 /// Waits (on `tp`'s owner shard) until the high watermark covers offsets
@@ -364,14 +364,7 @@ pub fn replicated_leader_epoch(tp: &TopicPartition) -> Option<i32> {
 /// The leader epoch this broker leads `tp` in, by this shard's metadata
 /// (`LEADER_EPOCH` for a partition no quorum places).
 pub fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
-    check_leader(tp)?;
-    let metadata = local().metadata();
-    Ok(metadata
-        .topics
-        .get(&tp.topic)
-        .map_or(crate::storage::log::LEADER_EPOCH, |t| {
-            t.placement(tp.partition, local().config.broker_id).leader_epoch
-        }))
+    check_leader_epoch(tp, NO_LEADER_EPOCH)
 }
 
 /// A request's `current_leader_epoch` when the client sent none.
@@ -380,25 +373,30 @@ pub const NO_LEADER_EPOCH: i32 = -1;
 /// As `check_leader`, and fences a client that knows a different leader
 /// epoch (KIP-320): an older one gets FENCED_LEADER_EPOCH, a newer one (this
 /// broker's metadata lags) UNKNOWN_LEADER_EPOCH; both refresh metadata.
-pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<(), ErrorCode> {
+/// Returns the epoch this broker leads in. On the produce and fetch paths:
+/// it borrows the placement, never copies it.
+pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<i32, ErrorCode> {
     let shard = local();
     let metadata = shard.metadata();
-    match metadata.topics.get(&tp.topic) {
-        Some(topic) if !topic.assignment.is_empty() && (0..topic.partitions).contains(&tp.partition) => {
-            let placement = topic.placement(tp.partition, shard.config.broker_id);
-            if placement.leader < 0 {
-                Err(ErrorCode::LeaderNotAvailable)
-            } else if placement.leader != shard.config.broker_id {
-                Err(ErrorCode::NotLeaderOrFollower)
-            } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
-                Ok(())
-            } else if current_leader_epoch < placement.leader_epoch {
-                Err(ErrorCode::FencedLeaderEpoch)
-            } else {
-                Err(ErrorCode::UnknownLeaderEpoch)
-            }
-        }
-        _ => Ok(()),
+    let placed = metadata
+        .topics
+        .get(&tp.topic)
+        .filter(|t| (0..t.partitions).contains(&tp.partition))
+        .and_then(|t| t.assignment.get(tp.partition as usize));
+    let Some(placement) = placed else {
+        // A single node leads all it has; unknown partitions are left to the log lookup.
+        return Ok(crate::storage::log::LEADER_EPOCH);
+    };
+    if placement.leader < 0 {
+        Err(ErrorCode::LeaderNotAvailable)
+    } else if placement.leader != shard.config.broker_id {
+        Err(ErrorCode::NotLeaderOrFollower)
+    } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
+        Ok(placement.leader_epoch)
+    } else if current_leader_epoch < placement.leader_epoch {
+        Err(ErrorCode::FencedLeaderEpoch)
+    } else {
+        Err(ErrorCode::UnknownLeaderEpoch)
     }
 }
 
