@@ -175,6 +175,15 @@ impl ClusterImage {
         }
     }
 
+    /// Replaces `topic`'s metadata with a copy in which `change` has been
+    /// applied to partition `partition`. The caller has checked both exist
+    /// (`partition`) and that the record applies.
+    fn replace_partition(&mut self, topic: String, partition: i32, change: impl FnOnce(&mut PartitionAssignment)) {
+        let mut next = (*self.topics[&topic]).clone();
+        change(&mut next.assignment[partition as usize]);
+        self.topics.insert(topic, Arc::new(next));
+    }
+
     /// A reassignment target: replicas listed once, on registered brokers.
     fn check_target(&self, target: &[i32]) -> Result<(), RecordError> {
         let unique: std::collections::BTreeSet<i32> = target.iter().copied().collect();
@@ -193,13 +202,8 @@ impl ClusterImage {
         Ok(())
     }
 
-    /// A partition of the topic that still has id `id`, with its topic.
-    fn partition(
-        &self,
-        topic: &str,
-        id: Uuid,
-        partition: i32,
-    ) -> Result<(&Arc<TopicMeta>, &crate::cluster::metadata::PartitionAssignment), RecordError> {
+    /// A partition of the topic that still has id `id`.
+    fn partition(&self, topic: &str, id: Uuid, partition: i32) -> Result<&PartitionAssignment, RecordError> {
         let Some(current) = self.topics.get(topic).filter(|t| t.id == id) else {
             return Err(RecordError {
                 code: ErrorCode::UnknownTopicOrPartition,
@@ -207,7 +211,7 @@ impl ClusterImage {
             });
         };
         match usize::try_from(partition).ok().and_then(|p| current.assignment.get(p)) {
-            Some(placement) => Ok((current, placement)),
+            Some(placement) => Ok(placement),
             None => Err(RecordError {
                 code: ErrorCode::UnknownTopicOrPartition,
                 message: format!("{topic}-{partition} does not exist"),
@@ -332,7 +336,7 @@ impl ClusterImage {
                 partition,
                 leader_epoch,
             } => {
-                let (current, placement) = self.partition(&topic, id, partition)?;
+                let placement = self.partition(&topic, id, partition)?;
                 let preferred = placement.replicas[0];
                 if placement.leader_epoch != leader_epoch
                     || placement.leader == preferred
@@ -344,11 +348,10 @@ impl ClusterImage {
                         format!("{topic}-{partition} cannot move to its preferred leader now"),
                     );
                 }
-                let mut next = (**current).clone();
-                let moved = &mut next.assignment[partition as usize];
-                moved.leader = preferred;
-                moved.leader_epoch += 1;
-                self.topics.insert(topic, Arc::new(next));
+                self.replace_partition(topic, partition, |moved| {
+                    moved.leader = preferred;
+                    moved.leader_epoch += 1;
+                });
                 Ok(())
             }
             Record::ElectUnclean {
@@ -357,7 +360,7 @@ impl ClusterImage {
                 partition,
                 leader_epoch,
             } => {
-                let (current, placement) = self.partition(&topic, id, partition)?;
+                let placement = self.partition(&topic, id, partition)?;
                 if placement.leader >= 0 || placement.leader_epoch != leader_epoch {
                     return refuse(
                         ErrorCode::ElectionNotNeeded,
@@ -376,19 +379,20 @@ impl ClusterImage {
                         format!("no replica of {topic}-{partition} is alive"),
                     );
                 };
-                let mut next = (**current).clone();
-                let moved = &mut next.assignment[partition as usize];
-                if !moved.isr.contains(&leader) {
+                if !placement.isr.contains(&leader) {
                     tracing::warn!(
                         partition = %format!("{topic}-{partition}"),
                         leader,
                         "unclean leader election by the operator: records only the old ISR had are lost"
                     );
-                    moved.isr = vec![leader];
                 }
-                moved.leader = leader;
-                moved.leader_epoch += 1;
-                self.topics.insert(topic, Arc::new(next));
+                self.replace_partition(topic, partition, |moved| {
+                    if !moved.isr.contains(&leader) {
+                        moved.isr = vec![leader];
+                    }
+                    moved.leader = leader;
+                    moved.leader_epoch += 1;
+                });
                 Ok(())
             }
             Record::AlterPartition {
@@ -398,7 +402,7 @@ impl ClusterImage {
                 leader_epoch,
                 isr,
             } => {
-                let (current, placement) = self.partition(&topic, id, partition)?;
+                let placement = self.partition(&topic, id, partition)?;
                 if placement.leader_epoch != leader_epoch {
                     return refuse(
                         ErrorCode::NotLeaderOrFollower,
@@ -414,11 +418,10 @@ impl ClusterImage {
                         format!("ISR {isr:?} of {topic}-{partition} is not valid"),
                     );
                 }
-                let mut next = (**current).clone();
-                let changed = &mut next.assignment[partition as usize];
-                changed.isr = isr;
-                complete_reassignment(changed);
-                self.topics.insert(topic, Arc::new(next));
+                self.replace_partition(topic, partition, |changed| {
+                    changed.isr = isr;
+                    complete_reassignment(changed);
+                });
                 Ok(())
             }
             Record::Reassign {
@@ -427,24 +430,24 @@ impl ClusterImage {
                 partition,
                 target,
             } => {
-                let (current, _) = self.partition(&topic, id, partition)?;
-                let mut next = (**current).clone();
-                let moving = &mut next.assignment[partition as usize];
-                match target {
-                    Some(target) => {
-                        self.check_target(&target)?;
-                        start_reassignment(moving, target);
-                        complete_reassignment(moving);
-                    }
-                    None if !moving.is_reassigning() => {
+                let placement = self.partition(&topic, id, partition)?;
+                match &target {
+                    Some(target) => self.check_target(target)?,
+                    None if !placement.is_reassigning() => {
                         return refuse(
                             ErrorCode::NoReassignmentInProgress,
                             format!("{topic}-{partition} is not being reassigned"),
                         );
                     }
-                    None => cancel_reassignment(moving),
+                    None => {}
                 }
-                self.topics.insert(topic, Arc::new(next));
+                self.replace_partition(topic, partition, |moving| match target {
+                    Some(target) => {
+                        start_reassignment(moving, target);
+                        complete_reassignment(moving);
+                    }
+                    None => cancel_reassignment(moving),
+                });
                 Ok(())
             }
             Record::UnregisterBroker { broker_id } => {
