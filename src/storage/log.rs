@@ -140,6 +140,16 @@ impl LogState {
         Ok(())
     }
 
+    /// After whole segments were deleted from the front: the log starts at
+    /// the first one left, and so does the epoch history.
+    fn start_at_first_segment(&mut self) -> io::Result<()> {
+        self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs.save()?;
+        }
+        Ok(())
+    }
+
     fn visible_end(&self) -> i64 {
         self.committed.map_or(self.high_watermark, |c| {
             c.clamp(self.log_start_offset, self.high_watermark)
@@ -865,11 +875,7 @@ impl PartitionLog {
             deleted += 1;
         }
         if deleted > 0 {
-            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
-            let start = st.log_start_offset;
-            if st.epochs.truncate_from_start(start) {
-                st.epochs.save()?;
-            }
+            st.start_at_first_segment()?;
             info!(partition = %self.tp, deleted, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
         Ok(deleted)
@@ -904,11 +910,7 @@ impl PartitionLog {
             deleted += 1;
         }
         if deleted > 0 {
-            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
-            let start = st.log_start_offset;
-            if st.epochs.truncate_from_start(start) {
-                st.epochs.save()?;
-            }
+            st.start_at_first_segment()?;
         }
         Ok(deleted)
     }
