@@ -157,6 +157,13 @@ impl Metadata {
         Some((p.leader, p.leader_epoch, endpoint))
     }
 
+    /// `topic`, if it exists and has partition `partition`.
+    pub fn topic_with_partition(&self, topic: &str, partition: i32) -> Option<&Arc<TopicMeta>> {
+        self.topics
+            .get(topic)
+            .filter(|t| (0..t.partitions).contains(&partition))
+    }
+
     pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicMeta>> {
         self.topics.values().find(|t| t.id == id)
     }

@@ -379,9 +379,7 @@ pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Res
     let shard = local();
     let metadata = shard.metadata();
     let placed = metadata
-        .topics
-        .get(&tp.topic)
-        .filter(|t| (0..t.partitions).contains(&tp.partition))
+        .topic_with_partition(&tp.topic, tp.partition)
         .and_then(|t| t.assignment.get(tp.partition as usize));
     let Some(placement) = placed else {
         // A single node leads all it has; unknown partitions are left to the log lookup.

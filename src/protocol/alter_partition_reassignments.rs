@@ -75,11 +75,7 @@ fn reassignment(
     target: Option<Vec<i32>>,
     allow_rf_change: bool,
 ) -> Result<Record, ApiError> {
-    let Some(t) = metadata
-        .topics
-        .get(topic)
-        .filter(|t| (0..t.partitions).contains(&partition))
-    else {
+    let Some(t) = metadata.topic_with_partition(topic, partition) else {
         return Err(ApiError::new(
             ErrorCode::UnknownTopicOrPartition,
             format!("{topic}-{partition} does not exist"),

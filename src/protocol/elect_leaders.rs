@@ -80,11 +80,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
 
 /// The quorum record that would elect `topic`-`partition`'s leader, or why none is due.
 fn election(metadata: &Metadata, topic: &str, partition: i32, election_type: i8) -> Result<Record, ApiError> {
-    let Some(t) = metadata
-        .topics
-        .get(topic)
-        .filter(|t| (0..t.partitions).contains(&partition))
-    else {
+    let Some(t) = metadata.topic_with_partition(topic, partition) else {
         return Err(ApiError::new(
             ErrorCode::UnknownTopicOrPartition,
             format!("{topic}-{partition} does not exist"),
