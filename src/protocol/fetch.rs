@@ -82,7 +82,8 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             || wanted.is_empty()
             || local().is_stopping()
         {
-            let endpoints = if version >= 16 {
+            // Only a refused partition names a leader: no metadata lookup otherwise.
+            let endpoints = if version >= 16 && any_error {
                 point_to_leaders(&topics, &wanted, &mut outcomes)
             } else {
                 Vec::new()
