@@ -352,15 +352,6 @@ pub async fn wait_until_committed(
     Ok(())
 }
 
-/// Whether `tp` is replicated from this broker (it leads it in cluster
-/// mode), with the epoch it leads in.
-pub fn replicated_leader_epoch(tp: &TopicPartition) -> Option<i32> {
-    if !local().leaderships.borrow().contains_key(tp) {
-        return None;
-    }
-    leader_epoch_here(tp).ok()
-}
-
 /// The leader epoch this broker leads `tp` in, by this shard's metadata
 /// (`LEADER_EPOCH` for a partition no quorum places).
 pub fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {

@@ -351,10 +351,8 @@ impl Coordinator {
         let tp = log.topic_partition();
         // A coordinator that lost the partition's leadership must not write:
         // its copy now follows the new leader's log.
-        if !super::coordinates(tp.partition) {
-            return Err(ErrorCode::NotCoordinator);
-        }
-        let replicated = shard::replicated_leader_epoch(tp);
+        let epoch = shard::leader_epoch_here(tp).map_err(|_| ErrorCode::NotCoordinator)?;
+        let replicated = shard::local().leaderships.borrow().contains_key(tp);
         let info = log.append(batch, now_ms()).await.map_err(|e| {
             warn!(partition = %tp, "group record write failed: {}", e.message);
             ErrorCode::CoordinatorNotAvailable
@@ -363,7 +361,7 @@ impl Coordinator {
             self.apply(entry, info.base_offset + i as i64, false);
         }
         // In cluster mode a commit counts once every in-sync replica has it.
-        if let Some(epoch) = replicated {
+        if replicated {
             let end = info.base_offset + entries.len() as i64;
             let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
             shard::wait_until_committed(tp, log, end, epoch, timeout)
