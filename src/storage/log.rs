@@ -969,7 +969,10 @@ fn load_epochs(
                     epochs.assign(h.leader_epoch, h.base_offset);
                 })?;
             }
-            (epochs, true)
+            // An empty history needs no file (and no fsync per new partition):
+            // the first append writes one.
+            let rebuilt = !epochs.entries().is_empty();
+            (epochs, rebuilt)
         }
     };
     changed |= epochs.truncate_from_end(log_end_offset);
