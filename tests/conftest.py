@@ -19,13 +19,30 @@ def free_port():
     return free_ports(1)[0]
 
 
+# Ports given out in this session. A port is free only until its process
+# binds it, and the kernel may hand a just-closed port out again: a cluster's
+# controller ports are chosen before its brokers pick theirs.
+_handed_out = set()
+PORT_ATTEMPTS_MAX = 1000
+
+
 def free_ports(n):
-    """n distinct free ports: all bound at once, so none is handed out twice."""
-    sockets = [socket.socket() for _ in range(n)]
+    """n free ports, distinct from each other and from every port handed out
+    before in this session (the unwanted ones stay bound while searching)."""
+    sockets, ports = [], []
     try:
-        for s in sockets:
+        for _ in range(PORT_ATTEMPTS_MAX):
+            if len(ports) == n:
+                break
+            s = socket.socket()
+            sockets.append(s)
             s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                ports.append(port)
+                _handed_out.add(port)
+        assert len(ports) == n, f"no {n} unused free ports after {PORT_ATTEMPTS_MAX} tries"
+        return ports
     finally:
         for s in sockets:
             s.close()
