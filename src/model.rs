@@ -122,7 +122,18 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Checks a topic name the way Kafka does: 1..=249 chars of `[a-zA-Z0-9._-]`, not "." or "..".
+/// The longest name the broker keeps: what an int16-length string of Kafka's
+/// formats holds (`__consumer_offsets` keys and values use them). Group ids,
+/// member and instance ids, protocol names, client ids and hosts over it are
+/// refused where they enter; flexible requests' compact strings carry no
+/// such bound of their own.
+pub const NAME_BYTES_MAX: usize = i16::MAX as usize;
+
+/// Whether every name fits `NAME_BYTES_MAX`.
+pub fn names_fit<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
+    names.into_iter().all(|n| n.len() <= NAME_BYTES_MAX)
+}
+
 /// The broker's own topics: created by the broker, never by users, and
 /// neither produced to nor deleted through the API.
 pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets"];
@@ -131,6 +142,7 @@ pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// Checks a topic name the way Kafka does: 1..=249 chars of `[a-zA-Z0-9._-]`, not "." or "..".
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("topic name is empty".into());

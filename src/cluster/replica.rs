@@ -11,7 +11,6 @@
 //! keeps the tail it shares with the leader and drops only divergent history.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -64,14 +63,15 @@ impl Cancel {
 /// cancelled. Runs on `tp`'s owner shard. Reconciles the log with the
 /// leader's before the first fetch: a record beyond the point where the two
 /// histories part may never have reached the new leader, whose log wins.
-pub async fn follow(tp: TopicPartition, leader: SocketAddr, leader_epoch: i32, cancel: Cancel) {
-    info!(partition = %tp, %leader, leader_epoch, "following");
+pub async fn follow(tp: TopicPartition, leader: (String, u16), leader_epoch: i32, cancel: Cancel) {
+    info!(partition = %tp, leader = %format!("{}:{}", leader.0, leader.1), leader_epoch, "following");
     let mut reconciled = false;
     // Set when the leader said our log end is not in its log.
     let mut out_of_range = false;
     // Bounded by the cancel flag: every round either fetches or backs off.
     while !cancel.is_cancelled() {
-        let mut stream = match TcpStream::connect(leader).await {
+        // A host name is resolved on compio's blocking pool, off the event loop.
+        let mut stream = match TcpStream::connect((leader.0.as_str(), leader.1)).await {
             Ok(s) => s,
             Err(e) => {
                 debug!(partition = %tp, "cannot reach the leader: {e}");

@@ -198,7 +198,9 @@ impl ShardState {
     fn reconcile_followers(&self, metadata: &Metadata) {
         let me = self.config.broker_id;
         let shards = runtime::shard_count();
-        let mut wanted: HashMap<TopicPartition, (i32, i32, std::net::SocketAddr)> = HashMap::new();
+        // The leader's advertised host and port: resolved by the fetcher itself,
+        // on compio's blocking pool, never here on the event loop.
+        let mut wanted: HashMap<TopicPartition, (i32, i32, (String, u16))> = HashMap::new();
         for topic in metadata.topics.values().filter(|t| !t.assignment.is_empty()) {
             for partition in 0..topic.partitions {
                 if owner_of(&topic.name, partition, shards) != self.id {
@@ -211,13 +213,9 @@ impl ShardState {
                 let Some(endpoint) = metadata.brokers.get(&placement.leader) else {
                     continue;
                 };
-                let address = std::net::ToSocketAddrs::to_socket_addrs(&(endpoint.host.as_str(), endpoint.port))
-                    .ok()
-                    .and_then(|mut a| a.next());
-                if let Some(address) = address {
-                    let tp = TopicPartition::new(topic.name.clone(), partition);
-                    wanted.insert(tp, (placement.leader, placement.leader_epoch, address));
-                }
+                let tp = TopicPartition::new(topic.name.clone(), partition);
+                let address = (endpoint.host.clone(), endpoint.port);
+                wanted.insert(tp, (placement.leader, placement.leader_epoch, address));
             }
         }
         let mut followers = self.followers.borrow_mut();

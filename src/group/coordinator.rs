@@ -159,10 +159,36 @@ impl Coordinator {
         })?;
         info!(partition = %tp, records, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group state");
         let (tx, rx) = async_channel::bounded(WRITE_QUEUE_MAX);
+        let tx_of_writer = tx.downgrade();
         self.writers.borrow_mut().insert(partition, tx);
         self.loaded_epochs.borrow_mut().insert(partition, epoch);
-        compio::runtime::spawn(Rc::clone(self).run_writer(partition, log, rx)).detach();
+        let writer = compio::runtime::spawn(Rc::clone(self).run_writer(partition, log, rx));
+        compio::runtime::spawn(Rc::clone(self).supervise_writer(partition, writer, tx_of_writer)).detach();
         Ok(())
+    }
+
+    /// A writer that panicked leaves memory that may no longer be a replay of
+    /// the log. Its partition is unloaded, so the next request for any of its
+    /// groups reloads it from the log with a new writer; the requests that were
+    /// queued are answered COORDINATOR_NOT_AVAILABLE and retried by clients.
+    async fn supervise_writer(
+        self: Rc<Self>,
+        partition: i32,
+        writer: compio::runtime::JoinHandle<()>,
+        queue: async_channel::WeakSender<WriteRequest>,
+    ) {
+        if writer.await.is_ok() {
+            return;
+        }
+        crate::metrics::record_task_panic(crate::metrics::TaskKind::GroupWriter);
+        tracing::error!(partition, "the writer of {OFFSETS_TOPIC}-{partition} panicked; reloading the partition");
+        // Weak: the writer's queue must close when the partition is unloaded.
+        let current = queue
+            .upgrade()
+            .is_some_and(|q| self.writers.borrow().get(&partition).is_some_and(|w| w.same_channel(&q)));
+        if current && let Some(partitions) = offsets_partitions() {
+            self.unload(partition, partitions);
+        }
     }
 
     /// Replays a partition of `__consumer_offsets` into memory; returns the records read.

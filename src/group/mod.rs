@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::model::{ErrorCode, now_ms};
+use crate::model::{ErrorCode, NAME_BYTES_MAX, names_fit, now_ms};
 use crate::runtime::{self, submit_to};
 use coordinator::{Coordinator, Entry, Value};
 use records::{Key, OffsetValue};
@@ -102,7 +102,7 @@ where
     Fut: Future<Output = Result<R, ErrorCode>> + 'static,
     R: Send + 'static,
 {
-    if group_id.is_empty() {
+    if group_id.is_empty() || group_id.len() > NAME_BYTES_MAX {
         return Err(ErrorCode::InvalidGroupId);
     }
     let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
@@ -125,6 +125,14 @@ where
 
 pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
     let member_id = request.member_id.clone();
+    // Everything here may reach the group's record: bounded before anything is kept.
+    let names = [&request.member_id, &request.client_id, &request.client_host, &request.protocol_type]
+        .into_iter()
+        .chain(request.group_instance_id.as_ref())
+        .chain(request.protocols.iter().map(|(name, _)| name));
+    if !names_fit(names.map(String::as_str)) {
+        return JoinResult::error(ErrorCode::InvalidRequest, "");
+    }
     let id = group_id.clone();
     let result = on_coordinator(&group_id, move |c| async move {
         let exists = c.with_group(&id, |_| ()).is_some();
@@ -153,6 +161,15 @@ pub struct SyncRequest {
 }
 
 pub async fn sync(group_id: String, request: SyncRequest) -> SyncResult {
+    let names = [&request.member_id]
+        .into_iter()
+        .chain(request.group_instance_id.as_ref())
+        .chain(request.protocol_type.as_ref())
+        .chain(request.protocol_name.as_ref())
+        .chain(request.assignments.iter().map(|(member, _)| member));
+    if !names_fit(names.map(String::as_str)) {
+        return SyncResult::error(ErrorCode::InvalidRequest);
+    }
     let id = group_id.clone();
     let result = on_coordinator(&group_id, move |c| async move {
         let reply = c.with_group(&id, |g| {
@@ -471,6 +488,15 @@ pub async fn consumer_heartbeat(
     group_id: String,
     request: consumer::HeartbeatRequest,
 ) -> Result<consumer::HeartbeatResponse, (ErrorCode, String)> {
+    let names = [&request.member_id, &request.client_id, &request.client_host]
+        .into_iter()
+        .chain(request.instance_id.as_ref())
+        .chain(request.rack_id.as_ref())
+        .chain(request.server_assignor.as_ref())
+        .chain(request.subscribed_topics.iter().flatten());
+    if !names_fit(names.map(String::as_str)) {
+        return Err((ErrorCode::InvalidRequest, format!("a name is longer than {NAME_BYTES_MAX} bytes")));
+    }
     let id = group_id.clone();
     let result = on_coordinator(&group_id, move |c| async move {
         let metadata = shard::local().metadata();

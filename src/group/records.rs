@@ -62,7 +62,9 @@ pub struct GroupValue {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = i16::try_from(s.len()).expect("names are bounded below 32 KiB by the request codec");
+    // Paired with the checks where names enter (`model::NAME_BYTES_MAX`):
+    // an accepted request's record always encodes.
+    let len = i16::try_from(s.len()).expect("names are bounded by NAME_BYTES_MAX where they enter");
     out.put_i16(len);
     out.put_slice(s.as_bytes());
 }

@@ -58,6 +58,35 @@ pub struct ShardMetrics {
     /// Cluster mode: ISR changes this shard's led partitions proposed.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
+    /// Shared tasks that panicked and were restarted, by kind.
+    pub task_panics: HashMap<&'static str, u64>,
+    /// Connections closed at accept by `max.connections` / `max.connections.per.ip`.
+    pub connections_refused: u64,
+}
+
+/// Long-lived tasks that serve many clients; a panic in one is counted and
+/// the task restarted (or its partition reloaded).
+#[derive(Debug, Clone, Copy)]
+pub enum TaskKind {
+    GroupWriter,
+    RemoteTask,
+}
+
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::GroupWriter => "group_writer",
+            TaskKind::RemoteTask => "remote_task",
+        }
+    }
+}
+
+pub fn record_task_panic(kind: TaskKind) {
+    with_local(|m| *m.task_panics.entry(kind.name()).or_default() += 1);
+}
+
+pub fn record_connection_refused() {
+    with_local(|m| m.connections_refused += 1);
 }
 
 thread_local! {
