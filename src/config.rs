@@ -1,7 +1,8 @@
 //! Broker configuration: embedded defaults, a TOML file with Kafka's setting
 //! names, then command-line flags, each overriding the one before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -139,6 +140,10 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: request bytes read but not yet answered,
+    /// broker-wide (split evenly between the shards); -1 is unbounded.
+    pub queued_max_request_bytes: i64,
+    pub connection_limits: ConnectionLimits,
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
     /// How fetched record bytes reach the socket; both are zero-copy.
@@ -171,6 +176,20 @@ pub struct BrokerConfig {
     pub process_roles: Option<crate::cluster::quorum::ProcessRoles>,
 }
 
+/// Kafka leaves `queued.max.request.bytes` unbounded (-1); Sluice bounds it
+/// by default, at five of the largest frames.
+const QUEUED_MAX_REQUEST_BYTES_DEFAULT: i64 = 5 * 104_857_600;
+
+impl BrokerConfig {
+    /// One shard's share of `queued.max.request.bytes`.
+    pub fn queued_request_bytes_per_shard(&self) -> usize {
+        match self.queued_max_request_bytes {
+            -1 => usize::MAX,
+            bytes => (bytes as usize / self.shards.max(1)).max(1),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         let listen: SocketAddr = "127.0.0.1:9092".parse().expect("valid default address");
@@ -185,6 +204,8 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics: true,
             socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
+            connection_limits: ConnectionLimits::default(),
             connections_max_idle_ms: 600_000,
             retention_check_interval_ms: 300_000,
             fetch_send_method: SendMethod::Sendfile,
@@ -204,6 +225,56 @@ impl Default for BrokerConfig {
             process_roles: None,
         }
     }
+}
+
+/// `max.connections`, `max.connections.per.ip` and its overrides, enforced at accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Per-address exceptions to `max_connections_per_ip`.
+    pub per_ip_overrides: HashMap<IpAddr, usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            per_ip_overrides: HashMap::new(),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn per_ip(&self, ip: &IpAddr) -> usize {
+        self.per_ip_overrides
+            .get(ip)
+            .copied()
+            .unwrap_or(self.max_connections_per_ip)
+    }
+}
+
+/// Parses `max.connections.per.ip.overrides`: `ip:count,ip:count` (IPv6
+/// addresses as `[::1]:count`). Host names are refused: resolving them would
+/// tie admission to DNS.
+pub fn parse_overrides(value: &str) -> Result<HashMap<IpAddr, usize>, String> {
+    let mut out = HashMap::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (ip, count) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("max.connections.per.ip.overrides: '{item}' is not IP:COUNT"))?;
+        let ip: IpAddr = ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| format!("max.connections.per.ip.overrides: '{ip}' is not an IP address"))?;
+        let count = count
+            .parse()
+            .map_err(|_| format!("max.connections.per.ip.overrides: bad count in '{item}'"))?;
+        out.insert(ip, count);
+    }
+    Ok(out)
 }
 
 /// Strips Kafka's `PLAINTEXT://` style prefix: `listeners = "PLAINTEXT://127.0.0.1:9092"`.
@@ -417,6 +488,18 @@ impl BrokerConfig {
             "default.replication.factor" => self.default_replication_factor = parse_num(key, value)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse_num(key, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, value)?,
+            "queued.max.request.bytes" => {
+                let bytes: i64 = parse_num(key, value)?;
+                if bytes == 0 || bytes < -1 {
+                    return Err(format!(
+                        "queued.max.request.bytes {bytes}: expected -1 or a positive size"
+                    ));
+                }
+                self.queued_max_request_bytes = bytes;
+            }
+            "max.connections" => self.connection_limits.max_connections = parse_num(key, value)?,
+            "max.connections.per.ip" => self.connection_limits.max_connections_per_ip = parse_num(key, value)?,
+            "max.connections.per.ip.overrides" => self.connection_limits.per_ip_overrides = parse_overrides(value)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, value)?,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num::<u64>(key, value)?.max(1)

@@ -16,6 +16,7 @@ use crate::cluster::quorum::{ClusterImage, Liveness, OnChange, Quorum, QuorumCon
 use crate::cluster::shard::ShardState;
 use crate::config::BrokerConfig;
 use crate::model::TopicPartition;
+use crate::net::admission::{self, Admission};
 use crate::net::{self, connection};
 use crate::runtime;
 
@@ -37,15 +38,18 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     raise_fd_limit();
     let metadata = prepare_metadata(&config)?;
     remove_orphan_partitions(&config, &metadata);
-    let first = net::bind_reuseport(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    let first = net::bind_reuseport(config.listen)
+        .with_context(|| format!("cannot listen on {} (listeners, --listen)", config.listen))?;
     let bound = first.local_addr()?;
     // Port 0 picks a free port: the listener and what is advertised use the one bound.
     config.listen = bound;
     let metrics_listener = match config.metrics_enabled {
-        true => Some(
-            TcpListener::bind(config.metrics_listen)
-                .with_context(|| format!("cannot listen for metrics on {}", config.metrics_listen))?,
-        ),
+        true => Some(TcpListener::bind(config.metrics_listen).with_context(|| {
+            format!(
+                "cannot listen for metrics on {} (metrics.listener, --metrics-listen)",
+                config.metrics_listen
+            )
+        })?),
         false => None,
     };
     let mut listeners = vec![Some(first)];
@@ -63,15 +67,23 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     );
     let config = Arc::new(config);
     let metadata = Arc::new(metadata);
+    let admission = Arc::new(Admission::new(config.connection_limits.clone()));
     // Start-up hand-off only: each shard takes its listener once.
     let listeners = Arc::new(Mutex::new(listeners));
     let shards = {
         let config = Arc::clone(&config);
+        let admission = Arc::clone(&admission);
         runtime::start(config.shards, move |id| {
             let listener = listeners.lock().expect("listener hand-off")[id]
                 .take()
                 .expect("one listener per shard");
-            shard_main(id, Arc::clone(&config), Arc::clone(&metadata), listener)
+            shard_main(
+                id,
+                Arc::clone(&config),
+                Arc::clone(&metadata),
+                listener,
+                Arc::clone(&admission),
+            )
         })
     };
     if let Some(quorum) = config.quorum().map_err(anyhow::Error::msg)? {
@@ -79,7 +91,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
     if let Some(listener) = metrics_listener {
         crate::metrics::enable();
-        crate::metrics::endpoint::spawn(listener, shards.handle())?;
+        crate::metrics::endpoint::spawn(listener, shards.handle(), admission)?;
     }
     wait_for_signal()?;
     info!("shutting down");
@@ -165,8 +177,15 @@ fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata>, listener: TcpListener) {
+async fn shard_main(
+    id: usize,
+    config: Arc<BrokerConfig>,
+    metadata: Arc<Metadata>,
+    listener: TcpListener,
+    admission: Arc<Admission>,
+) {
     let state = ShardState::install(id, Arc::clone(&config), metadata);
+    admission::set_request_bytes_max(config.queued_request_bytes_per_shard());
     compio::runtime::spawn(Rc::clone(&state).maintenance_loop()).detach();
     let coordinator = crate::group::coordinator::Coordinator::install(config.group.clone());
     compio::runtime::spawn(coordinator.tick_loop()).detach();
@@ -183,10 +202,22 @@ async fn shard_main(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata
         }
         let accept = std::pin::pin!(listener.accept());
         match select(accept, stop).await {
-            Either::Left((Ok((stream, peer)), _)) => {
-                let client_host: Rc<str> = format!("/{}", peer.ip()).into();
-                compio::runtime::spawn(connection::serve(stream, client_host, limits())).detach();
-            }
+            Either::Left((Ok((stream, peer)), _)) => match admission.admit(peer.ip()) {
+                Ok(ticket) => {
+                    let client_host: Rc<str> = format!("/{}", peer.ip()).into();
+                    let serve = connection::serve(stream, client_host, limits());
+                    compio::runtime::spawn(async move {
+                        serve.await;
+                        drop(ticket);
+                    })
+                    .detach();
+                }
+                Err(why) => {
+                    // Dropping the stream closes it, as Kafka closes a connection over its limits.
+                    crate::metrics::record_connection_refused();
+                    tracing::debug!(shard = id, %peer, ?why, "connection refused");
+                }
+            },
             Either::Left((Err(e), _)) => {
                 // Out of file descriptors, usually: back off instead of spinning.
                 warn!(shard = id, "accept failed: {e}");

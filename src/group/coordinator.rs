@@ -181,11 +181,17 @@ impl Coordinator {
             return;
         }
         crate::metrics::record_task_panic(crate::metrics::TaskKind::GroupWriter);
-        tracing::error!(partition, "the writer of {OFFSETS_TOPIC}-{partition} panicked; reloading the partition");
+        tracing::error!(
+            partition,
+            "the writer of {OFFSETS_TOPIC}-{partition} panicked; reloading the partition"
+        );
         // Weak: the writer's queue must close when the partition is unloaded.
-        let current = queue
-            .upgrade()
-            .is_some_and(|q| self.writers.borrow().get(&partition).is_some_and(|w| w.same_channel(&q)));
+        let current = queue.upgrade().is_some_and(|q| {
+            self.writers
+                .borrow()
+                .get(&partition)
+                .is_some_and(|w| w.same_channel(&q))
+        });
         if current && let Some(partitions) = offsets_partitions() {
             self.unload(partition, partitions);
         }

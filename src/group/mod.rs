@@ -126,10 +126,15 @@ where
 pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
     let member_id = request.member_id.clone();
     // Everything here may reach the group's record: bounded before anything is kept.
-    let names = [&request.member_id, &request.client_id, &request.client_host, &request.protocol_type]
-        .into_iter()
-        .chain(request.group_instance_id.as_ref())
-        .chain(request.protocols.iter().map(|(name, _)| name));
+    let names = [
+        &request.member_id,
+        &request.client_id,
+        &request.client_host,
+        &request.protocol_type,
+    ]
+    .into_iter()
+    .chain(request.group_instance_id.as_ref())
+    .chain(request.protocols.iter().map(|(name, _)| name));
     if !names_fit(names.map(String::as_str)) {
         return JoinResult::error(ErrorCode::InvalidRequest, "");
     }
@@ -495,7 +500,10 @@ pub async fn consumer_heartbeat(
         .chain(request.server_assignor.as_ref())
         .chain(request.subscribed_topics.iter().flatten());
     if !names_fit(names.map(String::as_str)) {
-        return Err((ErrorCode::InvalidRequest, format!("a name is longer than {NAME_BYTES_MAX} bytes")));
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("a name is longer than {NAME_BYTES_MAX} bytes"),
+        ));
     }
     let id = group_id.clone();
     let result = on_coordinator(&group_id, move |c| async move {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -15,6 +16,7 @@ use tracing::{debug, info};
 use super::{ShardMetrics, snapshot, thread_cpu_seconds};
 use crate::cluster::shard;
 use crate::group::coordinator;
+use crate::net::admission::Admission;
 use crate::runtime::ShardsHandle;
 
 /// Bytes of an HTTP request head we read before answering.
@@ -35,6 +37,8 @@ struct ShardReport {
     committed: Vec<(String, String, i32, i64)>,
     /// Cluster mode: partitions it leads whose ISR is smaller than their replicas.
     under_replicated: u64,
+    /// (queued, max) request bytes: its share of `queued.max.request.bytes`.
+    request_bytes: (usize, usize),
 }
 
 fn report() -> ShardReport {
@@ -66,15 +70,16 @@ fn report() -> ShardReport {
         partitions,
         committed: coordinator::local().committed_offsets(),
         under_replicated,
+        request_bytes: crate::net::admission::request_bytes(),
     }
 }
 
 /// Serves `/metrics` on `listener` until the process exits.
-pub fn spawn(listener: TcpListener, shards: ShardsHandle) -> std::io::Result<()> {
+pub fn spawn(listener: TcpListener, shards: ShardsHandle, admission: Arc<Admission>) -> std::io::Result<()> {
     info!(listen = %listener.local_addr()?, "metrics endpoint listening");
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            if let Err(e) = serve(stream, &shards) {
+            if let Err(e) = serve(stream, &shards, &admission) {
                 debug!("metrics request failed: {e}");
             }
         }
@@ -82,7 +87,7 @@ pub fn spawn(listener: TcpListener, shards: ShardsHandle) -> std::io::Result<()>
     Ok(())
 }
 
-fn serve(mut stream: TcpStream, shards: &ShardsHandle) -> std::io::Result<()> {
+fn serve(mut stream: TcpStream, shards: &ShardsHandle, admission: &Admission) -> std::io::Result<()> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut head = Vec::new();
@@ -98,7 +103,7 @@ fn serve(mut stream: TcpStream, shards: &ShardsHandle) -> std::io::Result<()> {
     let line = String::from_utf8_lossy(&head);
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-        ("200 OK", render(shards))
+        ("200 OK", render(shards, admission))
     } else {
         ("404 Not Found", "metrics are at /metrics\n".to_string())
     };
@@ -127,7 +132,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Gathers every shard's report and renders the whole exposition.
-pub fn render(shards: &ShardsHandle) -> String {
+pub fn render(shards: &ShardsHandle, admission: &Admission) -> String {
     let reports = shards.collect_blocking(|| async { report() });
     let mut out = String::new();
     render_requests(&mut out, &reports);
@@ -135,7 +140,71 @@ pub fn render(shards: &ShardsHandle) -> String {
     render_shards(&mut out, &reports, shards);
     render_group_lag(&mut out, &reports);
     render_replication(&mut out, &reports);
+    render_limits(&mut out, &reports, admission);
     out
+}
+
+/// How close the broker is to the limits a client could exhaust.
+fn render_limits(out: &mut String, reports: &[ShardReport], admission: &Admission) {
+    let limits = admission.limits();
+    let gauges = [
+        // Against the sum of sluice_connections over the shards.
+        ("sluice_connections_max", "max.connections.", limits.max_connections),
+        (
+            "sluice_connections_per_ip_max",
+            "max.connections.per.ip (without overrides).",
+            limits.max_connections_per_ip,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        out,
+        "sluice_connections_refused_total",
+        "counter",
+        "Connections closed at accept by max.connections or max.connections.per.ip.",
+    );
+    let refused: u64 = reports.iter().map(|r| r.metrics.connections_refused).sum();
+    let _ = writeln!(out, "sluice_connections_refused_total {refused}");
+    let budgets = [
+        (
+            "sluice_queued_request_bytes",
+            "Request bytes read but not yet answered, per shard.",
+        ),
+        (
+            "sluice_queued_request_bytes_max",
+            "Each shard's share of queued.max.request.bytes.",
+        ),
+    ];
+    for (which, (name, help)) in budgets.into_iter().enumerate() {
+        header(out, name, "gauge", help);
+        for (i, r) in reports.iter().enumerate() {
+            let value = if which == 0 {
+                r.request_bytes.0
+            } else {
+                r.request_bytes.1
+            };
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {value}");
+        }
+    }
+    header(
+        out,
+        "sluice_task_panics_total",
+        "counter",
+        "Shared tasks (offsets writers, cross-shard work) that panicked and were restarted.",
+    );
+    let mut panics: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in reports {
+        for (kind, n) in &r.metrics.task_panics {
+            *panics.entry(kind).or_default() += n;
+        }
+    }
+    for kind in ["group_writer", "remote_task"] {
+        let n = panics.get(kind).copied().unwrap_or(0);
+        let _ = writeln!(out, "sluice_task_panics_total{{task=\"{kind}\"}} {n}");
+    }
 }
 
 fn render_requests(out: &mut String, reports: &[ShardReport]) {

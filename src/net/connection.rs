@@ -18,6 +18,7 @@ use compio::runtime::JoinHandle;
 use futures_util::future::{Either, select};
 use tracing::debug;
 
+use super::admission::{self, Charged};
 use super::zero_copy::{self, SendMethod, SocketFd, Splicer};
 use crate::protocol::{self, Malformed, Part, Response};
 
@@ -74,15 +75,20 @@ pub async fn serve(stream: TcpStream, client_host: Rc<str>, limits: Limits) {
     ));
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     loop {
-        let frame = match read_frame(&mut reader, &mut buf, &limits, &in_flight).await {
-            Ok(Some(frame)) => frame,
+        let (frame, charged) = match read_frame(&mut reader, &mut buf, &limits, &in_flight).await {
+            Ok(Some(read)) => read,
             Ok(None) => break,
             Err(e) => {
                 debug!("closing connection: {e}");
                 break;
             }
         };
-        let pending = compio::runtime::spawn(protocol::handle(frame, Rc::clone(&client_host)));
+        let host = Rc::clone(&client_host);
+        let pending = compio::runtime::spawn(async move {
+            // The frame's bytes count against queued.max.request.bytes until answered.
+            let _charged = charged;
+            protocol::handle(frame, host).await
+        });
         in_flight.set(in_flight.get() + 1);
         if tx.send(pending).await.is_err() {
             break;
@@ -92,13 +98,15 @@ pub async fn serve(stream: TcpStream, client_host: Rc<str>, limits: Limits) {
     let _ = writer_task.await;
 }
 
-/// Reads one size-prefixed frame; `None` at a clean end of stream.
+/// Reads one size-prefixed frame, charged to the shard's request-byte
+/// budget from the moment its size is known; `None` at a clean end of stream.
 async fn read_frame<R: AsyncRead>(
     reader: &mut R,
     buf: &mut BytesMut,
     limits: &Limits,
     in_flight: &Cell<usize>,
-) -> io::Result<Option<BytesMut>> {
+) -> io::Result<Option<(BytesMut, Charged)>> {
+    let mut charged: Option<Charged> = None;
     // Bounded: each round consumes bytes from the socket or returns.
     loop {
         if buf.len() >= 4 {
@@ -113,10 +121,13 @@ async fn read_frame<R: AsyncRead>(
                 ));
             }
             let needed = 4 + size as usize;
+            if charged.is_none() {
+                charged = Some(admission::charge_request_bytes(needed).await);
+            }
             if buf.len() >= needed {
                 let mut frame = buf.split_to(needed);
                 frame.advance(4);
-                return Ok(Some(frame));
+                return Ok(Some((frame, charged.take().expect("charged above"))));
             }
             // The whole frame at once: growing it piecemeal reallocates and copies it
             // several times. Reserving is address space, not memory, until bytes arrive.

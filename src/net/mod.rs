@@ -1,6 +1,7 @@
 //! Sockets: one SO_REUSEPORT listener per shard, request framing, ordered
 //! responses, and the zero-copy path for record bytes.
 
+pub mod admission;
 pub mod connection;
 pub mod zero_copy;
 

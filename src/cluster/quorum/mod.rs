@@ -133,8 +133,9 @@ impl Quorum {
             let listen = config
                 .listen
                 .context("a controller needs --controller-listen (controller.listener)")?;
-            let listener =
-                TcpListener::bind(listen).with_context(|| format!("cannot listen for controllers on {listen}"))?;
+            let listener = TcpListener::bind(listen).with_context(|| {
+                format!("cannot listen for controllers on {listen} (controller.listener, --controller-listen)")
+            })?;
             node::start(id, listener, &config.voters, data_dir, on_change, liveness)?
         } else {
             anyhow::ensure!(
