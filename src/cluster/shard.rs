@@ -453,44 +453,112 @@ pub async fn append(
     })
 }
 
-/// Locates fetchable bytes on the owner shard; the bytes themselves are not read.
-/// `replica` is the fetching follower's broker id (Fetch's `replica_id`),
-/// `None` for consumers.
-pub async fn read(
-    tp: TopicPartition,
-    offset: i64,
-    max_bytes: u64,
-    min_one_batch: bool,
-    replica: Option<i32>,
-    current_leader_epoch: i32,
-) -> Result<ReadResult, ErrorCode> {
-    check_leader_epoch(&tp, current_leader_epoch)?;
-    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
-    submit_to(owner, move || async move {
-        let Some(log) = local().log(&tp) else {
-            return Err(ErrorCode::UnknownTopicOrPartition);
-        };
-        match replica {
-            Some(follower) => {
-                super::leader::follower_fetched(&tp, &log, follower, offset);
-                log.read_as(offset, max_bytes, min_one_batch, Reader::Replica)
-            }
-            None => log.read(offset, max_bytes, min_one_batch),
-        }
-    })
-    .await
-    .or_else(stopped)?
+/// One partition of a multi-partition read (Fetch).
+pub struct ReadSpec {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: u64,
+    /// The leader epoch the client knows (KIP-320), `NO_LEADER_EPOCH` for none.
+    pub current_leader_epoch: i32,
 }
 
-/// Resolves when the partition has data past `offset`, or at `deadline`.
-pub async fn wait_for_data(tp: TopicPartition, offset: i64, deadline: Instant, reader: Reader) {
-    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
-    let _ = submit_to(owner, move || async move {
-        if let Some(log) = local().log(&tp) {
-            log.wait_for_data(offset, deadline, reader).await;
+/// Splits `items` by owner shard, keeping each item's index in `items`.
+fn by_owner<T>(items: Vec<T>, tp: impl Fn(&T) -> &TopicPartition) -> Vec<Vec<(usize, T)>> {
+    let shards = runtime::shard_count();
+    let mut groups: Vec<Vec<(usize, T)>> = (0..shards).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        let tp = tp(&item);
+        groups[owner_of(&tp.topic, tp.partition, shards)].push((i, item));
+    }
+    groups
+}
+
+/// Reads many partitions with one task per owner shard (not one per
+/// partition), so a request's cross-shard work is bounded by the shard count.
+/// Results come back in the order of `specs`.
+pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result<ReadResult, ErrorCode>> {
+    let count = specs.len();
+    let mut results: Vec<Result<ReadResult, ErrorCode>> = (0..count).map(|_| Err(ErrorCode::None)).collect();
+    let mut checked = Vec::with_capacity(count);
+    for (i, spec) in specs.into_iter().enumerate() {
+        match check_leader_epoch(&spec.tp, spec.current_leader_epoch) {
+            Ok(_) => checked.push((i, spec)),
+            Err(code) => results[i] = Err(code),
         }
-    })
-    .await;
+    }
+    let per_owner = by_owner(checked, |(_, spec)| &spec.tp)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(owner, group)| async move {
+            let indices: Vec<usize> = group.iter().map(|(_, (i, _))| *i).collect();
+            let specs: Vec<ReadSpec> = group.into_iter().map(|(_, (_, spec))| spec).collect();
+            let read = submit_to(owner, move || async move {
+                specs.iter().map(|s| read_here(s, replica)).collect()
+            });
+            let outcomes: Vec<Result<ReadResult, ErrorCode>> = match read.await {
+                Ok(outcomes) => outcomes,
+                Err(stopped_shard) => indices.iter().map(|_| stopped(stopped_shard)).collect(),
+            };
+            assert_eq!(outcomes.len(), indices.len(), "one read result per partition");
+            indices.into_iter().zip(outcomes).collect::<Vec<_>>()
+        });
+    for (i, outcome) in futures_util::future::join_all(per_owner).await.into_iter().flatten() {
+        results[i] = outcome;
+    }
+    results
+}
+
+/// One partition's read, on its owner shard.
+fn read_here(spec: &ReadSpec, replica: Option<i32>) -> Result<ReadResult, ErrorCode> {
+    let Some(log) = local().log(&spec.tp) else {
+        return Err(ErrorCode::UnknownTopicOrPartition);
+    };
+    match replica {
+        Some(follower) => {
+            super::leader::follower_fetched(&spec.tp, &log, follower, spec.offset);
+            log.read_as(spec.offset, spec.max_bytes, true, Reader::Replica)
+        }
+        None => log.read(spec.offset, spec.max_bytes, true),
+    }
+}
+
+/// Resolves when any of `wanted` (partition, offset) has data past its
+/// offset, or at `deadline`. Each owner shard is asked once for listeners on
+/// its partitions; the wait itself runs here, so no shard holds a task for a
+/// long poll, and returning drops (unregisters) every listener.
+pub async fn wait_for_any(wanted: Vec<(TopicPartition, i64)>, deadline: Instant, reader: Reader) {
+    let per_owner = by_owner(wanted, |(tp, _)| tp)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(owner, group)| {
+            submit_to(owner, move || async move {
+                let shard = local();
+                let mut listeners = Vec::with_capacity(group.len());
+                for (_, (tp, offset)) in group {
+                    let Some(log) = shard.log(&tp) else { continue };
+                    match log.data_listener(offset, reader) {
+                        Some(listener) => listeners.push(listener),
+                        None => return None,
+                    }
+                }
+                Some(listeners)
+            })
+        });
+    let mut listeners = Vec::new();
+    for answer in futures_util::future::join_all(per_owner).await {
+        match answer {
+            Ok(Some(more)) => listeners.extend(more),
+            // Data is already there, or a shard is stopping: no wait.
+            Ok(None) | Err(_) => return,
+        }
+    }
+    if listeners.is_empty() {
+        compio::time::sleep_until(deadline).await;
+        return;
+    }
+    let _ = compio::time::timeout_at(deadline, futures_util::future::select_all(listeners)).await;
 }
 
 /// ListOffsets for one partition, on its owner shard.

@@ -31,14 +31,16 @@ const BUCKETS_S: &[f64] = &[
 struct ShardReport {
     metrics: ShardMetrics,
     cpu_seconds: f64,
-    /// (topic, partition, log end offset, bytes on disk) of the partitions it owns.
-    partitions: Vec<(String, i32, i64, u64)>,
+    /// (topic, partition, log end offset, bytes on disk, flushed offset) of the partitions it owns.
+    partitions: Vec<(String, i32, i64, u64, i64)>,
     /// (group, topic, partition, committed offset) of the groups it coordinates.
     committed: Vec<(String, String, i32, i64)>,
     /// Cluster mode: partitions it leads whose ISR is smaller than their replicas.
     under_replicated: u64,
     /// (queued, max) request bytes: its share of `queued.max.request.bytes`.
     request_bytes: (usize, usize),
+    /// Partition-log fsyncs of the flush policy.
+    log_fsyncs: u64,
 }
 
 fn report() -> ShardReport {
@@ -47,7 +49,14 @@ fn report() -> ShardReport {
         .iter()
         .map(|log| {
             let tp = log.topic_partition();
-            (tp.topic.clone(), tp.partition, log.high_watermark(), log.size_bytes())
+            let flushed = log.flushed_offset();
+            (
+                tp.topic.clone(),
+                tp.partition,
+                log.high_watermark(),
+                log.size_bytes(),
+                flushed,
+            )
         })
         .collect();
     let shard = shard::local();
@@ -71,6 +80,7 @@ fn report() -> ShardReport {
         committed: coordinator::local().committed_offsets(),
         under_replicated,
         request_bytes: crate::net::admission::request_bytes(),
+        log_fsyncs: crate::storage::fsyncs(),
     }
 }
 
@@ -301,7 +311,7 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
     for (topic, (_, bytes_out)) in &topics {
         let _ = writeln!(out, "sluice_topic_bytes_out_total{{topic=\"{topic}\"}} {bytes_out}");
     }
-    let mut partitions: Vec<&(String, i32, i64, u64)> = reports.iter().flat_map(|r| &r.partitions).collect();
+    let mut partitions: Vec<&(String, i32, i64, u64, i64)> = reports.iter().flat_map(|r| &r.partitions).collect();
     partitions.sort();
     header(
         out,
@@ -309,7 +319,7 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
         "gauge",
         "Log end offset, per partition.",
     );
-    for (topic, p, end, _) in &partitions {
+    for (topic, p, end, _, _) in &partitions {
         let _ = writeln!(
             out,
             "sluice_partition_log_end_offset{{topic=\"{topic}\",partition=\"{p}\"}} {end}"
@@ -321,12 +331,32 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
         "gauge",
         "Bytes on disk, per partition.",
     );
-    for (topic, p, _, size) in &partitions {
+    for (topic, p, _, size, _) in &partitions {
         let _ = writeln!(
             out,
             "sluice_partition_size_bytes{{topic=\"{topic}\",partition=\"{p}\"}} {size}"
         );
     }
+    header(
+        out,
+        "sluice_partition_flushed_offset",
+        "gauge",
+        "Everything below this offset is fsynced (flush.messages, flush.ms, rolled segments), per partition.",
+    );
+    for (topic, p, _, _, flushed) in &partitions {
+        let _ = writeln!(
+            out,
+            "sluice_partition_flushed_offset{{topic=\"{topic}\",partition=\"{p}\"}} {flushed}"
+        );
+    }
+    header(
+        out,
+        "sluice_log_fsyncs_total",
+        "counter",
+        "Partition-log fsyncs done by the flush policy and after segment rolls.",
+    );
+    let fsyncs: u64 = reports.iter().map(|r| r.log_fsyncs).sum();
+    let _ = writeln!(out, "sluice_log_fsyncs_total {fsyncs}");
 }
 
 fn render_replication(out: &mut String, reports: &[ShardReport]) {
@@ -415,7 +445,7 @@ fn render_group_lag(out: &mut String, reports: &[ShardReport]) {
     let ends: HashMap<(&str, i32), i64> = reports
         .iter()
         .flat_map(|r| &r.partitions)
-        .map(|(t, p, end, _)| ((t.as_str(), *p), *end))
+        .map(|(t, p, end, _, _)| ((t.as_str(), *p), *end))
         .collect();
     let mut committed: Vec<&(String, String, i32, i64)> = reports.iter().flat_map(|r| &r.committed).collect();
     committed.sort();

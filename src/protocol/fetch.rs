@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use super::wire::{put_array_len, put_str, put_uvarint};
 use super::{Malformed, Part, RequestHeader, Response, decode};
+use crate::cluster::shard::ReadSpec;
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition};
-use crate::storage::{FileSlice, ReadResult, Reader};
+use crate::storage::{FileSlice, Reader};
 
 /// Kafka caps a consumer's wait at the request timeout; so do we, to bound waits.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -178,52 +179,63 @@ fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<W
     Ok((topics, wanted))
 }
 
-/// Reads every partition at once on its owner shard, then trims to the
-/// response's byte budget in request order. Trimming is free: a slice is
+/// Reads every partition at once (one task per owner shard), then trims to
+/// the response's byte budget in request order. Trimming is free: a slice is
 /// only a file range.
 async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: Option<i32>) -> Vec<PartitionOutcome> {
-    let reads = wanted.iter().map(|w| {
-        let tp = w.tp.clone();
-        let (offset, max_bytes, error, epoch) = (w.fetch_offset, w.max_bytes, w.error, w.current_leader_epoch);
-        async move {
-            match (error, tp) {
-                (None, Some(tp)) => shard::read(tp, offset, max_bytes, true, replica, epoch).await,
-                (error, _) => Err(error.unwrap_or(ErrorCode::UnknownTopicOrPartition)),
-            }
-        }
-    });
-    let results: Vec<Result<ReadResult, ErrorCode>> = futures_util::future::join_all(reads).await;
+    // Partitions refused before reading keep their error; the rest are read.
+    let specs: Vec<ReadSpec> = wanted
+        .iter()
+        .filter(|w| w.error.is_none())
+        .filter_map(|w| {
+            Some(ReadSpec {
+                tp: w.tp.clone()?,
+                offset: w.fetch_offset,
+                max_bytes: w.max_bytes,
+                current_leader_epoch: w.current_leader_epoch,
+            })
+        })
+        .collect();
+    let mut reads = shard::read_many(specs, replica).await.into_iter();
     let mut budget = response_max_bytes;
     let mut first_data = true;
-    results
-        .into_iter()
-        .map(|result| match result {
-            Ok(read) => {
-                let slice = read.slice.and_then(|mut s| {
-                    if !first_data {
-                        s.bytes = s.bytes.min(budget);
+    let outcomes: Vec<PartitionOutcome> = wanted
+        .iter()
+        .map(|w| {
+            let result = match (w.error, &w.tp) {
+                (None, Some(_)) => reads.next().expect("one read per readable partition"),
+                (error, _) => Err(error.unwrap_or(ErrorCode::UnknownTopicOrPartition)),
+            };
+            match result {
+                Ok(read) => {
+                    let slice = read.slice.and_then(|mut s| {
+                        if !first_data {
+                            s.bytes = s.bytes.min(budget);
+                        }
+                        first_data = false;
+                        budget = budget.saturating_sub(s.bytes);
+                        (s.bytes > 0).then_some(s)
+                    });
+                    PartitionOutcome {
+                        error: ErrorCode::None,
+                        current_leader: None,
+                        high_watermark: read.high_watermark,
+                        log_start_offset: read.log_start_offset,
+                        slice,
                     }
-                    first_data = false;
-                    budget = budget.saturating_sub(s.bytes);
-                    (s.bytes > 0).then_some(s)
-                });
-                PartitionOutcome {
-                    error: ErrorCode::None,
-                    current_leader: None,
-                    high_watermark: read.high_watermark,
-                    log_start_offset: read.log_start_offset,
-                    slice,
                 }
+                Err(error) => PartitionOutcome {
+                    error,
+                    current_leader: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    slice: None,
+                },
             }
-            Err(error) => PartitionOutcome {
-                error,
-                current_leader: None,
-                high_watermark: -1,
-                log_start_offset: -1,
-                slice: None,
-            },
         })
-        .collect()
+        .collect();
+    assert!(reads.next().is_none(), "every read result is used");
+    outcomes
 }
 
 /// Waits until any requested partition has data past its fetch offset, or the deadline.
@@ -233,18 +245,15 @@ async fn wait_any(wanted: &[WantedPartition], deadline: Instant, replica: Option
     } else {
         Reader::Consumer
     };
-    let waits: Vec<_> = wanted
+    let parts: Vec<(TopicPartition, i64)> = wanted
         .iter()
-        .filter_map(|w| {
-            w.tp.clone()
-                .map(|tp| Box::pin(shard::wait_for_data(tp, w.fetch_offset, deadline, reader)))
-        })
+        .filter_map(|w| Some((w.tp.clone()?, w.fetch_offset)))
         .collect();
-    if waits.is_empty() {
+    if parts.is_empty() {
         compio::time::sleep_until(deadline).await;
         return;
     }
-    futures_util::future::select_all(waits).await;
+    shard::wait_for_any(parts, deadline, reader).await;
 }
 
 /// Frames the response; records are file parts between user-space parts.
@@ -271,17 +280,21 @@ fn encode(
         buf.put_i32(0); // session_id: sessions are declined
     }
     put_array_len(&mut buf, topics.len(), flexible);
+    // `resolve` pushes each topic's partitions together, in topic order, so
+    // one pass over `wanted` frames every topic: linear in the request.
+    let mut next = 0;
     for (topic_index, topic) in topics.iter().enumerate() {
         if version >= 13 {
             buf.put_slice(topic.id.as_bytes());
         } else {
             put_str(&mut buf, &topic.name, flexible);
         }
-        let partitions: Vec<usize> = (0..wanted.len())
-            .filter(|&i| wanted[i].topic_index == topic_index)
-            .collect();
-        put_array_len(&mut buf, partitions.len(), flexible);
-        for i in partitions {
+        let first = next;
+        while next < wanted.len() && wanted[next].topic_index == topic_index {
+            next += 1;
+        }
+        put_array_len(&mut buf, next - first, flexible);
+        for i in first..next {
             let (w, o) = (&wanted[i], &outcomes[i]);
             crate::metrics::record_error(header.api_key as i16, o.error.code());
             if let Some(slice) = &o.slice {
@@ -316,6 +329,7 @@ fn encode(
             buf.put_u8(0);
         }
     }
+    assert_eq!(next, wanted.len(), "every partition belongs to a topic, in order");
     if flexible {
         put_node_endpoints(&mut buf, if version >= 16 { node_endpoints } else { &[] });
     }

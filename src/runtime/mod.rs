@@ -2,15 +2,24 @@
 //! its own compio io_uring event loop. Shards share no mutable state; work
 //! crosses between them only as tasks on bounded mailboxes (`submit_to`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tracing::{info, warn};
 
 /// Tasks that may wait in one shard's mailbox before senders feel backpressure.
 pub const MAILBOX_TASKS_MAX: usize = 4096;
+/// Tasks from other shards that one shard runs at once. Past it the shard
+/// stops taking tasks from its mailbox, the mailbox fills, and senders wait.
+/// Remote tasks are short (reads, appends) or wait for a bounded time (an
+/// acks=all append waits at most its request timeout); long polls do not
+/// hold one (`shard::wait_for_any` parks on the requesting shard).
+pub const REMOTE_TASKS_MAX: usize = 4096;
 
 /// A unit of cross-shard work: built on the sender, run on the receiving shard.
 type Task = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -197,13 +206,59 @@ fn run_shard<F, Fut>(
     let runtime = compio::runtime::Runtime::new().expect("create io_uring runtime");
     info!(shard = id, core = core.map(|c| c.id), driver = ?runtime.driver_type(), "shard started");
     runtime.block_on(async move {
+        compio::runtime::spawn(serve_mailbox(id, inbox)).detach();
+        main(id).await;
+    });
+}
+
+/// Runs tasks from other shards, at most `REMOTE_TASKS_MAX` at once. A task
+/// that panics is counted and logged; its sender sees `ShardStopped`, and the
+/// shard goes on serving everyone else.
+async fn serve_mailbox(id: usize, inbox: async_channel::Receiver<Task>) {
+    let running = Rc::new(Cell::new(0usize));
+    let finished = Rc::new(event_listener::Event::new());
+    // Bounded by the mailbox capacity; ends when every sender is gone.
+    loop {
+        // Bounded: each wake means a running task finished.
+        while running.get() >= REMOTE_TASKS_MAX {
+            let listener = finished.listen();
+            if running.get() < REMOTE_TASKS_MAX {
+                break;
+            }
+            listener.await;
+        }
+        let Ok(task) = inbox.recv().await else { break };
+        running.set(running.get() + 1);
+        let slot = RunningSlot {
+            running: Rc::clone(&running),
+            finished: Rc::clone(&finished),
+        };
         compio::runtime::spawn(async move {
-            // Bounded by the mailbox capacity; ends when every sender is gone.
-            while let Ok(task) = inbox.recv().await {
-                compio::runtime::spawn(task()).detach();
+            let _slot = slot;
+            if AssertUnwindSafe(task()).catch_unwind().await.is_err() {
+                crate::metrics::record_task_panic(crate::metrics::TaskKind::RemoteTask);
+                tracing::error!(
+                    shard = id,
+                    "a task from another shard panicked; its sender gets an error"
+                );
             }
         })
         .detach();
-        main(id).await;
-    });
+    }
+}
+
+/// One running remote task's place in `REMOTE_TASKS_MAX`; freed on drop, so a
+/// panicking task frees it too.
+struct RunningSlot {
+    running: Rc<Cell<usize>>,
+    finished: Rc<event_listener::Event>,
+}
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        let running = self.running.get();
+        assert!(running > 0, "remote task count underflows");
+        self.running.set(running - 1);
+        self.finished.notify(1);
+    }
 }

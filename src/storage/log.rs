@@ -680,29 +680,72 @@ impl PartitionLog {
         st.unflushed_messages >= st.config.flush_messages
     }
 
-    /// Forces the log and its indexes to disk (the operator's flush policy).
+    /// Forces every completed write to disk (the operator's flush policy):
+    /// each segment with unflushed writes is fsynced through io_uring, the
+    /// active one and any rolled since the last flush. Counters and each
+    /// segment's flushed offset move only once its fsync succeeded; writes
+    /// that complete meanwhile stay counted for the next flush.
     pub async fn flush(&self) -> io::Result<()> {
         self.assert_owner();
-        let file = {
+        let (target, messages, pending) = {
             let mut st = self.state.borrow_mut();
-            st.unflushed_messages = 0;
-            st.first_unflushed_ms = None;
-            let active = st.segments.last_mut().expect("active segment");
-            active.flush_indexes()?;
-            Arc::clone(&active.file)
+            let target = st.high_watermark;
+            let mut pending = Vec::new();
+            for segment in st.segments.iter_mut() {
+                let end = segment.next_offset.min(target);
+                if segment.flushed_offset < end {
+                    segment.flush_indexes()?;
+                    pending.push((segment.base_offset, end, Arc::clone(&segment.file)));
+                }
+            }
+            (target, st.unflushed_messages, pending)
         };
-        let BufResult(result, _) = compio::runtime::submit(SyncOp::new(file, true)).await;
-        result.map(|_| ())
+        for (base_offset, end, file) in pending {
+            let BufResult(result, _) = compio::runtime::submit(SyncOp::new(file, true)).await;
+            result?;
+            crate::storage::record_fsync();
+            let mut st = self.state.borrow_mut();
+            if let Some(segment) = st.segments.iter_mut().find(|s| s.base_offset == base_offset) {
+                assert!(end <= segment.next_offset, "flushed past the segment's writes");
+                segment.flushed_offset = segment.flushed_offset.max(end);
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        assert!(target <= st.high_watermark, "flushed past the completed writes");
+        st.unflushed_messages -= messages;
+        assert!(st.unflushed_messages >= 0, "flushed more messages than were written");
+        if st.unflushed_messages == 0 {
+            st.first_unflushed_ms = None;
+        }
+        Ok(())
     }
 
-    /// Flushes if `flush.ms` has passed since the oldest unflushed write.
+    /// Flushes if `flush.ms` has passed since the oldest unflushed write, or
+    /// a segment was rolled with writes not yet on disk (Kafka syncs a rolled
+    /// segment in the background too).
     pub async fn flush_if_due(&self, now_ms: i64) -> io::Result<()> {
+        self.assert_owner();
         let due = {
             let st = self.state.borrow();
-            st.first_unflushed_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) >= st.config.flush_ms)
+            let by_age = st
+                .first_unflushed_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= st.config.flush_ms);
+            let active = st.segments.len() - 1;
+            let rolled_unflushed = st.segments[..active].iter().any(|s| s.flushed_offset < s.next_offset);
+            by_age || rolled_unflushed
         };
         if due { self.flush().await } else { Ok(()) }
+    }
+
+    /// Everything below this offset is on disk: the first unflushed offset
+    /// of the oldest segment that has one, else the end of the completed writes.
+    pub fn flushed_offset(&self) -> i64 {
+        self.assert_owner();
+        let st = self.state.borrow();
+        st.segments
+            .iter()
+            .find(|s| s.flushed_offset < s.next_offset)
+            .map_or(st.high_watermark, |s| s.flushed_offset)
     }
 
     /// Reads up to `max_bytes` starting at `offset`, never past the high
@@ -777,25 +820,37 @@ impl PartitionLog {
         Ok(result)
     }
 
-    /// Resolves once what `reader` may see passes `offset`, or at `deadline`.
-    pub async fn wait_for_data(&self, offset: i64, deadline: std::time::Instant, reader: Reader) {
-        self.assert_owner();
-        let end = |st: &LogState| match reader {
+    /// The end of what `reader` may see.
+    fn end_for(&self, reader: Reader) -> i64 {
+        let st = self.state.borrow();
+        match reader {
             Reader::Consumer => st.visible_end(),
             Reader::Replica => st.high_watermark,
-        };
-        loop {
-            if end(&self.state.borrow()) > offset {
-                return;
-            }
-            let listener = self.appended.listen();
-            if end(&self.state.borrow()) > offset {
-                return;
-            }
+        }
+    }
+
+    /// Resolves once what `reader` may see passes `offset`, or at `deadline`.
+    pub async fn wait_for_data(&self, offset: i64, deadline: std::time::Instant, reader: Reader) {
+        // Bounded by the deadline: each round ends in data, a wake, or the timeout.
+        while let Some(listener) = self.data_listener(offset, reader) {
             if compio::time::timeout_at(deadline, listener).await.is_err() {
                 return;
             }
         }
+    }
+
+    /// `None` if what `reader` may see already passes `offset`; otherwise a
+    /// listener woken by the next change of the log. The listener may be
+    /// awaited on any thread, so a long poll parks on its own shard and holds
+    /// no task on this one; dropping it unregisters it.
+    pub fn data_listener(&self, offset: i64, reader: Reader) -> Option<event_listener::EventListener> {
+        self.assert_owner();
+        if self.end_for(reader) > offset {
+            return None;
+        }
+        let listener = self.appended.listen();
+        // Checked again after registering, so an append in between is not missed.
+        (self.end_for(reader) <= offset).then_some(listener)
     }
 
     /// ListOffsets: -2 earliest (and -4 earliest local), -1 latest, -3 the
@@ -1190,6 +1245,54 @@ mod tests {
             assert_eq!(log.unflushed_messages(), 1, "younger than flush.ms");
             log.flush_if_due(1_100).await.unwrap();
             assert_eq!(log.unflushed_messages(), 0, "flush.ms=100 fsynced");
+            assert_eq!(log.flushed_offset(), log.log_end_offset());
+        });
+    }
+
+    #[test]
+    fn rolled_segments_are_flushed_each_with_its_own_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_messages: 3,
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = PartitionLog::open(dir.path(), TopicPartition::new("r", 0), config, 0).unwrap();
+            let before = crate::storage::fsyncs();
+            // Every append after the first rolls a segment (segment.bytes = 1).
+            log.append(batch(&[b"a"], -1, -1), 0).await.unwrap();
+            log.append(batch(&[b"b"], -1, -1), 0).await.unwrap();
+            assert_eq!(
+                log.flushed_offset(),
+                0,
+                "nothing fsynced before flush.messages is reached"
+            );
+            log.append(batch(&[b"c"], -1, -1), 0).await.unwrap();
+            assert_eq!(
+                log.flushed_offset(),
+                3,
+                "the rolled segments are fsynced with the active one"
+            );
+            assert_eq!(
+                crate::storage::fsyncs() - before,
+                3,
+                "one fsync per segment with unflushed writes"
+            );
+            // With the default policy a roll alone makes the closed segment due.
+            log.set_config(LogConfig {
+                segment_bytes: 1,
+                ..LogConfig::default()
+            });
+            log.append(batch(&[b"d"], -1, -1), 0).await.unwrap();
+            log.append(batch(&[b"e"], -1, -1), 0).await.unwrap();
+            assert_eq!(log.flushed_offset(), 3);
+            log.flush_if_due(0).await.unwrap();
+            assert_eq!(
+                log.flushed_offset(),
+                5,
+                "a rolled segment is synced by the next maintenance tick"
+            );
         });
     }
 }

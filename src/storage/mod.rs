@@ -10,3 +10,17 @@ pub mod segment;
 
 pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
 pub use log_config::{LogConfig, TimestampType};
+
+thread_local! {
+    /// fsyncs of partition logs done by this shard's flush policy.
+    static FSYNCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn record_fsync() {
+    FSYNCS.with(|n| n.set(n.get() + 1));
+}
+
+/// Partition-log fsyncs this thread has completed (for metrics).
+pub fn fsyncs() -> u64 {
+    FSYNCS.with(|n| n.get())
+}

@@ -35,6 +35,10 @@ pub struct Segment {
     pub readable_bytes: u64,
     /// One past the last offset assigned in this segment.
     pub next_offset: i64,
+    /// Everything below this offset is fsynced (the flush policy's progress
+    /// in this segment). A recovered segment counts as flushed: what survived
+    /// the restart is what the broker has, as with Kafka's recovery point.
+    pub flushed_offset: i64,
     pub max_timestamp_ms: i64,
     /// Wall-clock time the segment was created, for time-based rolling.
     pub created_ms: i64,
@@ -97,6 +101,7 @@ impl Segment {
             size_bytes: 0,
             readable_bytes: 0,
             next_offset: base_offset,
+            flushed_offset: base_offset,
             max_timestamp_ms: -1,
             created_ms,
             index,
@@ -127,6 +132,7 @@ impl Segment {
         let time_index = IndexFile::open(&dir.join(segment_file_name(base_offset, "timeindex")))?;
         let mut segment = Self::empty(base_offset, file, log_path, created_ms, index, time_index);
         let stats = segment.recover(file_bytes, index_interval_bytes)?;
+        segment.flushed_offset = segment.next_offset;
         Ok((segment, stats))
     }
 
