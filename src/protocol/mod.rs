@@ -234,6 +234,49 @@ async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> 
     Ok(Some(response))
 }
 
+/// Decodes `body` as the request type of `key`, as `handle` would, and drops
+/// the result: for the decoder properties and the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
+    use kafka_protocol::messages::*;
+    match key {
+        ApiKey::ApiVersions => drop(decode::<ApiVersionsRequest>(body, version)),
+        ApiKey::Metadata => drop(decode::<MetadataRequest>(body, version)),
+        ApiKey::Fetch => drop(decode::<FetchRequest>(body, version)),
+        ApiKey::ListOffsets => drop(decode::<ListOffsetsRequest>(body, version)),
+        ApiKey::CreateTopics => drop(decode::<CreateTopicsRequest>(body, version)),
+        ApiKey::DeleteTopics => drop(decode::<DeleteTopicsRequest>(body, version)),
+        ApiKey::CreatePartitions => drop(decode::<CreatePartitionsRequest>(body, version)),
+        ApiKey::DescribeConfigs => drop(decode::<DescribeConfigsRequest>(body, version)),
+        ApiKey::AlterConfigs => drop(decode::<AlterConfigsRequest>(body, version)),
+        ApiKey::IncrementalAlterConfigs => drop(decode::<IncrementalAlterConfigsRequest>(body, version)),
+        ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
+        ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
+        ApiKey::FindCoordinator => drop(decode::<FindCoordinatorRequest>(body, version)),
+        ApiKey::JoinGroup => drop(decode::<JoinGroupRequest>(body, version)),
+        ApiKey::SyncGroup => drop(decode::<SyncGroupRequest>(body, version)),
+        ApiKey::Heartbeat => drop(decode::<HeartbeatRequest>(body, version)),
+        ApiKey::LeaveGroup => drop(decode::<LeaveGroupRequest>(body, version)),
+        ApiKey::OffsetCommit => drop(decode::<OffsetCommitRequest>(body, version)),
+        ApiKey::OffsetFetch => drop(decode::<OffsetFetchRequest>(body, version)),
+        ApiKey::ListGroups => drop(decode::<ListGroupsRequest>(body, version)),
+        ApiKey::DescribeGroups => drop(decode::<DescribeGroupsRequest>(body, version)),
+        ApiKey::DeleteGroups => drop(decode::<DeleteGroupsRequest>(body, version)),
+        ApiKey::OffsetDelete => drop(decode::<OffsetDeleteRequest>(body, version)),
+        ApiKey::ConsumerGroupHeartbeat => drop(decode::<ConsumerGroupHeartbeatRequest>(body, version)),
+        ApiKey::ConsumerGroupDescribe => drop(decode::<ConsumerGroupDescribeRequest>(body, version)),
+        ApiKey::DescribeLogDirs => drop(decode::<DescribeLogDirsRequest>(body, version)),
+        ApiKey::OffsetForLeaderEpoch => drop(decode::<OffsetForLeaderEpochRequest>(body, version)),
+        ApiKey::ElectLeaders => drop(decode::<ElectLeadersRequest>(body, version)),
+        ApiKey::AlterPartitionReassignments => drop(decode::<AlterPartitionReassignmentsRequest>(body, version)),
+        ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
+        ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
+        ApiKey::Produce => drop(produce::parse(&body, version)),
+        // Callers pick from SUPPORTED_APIS; the decoder property covers every entry.
+        other => panic!("{other:?} is advertised but not decoded here"),
+    }
+}
+
 /// A `StrBytes` from an owned string, for response fields.
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
@@ -242,46 +285,6 @@ pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::*;
-
-    /// Decodes `body` as the request type of `key`, as `handle` would.
-    fn decode_any(key: ApiKey, version: i16, body: Bytes) {
-        match key {
-            ApiKey::ApiVersions => drop(decode::<ApiVersionsRequest>(body, version)),
-            ApiKey::Metadata => drop(decode::<MetadataRequest>(body, version)),
-            ApiKey::Fetch => drop(decode::<FetchRequest>(body, version)),
-            ApiKey::ListOffsets => drop(decode::<ListOffsetsRequest>(body, version)),
-            ApiKey::CreateTopics => drop(decode::<CreateTopicsRequest>(body, version)),
-            ApiKey::DeleteTopics => drop(decode::<DeleteTopicsRequest>(body, version)),
-            ApiKey::CreatePartitions => drop(decode::<CreatePartitionsRequest>(body, version)),
-            ApiKey::DescribeConfigs => drop(decode::<DescribeConfigsRequest>(body, version)),
-            ApiKey::AlterConfigs => drop(decode::<AlterConfigsRequest>(body, version)),
-            ApiKey::IncrementalAlterConfigs => drop(decode::<IncrementalAlterConfigsRequest>(body, version)),
-            ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
-            ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
-            ApiKey::FindCoordinator => drop(decode::<FindCoordinatorRequest>(body, version)),
-            ApiKey::JoinGroup => drop(decode::<JoinGroupRequest>(body, version)),
-            ApiKey::SyncGroup => drop(decode::<SyncGroupRequest>(body, version)),
-            ApiKey::Heartbeat => drop(decode::<HeartbeatRequest>(body, version)),
-            ApiKey::LeaveGroup => drop(decode::<LeaveGroupRequest>(body, version)),
-            ApiKey::OffsetCommit => drop(decode::<OffsetCommitRequest>(body, version)),
-            ApiKey::OffsetFetch => drop(decode::<OffsetFetchRequest>(body, version)),
-            ApiKey::ListGroups => drop(decode::<ListGroupsRequest>(body, version)),
-            ApiKey::DescribeGroups => drop(decode::<DescribeGroupsRequest>(body, version)),
-            ApiKey::DeleteGroups => drop(decode::<DeleteGroupsRequest>(body, version)),
-            ApiKey::OffsetDelete => drop(decode::<OffsetDeleteRequest>(body, version)),
-            ApiKey::ConsumerGroupHeartbeat => drop(decode::<ConsumerGroupHeartbeatRequest>(body, version)),
-            ApiKey::ConsumerGroupDescribe => drop(decode::<ConsumerGroupDescribeRequest>(body, version)),
-            ApiKey::DescribeLogDirs => drop(decode::<DescribeLogDirsRequest>(body, version)),
-            ApiKey::OffsetForLeaderEpoch => drop(decode::<OffsetForLeaderEpochRequest>(body, version)),
-            ApiKey::ElectLeaders => drop(decode::<ElectLeadersRequest>(body, version)),
-            ApiKey::AlterPartitionReassignments => drop(decode::<AlterPartitionReassignmentsRequest>(body, version)),
-            ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
-            ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
-            ApiKey::Produce => drop(produce::parse(&body, version)),
-            other => panic!("{other:?} is advertised but not decoded here"),
-        }
-    }
 
     #[test]
     fn header_parses_classic_and_flexible() {
