@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         buf[CRC_AT..CRC_FROM].copy_from_slice(&crc.to_be_bytes());
     }
     if let Ok(header) = validate_single_batch(&buf, 1 << 20) {
-        assert_eq!(header.total_bytes(), buf.len(), "a valid batch is exactly the record set");
+        assert_eq!(
+            header.total_bytes(),
+            buf.len(),
+            "a valid batch is exactly the record set"
+        );
     }
 });

@@ -105,7 +105,11 @@ struct LogState {
     inflight: VecDeque<Inflight>,
     next_seq: u64,
     producers: ProducerStates,
-    unflushed_messages: i64,
+    /// Messages whose writes completed, and how many of them were fsynced,
+    /// both counted since the log was opened: cumulative, so flushes that
+    /// overlap each move the flushed count only forward.
+    completed_messages: i64,
+    flushed_messages: i64,
     first_unflushed_ms: Option<i64>,
     /// Set after a write error: the log has a hole and refuses further work.
     failed: bool,
@@ -220,7 +224,8 @@ impl PartitionLog {
                 inflight: VecDeque::new(),
                 next_seq: 0,
                 producers,
-                unflushed_messages: 0,
+                completed_messages: 0,
+                flushed_messages: 0,
                 first_unflushed_ms: None,
                 failed: false,
             }),
@@ -417,7 +422,8 @@ impl PartitionLog {
     /// Messages appended since the last fsync (the flush policy's counter).
     pub fn unflushed_messages(&self) -> i64 {
         self.assert_owner();
-        self.state.borrow().unflushed_messages
+        let st = self.state.borrow();
+        st.completed_messages - st.flushed_messages
     }
 
     pub fn segment_count(&self) -> usize {
@@ -668,7 +674,7 @@ impl PartitionLog {
                     debug_assert!(f.end_position >= segment.readable_bytes);
                     segment.readable_bytes = f.end_position;
                 }
-                st.unflushed_messages += f.messages;
+                st.completed_messages += f.messages;
                 st.first_unflushed_ms.get_or_insert(now_ms);
             }
         }
@@ -677,7 +683,7 @@ impl PartitionLog {
             self.appended.notify(usize::MAX);
         }
         let st = self.state.borrow();
-        st.unflushed_messages >= st.config.flush_messages
+        st.completed_messages - st.flushed_messages >= st.config.flush_messages
     }
 
     /// Forces every completed write to disk (the operator's flush policy):
@@ -698,7 +704,7 @@ impl PartitionLog {
                     pending.push((segment.base_offset, end, Arc::clone(&segment.file)));
                 }
             }
-            (target, st.unflushed_messages, pending)
+            (target, st.completed_messages, pending)
         };
         for (base_offset, end, file) in pending {
             let BufResult(result, _) = compio::runtime::submit(SyncOp::new(file, true)).await;
@@ -712,9 +718,9 @@ impl PartitionLog {
         }
         let mut st = self.state.borrow_mut();
         assert!(target <= st.high_watermark, "flushed past the completed writes");
-        st.unflushed_messages -= messages;
-        assert!(st.unflushed_messages >= 0, "flushed more messages than were written");
-        if st.unflushed_messages == 0 {
+        assert!(messages <= st.completed_messages, "flushed more messages than were written");
+        st.flushed_messages = st.flushed_messages.max(messages);
+        if st.flushed_messages == st.completed_messages {
             st.first_unflushed_ms = None;
         }
         Ok(())
