@@ -37,6 +37,10 @@ enum Command {
     Tune(sluice::cli::tune::TuneArgs),
     /// Benchmarks: `linkedin` reruns LinkedIn's 2014 producer and consumer tests.
     Bench(sluice::bench::BenchArgs),
+    /// For the test suite: `sample-requests` prints a default-field request
+    /// body of every advertised API and version, one `key version hex` a line.
+    #[command(hide = true)]
+    Debug { what: String },
 }
 
 #[derive(clap::Args)]
@@ -163,6 +167,14 @@ fn main() {
         Command::Config(args) => sluice::cli::config_check::run(args),
         Command::Bench(args) => sluice::bench::run(args),
         Command::Tune(args) => sluice::cli::tune::run(args),
+        Command::Debug { what } if what == "sample-requests" => {
+            for (key, version, body) in sluice::protocol::sample_requests() {
+                let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+                println!("{key} {version} {hex}");
+            }
+            Ok(())
+        }
+        Command::Debug { what } => Err(anyhow::anyhow!("unknown debug command '{what}'")),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e:#}");

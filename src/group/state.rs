@@ -191,8 +191,19 @@ pub struct Group {
     pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
+/// A member id: the client id (or instance id) and a UUID, as Kafka makes
+/// them. The prefix is cut to leave the whole id within `NAME_BYTES_MAX`, so
+/// a member id always fits the group's record.
 fn new_member_id(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4())
+    const UUID_SUFFIX_BYTES: usize = 37;
+    let mut cut = prefix.len().min(crate::model::NAME_BYTES_MAX - UUID_SUFFIX_BYTES);
+    // Bounded: at most three steps back to a character boundary.
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let id = format!("{}-{}", &prefix[..cut], uuid::Uuid::new_v4());
+    assert!(id.len() <= crate::model::NAME_BYTES_MAX, "member ids fit a record");
+    id
 }
 
 impl Group {

@@ -277,6 +277,64 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
     }
 }
 
+/// Every advertised API at every advertised version, as the body of a
+/// request with default fields (empty strings and arrays): `(api key,
+/// version, body)`. The hostile-client tests mutate these at every byte
+/// (`sluice debug sample-requests`, a hidden tool command).
+#[doc(hidden)]
+pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    fn encode_default<R: Encodable + Default>(version: i16) -> Option<Vec<u8>> {
+        let mut out = BytesMut::new();
+        R::default().encode(&mut out, version).ok()?;
+        Some(out.to_vec())
+    }
+    let mut out = Vec::new();
+    for (key, min, max) in SUPPORTED_APIS {
+        for version in *min..=*max {
+            let body = match key {
+                ApiKey::ApiVersions => encode_default::<ApiVersionsRequest>(version),
+                ApiKey::Metadata => encode_default::<MetadataRequest>(version),
+                ApiKey::Fetch => encode_default::<FetchRequest>(version),
+                ApiKey::ListOffsets => encode_default::<ListOffsetsRequest>(version),
+                ApiKey::CreateTopics => encode_default::<CreateTopicsRequest>(version),
+                ApiKey::DeleteTopics => encode_default::<DeleteTopicsRequest>(version),
+                ApiKey::CreatePartitions => encode_default::<CreatePartitionsRequest>(version),
+                ApiKey::DescribeConfigs => encode_default::<DescribeConfigsRequest>(version),
+                ApiKey::AlterConfigs => encode_default::<AlterConfigsRequest>(version),
+                ApiKey::IncrementalAlterConfigs => encode_default::<IncrementalAlterConfigsRequest>(version),
+                ApiKey::DescribeCluster => encode_default::<DescribeClusterRequest>(version),
+                ApiKey::InitProducerId => encode_default::<InitProducerIdRequest>(version),
+                ApiKey::FindCoordinator => encode_default::<FindCoordinatorRequest>(version),
+                ApiKey::JoinGroup => encode_default::<JoinGroupRequest>(version),
+                ApiKey::SyncGroup => encode_default::<SyncGroupRequest>(version),
+                ApiKey::Heartbeat => encode_default::<HeartbeatRequest>(version),
+                ApiKey::LeaveGroup => encode_default::<LeaveGroupRequest>(version),
+                ApiKey::OffsetCommit => encode_default::<OffsetCommitRequest>(version),
+                ApiKey::OffsetFetch => encode_default::<OffsetFetchRequest>(version),
+                ApiKey::ListGroups => encode_default::<ListGroupsRequest>(version),
+                ApiKey::DescribeGroups => encode_default::<DescribeGroupsRequest>(version),
+                ApiKey::DeleteGroups => encode_default::<DeleteGroupsRequest>(version),
+                ApiKey::OffsetDelete => encode_default::<OffsetDeleteRequest>(version),
+                ApiKey::ConsumerGroupHeartbeat => encode_default::<ConsumerGroupHeartbeatRequest>(version),
+                ApiKey::ConsumerGroupDescribe => encode_default::<ConsumerGroupDescribeRequest>(version),
+                ApiKey::DescribeLogDirs => encode_default::<DescribeLogDirsRequest>(version),
+                ApiKey::OffsetForLeaderEpoch => encode_default::<OffsetForLeaderEpochRequest>(version),
+                ApiKey::ElectLeaders => encode_default::<ElectLeadersRequest>(version),
+                ApiKey::AlterPartitionReassignments => encode_default::<AlterPartitionReassignmentsRequest>(version),
+                ApiKey::ListPartitionReassignments => encode_default::<ListPartitionReassignmentsRequest>(version),
+                ApiKey::UnregisterBroker => encode_default::<UnregisterBrokerRequest>(version),
+                ApiKey::Produce => encode_default::<ProduceRequest>(version),
+                _ => None,
+            };
+            if let Some(body) = body {
+                out.push((*key as i16, version, body));
+            }
+        }
+    }
+    out
+}
+
 /// A `StrBytes` from an owned string, for response fields.
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())

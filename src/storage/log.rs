@@ -718,7 +718,10 @@ impl PartitionLog {
         }
         let mut st = self.state.borrow_mut();
         assert!(target <= st.high_watermark, "flushed past the completed writes");
-        assert!(messages <= st.completed_messages, "flushed more messages than were written");
+        assert!(
+            messages <= st.completed_messages,
+            "flushed more messages than were written"
+        );
         st.flushed_messages = st.flushed_messages.max(messages);
         if st.flushed_messages == st.completed_messages {
             st.first_unflushed_ms = None;
