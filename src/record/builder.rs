@@ -130,7 +130,8 @@ pub fn read_records(batch: &[u8]) -> Option<Vec<StoredRecord<'_>>> {
         let key = read_nullable(body, &mut p)?;
         let value = read_nullable(body, &mut p)?;
         records.push(StoredRecord {
-            offset: header.base_offset + offset_delta,
+            // A corrupt delta must not overflow: the batch is malformed.
+            offset: header.base_offset.checked_add(offset_delta)?,
             key,
             value,
         });
@@ -143,6 +144,17 @@ pub fn read_records(batch: &[u8]) -> Option<Vec<StoredRecord<'_>>> {
 mod tests {
     use super::*;
     use crate::record::{assign_offset, validate_single_batch, verify_stored_batch};
+
+    #[test]
+    fn an_offset_delta_that_overflows_is_malformed() {
+        let mut b = build_batch(&[Record { key: None, value: None }], 0, -1, -1);
+        assign_offset(&mut b, i64::MAX - 1, 0);
+        let mut longer = b.to_vec();
+        // Offset delta of the only record: its third varint (after length,
+        // attributes, timestamp delta); 0x7e is delta 63, past i64::MAX.
+        longer[BATCH_HEADER_BYTES + 3] = 0x7e;
+        assert!(read_records(&longer).is_none());
+    }
 
     #[test]
     fn built_batches_validate_and_read_back() {
