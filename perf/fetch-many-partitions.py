@@ -1,0 +1,91 @@
+"""Broker CPU per Fetch naming many partitions: one Fetch for 10,000 partitions
+of one topic, and one for 1 partition of each of 10,000 topics, against a
+broker holding them. Prints CPU milliseconds per request for each shape.
+
+    .venv/bin/python perf/fetch-many-partitions.py target/release/sluice [requests]
+"""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import kwire  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+PARTITIONS = 10_000
+FETCH_VERSION = 11
+CREATE_BATCH = 500
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_s(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fetch_body(topics):
+    """Fetch v11, max_wait 0, min_bytes 0: [(topic, [partitions])]."""
+    body = struct.pack(">iiiib", -1, 0, 0, 1 << 20, 0) + struct.pack(">ii", 0, -1)
+    body += struct.pack(">i", len(topics))
+    for name, partitions in topics:
+        body += kwire.string(name) + struct.pack(">i", len(partitions))
+        for p in partitions:
+            body += struct.pack(">iiqqi", p, -1, 0, -1, 1 << 20)
+    return body + struct.pack(">i", 0) + kwire.string("")
+
+
+def main():
+    binary = sys.argv[1]
+    requests = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        broker = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{tmp}/d",
+                                   "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bootstrap = f"127.0.0.1:{port}"
+        try:
+            time.sleep(1)
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            new = [NewTopic("wide", PARTITIONS, 1)] + [NewTopic(f"t{i}", 1, 1) for i in range(PARTITIONS)]
+            for at in range(0, len(new), CREATE_BATCH):
+                for f in admin.create_topics(new[at:at + CREATE_BATCH], request_timeout=120).values():
+                    f.result(300)
+            shapes = {
+                "1 topic x 10,000 partitions": [("wide", list(range(PARTITIONS)))],
+                "10,000 topics x 1 partition": [(f"t{i}", [0]) for i in range(PARTITIONS)],
+            }
+            with kwire.Connection(bootstrap, timeout_s=120) as conn:
+                for label, topics in shapes.items():
+                    body = fetch_body(topics)
+                    conn.send(1, FETCH_VERSION, body)
+                    conn.recv()  # warm
+                    before = cpu_s(broker.pid)
+                    started = time.time()
+                    for _ in range(requests):
+                        conn.send(1, FETCH_VERSION, body)
+                        conn.recv()
+                    cpu_ms = (cpu_s(broker.pid) - before) * 1000 / requests
+                    wall_ms = (time.time() - started) * 1000 / requests
+                    print(f"{label}: broker CPU {cpu_ms:.1f} ms/request, wall {wall_ms:.1f} ms/request")
+        finally:
+            broker.terminate()
+            broker.wait(60)
+
+
+if __name__ == "__main__":
+    main()
