@@ -310,10 +310,6 @@ fn unknown_partition() -> BatchError {
     }
 }
 
-fn stopped<T>(_: runtime::ShardStopped) -> Result<T, ErrorCode> {
-    Err(ErrorCode::LeaderNotAvailable)
-}
-
 /// Cluster mode: clients must produce to and fetch from the partition's
 /// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
 /// their metadata. Unknown partitions are left to the log lookup.
@@ -387,70 +383,93 @@ pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Res
     }
 }
 
-/// Appends a batch on the partition's owner shard. With acks=all on a
-/// replicated partition it needs `min.insync.replicas` in the ISR first, and
-/// answers once the high watermark has passed the batch (or at `timeout`).
-pub async fn append(
-    tp: TopicPartition,
-    batch: BytesMut,
+/// One partition's batch of a Produce request.
+pub struct AppendSpec {
+    pub tp: TopicPartition,
+    pub batch: BytesMut,
+}
+
+/// Appends each batch on its partition's owner shard, with one task per
+/// owner shard (the partitions of that shard append concurrently inside it).
+/// With acks=all on a replicated partition it needs `min.insync.replicas` in
+/// the ISR first, and answers once the high watermark has passed the batch
+/// (or at `timeout`). Results come back in the order of `specs`.
+pub async fn append_many(
+    specs: Vec<AppendSpec>,
     now: i64,
     acks: i16,
     timeout: Duration,
-) -> Result<AppendInfo, BatchError> {
-    if let Err(code) = check_leader(&tp) {
-        return Err(BatchError {
-            code,
-            message: format!("this broker does not lead {tp}"),
-        });
+) -> Vec<Result<AppendInfo, BatchError>> {
+    let checked: Vec<Result<AppendSpec, BatchError>> = specs
+        .into_iter()
+        .map(|spec| match check_leader(&spec.tp) {
+            Ok(()) => Ok(spec),
+            Err(code) => Err(not_leader(code, &spec.tp)),
+        })
+        .collect();
+    let (refused, led) = split_refused(checked);
+    let appended = on_owners(
+        led,
+        |spec| &spec.tp,
+        move |spec| append_here(spec, now, acks, timeout),
+        || Err(shutting_down()),
+    )
+    .await;
+    merge_refused(refused, appended)
+}
+
+fn not_leader(code: ErrorCode, tp: &TopicPartition) -> BatchError {
+    BatchError {
+        code,
+        message: format!("this broker does not lead {tp}"),
     }
-    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
-    let result = submit_to(owner, move || async move {
-        let shard = local();
-        let Some(log) = shard.log(&tp) else {
+}
+
+fn shutting_down() -> BatchError {
+    BatchError {
+        code: ErrorCode::LeaderNotAvailable,
+        message: "broker is shutting down".into(),
+    }
+}
+
+/// One partition's append, on its owner shard.
+async fn append_here(spec: AppendSpec, now: i64, acks: i16, timeout: Duration) -> Result<AppendInfo, BatchError> {
+    let AppendSpec { tp, batch } = spec;
+    let shard = local();
+    let Some(log) = shard.log(&tp) else {
+        return Err(unknown_partition());
+    };
+    // Checked again on the owner, whose metadata decides the epoch the
+    // log stamps: the receiving shard may have applied a change first.
+    let epoch = leader_epoch_here(&tp).map_err(|code| not_leader(code, &tp))?;
+    let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
+    if replicated {
+        let metadata = shard.metadata();
+        let Some(topic) = metadata.topics.get(&tp.topic) else {
             return Err(unknown_partition());
         };
-        // Checked again on the owner, whose metadata decides the epoch the
-        // log stamps: the receiving shard may have applied a change first.
-        let epoch = leader_epoch_here(&tp).map_err(|code| BatchError {
-            code,
-            message: format!("this broker does not lead {tp}"),
-        })?;
-        let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
-        if replicated {
-            let metadata = shard.metadata();
-            let Some(topic) = metadata.topics.get(&tp.topic) else {
-                return Err(unknown_partition());
-            };
-            let isr = topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32;
-            let min_isr = metadata
-                .log_config(&shard.config.log_defaults, topic)
-                .min_insync_replicas;
-            if isr < min_isr {
-                return Err(BatchError {
-                    code: ErrorCode::NotEnoughReplicas,
-                    message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
-                });
-            }
+        let isr = topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32;
+        let min_isr = metadata
+            .log_config(&shard.config.log_defaults, topic)
+            .min_insync_replicas;
+        if isr < min_isr {
+            return Err(BatchError {
+                code: ErrorCode::NotEnoughReplicas,
+                message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
+            });
         }
-        let last_offset_delta = crate::record::BatchHeader::parse(&batch).map_or(0, |h| h.last_offset_delta);
-        let info = log.append(batch, now).await?;
-        // A duplicate (a retry of a batch already in the log) waits too: the
-        // first attempt may have timed out before the ISR had it.
-        if replicated {
-            let end = info.base_offset + i64::from(last_offset_delta) + 1;
-            wait_until_committed(&tp, &log, end, epoch, timeout)
-                .await
-                .map_err(|(code, message)| BatchError { code, message })?;
-        }
-        Ok(info)
-    })
-    .await;
-    result.unwrap_or_else(|_| {
-        Err(BatchError {
-            code: ErrorCode::LeaderNotAvailable,
-            message: "broker is shutting down".into(),
-        })
-    })
+    }
+    let last_offset_delta = crate::record::BatchHeader::parse(&batch).map_or(0, |h| h.last_offset_delta);
+    let info = log.append(batch, now).await?;
+    // A duplicate (a retry of a batch already in the log) waits too: the
+    // first attempt may have timed out before the ISR had it.
+    if replicated {
+        let end = info.base_offset + i64::from(last_offset_delta) + 1;
+        wait_until_committed(&tp, &log, end, epoch, timeout)
+            .await
+            .map_err(|(code, message)| BatchError { code, message })?;
+    }
+    Ok(info)
 }
 
 /// One partition of a multi-partition read (Fetch).
@@ -462,51 +481,98 @@ pub struct ReadSpec {
     pub current_leader_epoch: i32,
 }
 
-/// Splits `items` by owner shard, keeping each item's index in `items`.
-fn by_owner<T>(items: Vec<T>, tp: impl Fn(&T) -> &TopicPartition) -> Vec<Vec<(usize, T)>> {
+/// Runs `f` for every item on the owner shard of its partition, with one
+/// task per owner shard (not one per partition; the items of one shard run
+/// concurrently inside it), so a request's cross-shard work is bounded by the
+/// shard count. Results come back in the order of `items`; a shard that has
+/// stopped answers `stopped()` for its items.
+async fn on_owners<T, R, F, Fut>(items: Vec<T>, tp: impl Fn(&T) -> &TopicPartition, f: F, stopped: fn() -> R) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
     let shards = runtime::shard_count();
-    let mut groups: Vec<Vec<(usize, T)>> = (0..shards).map(|_| Vec::new()).collect();
+    let count = items.len();
+    let mut groups: Vec<(Vec<usize>, Vec<T>)> = (0..shards).map(|_| (Vec::new(), Vec::new())).collect();
     for (i, item) in items.into_iter().enumerate() {
         let tp = tp(&item);
-        groups[owner_of(&tp.topic, tp.partition, shards)].push((i, item));
+        let group = &mut groups[owner_of(&tp.topic, tp.partition, shards)];
+        group.0.push(i);
+        group.1.push(item);
     }
-    groups
-}
-
-/// Reads many partitions with one task per owner shard (not one per
-/// partition), so a request's cross-shard work is bounded by the shard count.
-/// Results come back in the order of `specs`.
-pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result<ReadResult, ErrorCode>> {
-    let count = specs.len();
-    let mut results: Vec<Result<ReadResult, ErrorCode>> = (0..count).map(|_| Err(ErrorCode::None)).collect();
-    let mut checked = Vec::with_capacity(count);
-    for (i, spec) in specs.into_iter().enumerate() {
-        match check_leader_epoch(&spec.tp, spec.current_leader_epoch) {
-            Ok(_) => checked.push((i, spec)),
-            Err(code) => results[i] = Err(code),
-        }
-    }
-    let per_owner = by_owner(checked, |(_, spec)| &spec.tp)
+    let per_owner = groups
         .into_iter()
         .enumerate()
-        .filter(|(_, group)| !group.is_empty())
-        .map(|(owner, group)| async move {
-            let indices: Vec<usize> = group.iter().map(|(_, (i, _))| *i).collect();
-            let specs: Vec<ReadSpec> = group.into_iter().map(|(_, (_, spec))| spec).collect();
-            let read = submit_to(owner, move || async move {
-                specs.iter().map(|s| read_here(s, replica)).collect()
-            });
-            let outcomes: Vec<Result<ReadResult, ErrorCode>> = match read.await {
-                Ok(outcomes) => outcomes,
-                Err(stopped_shard) => indices.iter().map(|_| stopped(stopped_shard)).collect(),
-            };
-            assert_eq!(outcomes.len(), indices.len(), "one read result per partition");
-            indices.into_iter().zip(outcomes).collect::<Vec<_>>()
+        .filter(|(_, (indices, _))| !indices.is_empty())
+        .map(|(owner, (indices, items))| {
+            let f = f.clone();
+            async move {
+                let ran = submit_to(owner, move || async move {
+                    futures_util::future::join_all(items.into_iter().map(f)).await
+                });
+                let outcomes = ran
+                    .await
+                    .unwrap_or_else(|_| indices.iter().map(|_| stopped()).collect());
+                assert_eq!(outcomes.len(), indices.len(), "one result per item");
+                indices.into_iter().zip(outcomes)
+            }
         });
+    let mut results: Vec<Option<R>> = (0..count).map(|_| None).collect();
     for (i, outcome) in futures_util::future::join_all(per_owner).await.into_iter().flatten() {
-        results[i] = outcome;
+        results[i] = Some(outcome);
     }
-    results
+    results.into_iter().map(|r| r.expect("every item answered")).collect()
+}
+
+/// Reads many partitions, one task per owner shard (`on_owners`). Results
+/// come back in the order of `specs`.
+pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result<ReadResult, ErrorCode>> {
+    let checked: Vec<Result<ReadSpec, ErrorCode>> = specs
+        .into_iter()
+        .map(|spec| check_leader_epoch(&spec.tp, spec.current_leader_epoch).map(|_| spec))
+        .collect();
+    let (refused, led) = split_refused(checked);
+    let reads = on_owners(
+        led,
+        |spec| &spec.tp,
+        move |spec| async move { read_here(&spec, replica) },
+        || Err(ErrorCode::LeaderNotAvailable),
+    )
+    .await;
+    merge_refused(refused, reads)
+}
+
+/// Items refused before any cross-shard work keep their place: `(slots,
+/// accepted)`, where a slot is `Some(error)` or `None` for the next accepted one.
+fn split_refused<T, E>(items: Vec<Result<T, E>>) -> (Vec<Option<E>>, Vec<T>) {
+    let mut slots = Vec::with_capacity(items.len());
+    let mut accepted = Vec::new();
+    for item in items {
+        match item {
+            Ok(t) => {
+                accepted.push(t);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(e)),
+        }
+    }
+    (slots, accepted)
+}
+
+/// The inverse of `split_refused`, with the accepted items' results.
+fn merge_refused<R, E>(slots: Vec<Option<E>>, results: Vec<Result<R, E>>) -> Vec<Result<R, E>> {
+    let mut results = results.into_iter();
+    let merged = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Some(e) => Err(e),
+            None => results.next().expect("one result per accepted item"),
+        })
+        .collect();
+    assert!(results.next().is_none(), "every result is used");
+    merged
 }
 
 /// One partition's read, on its owner shard.
@@ -528,30 +594,26 @@ fn read_here(spec: &ReadSpec, replica: Option<i32>) -> Result<ReadResult, ErrorC
 /// its partitions; the wait itself runs here, so no shard holds a task for a
 /// long poll, and returning drops (unregisters) every listener.
 pub async fn wait_for_any(wanted: Vec<(TopicPartition, i64)>, deadline: Instant, reader: Reader) {
-    let per_owner = by_owner(wanted, |(tp, _)| tp)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, group)| !group.is_empty())
-        .map(|(owner, group)| {
-            submit_to(owner, move || async move {
-                let shard = local();
-                let mut listeners = Vec::with_capacity(group.len());
-                for (_, (tp, offset)) in group {
-                    let Some(log) = shard.log(&tp) else { continue };
-                    match log.data_listener(offset, reader) {
-                        Some(listener) => listeners.push(listener),
-                        None => return None,
-                    }
-                }
-                Some(listeners)
-            })
-        });
-    let mut listeners = Vec::new();
-    for answer in futures_util::future::join_all(per_owner).await {
+    // Per partition: Ok(None) no such log here, Ok(Some(l)) a listener, Err(()) data is there.
+    let answers = on_owners(
+        wanted,
+        |(tp, _)| tp,
+        move |(tp, offset)| async move {
+            match local().log(&tp) {
+                None => Ok(None),
+                Some(log) => log.data_listener(offset, reader).map(Some).ok_or(()),
+            }
+        },
+        // A shard that is stopping: no wait.
+        || Err(()),
+    )
+    .await;
+    let mut listeners = Vec::with_capacity(answers.len());
+    for answer in answers {
         match answer {
-            Ok(Some(more)) => listeners.extend(more),
-            // Data is already there, or a shard is stopping: no wait.
-            Ok(None) | Err(_) => return,
+            Ok(Some(listener)) => listeners.push(listener),
+            Ok(None) => {}
+            Err(()) => return,
         }
     }
     if listeners.is_empty() {
@@ -561,43 +623,63 @@ pub async fn wait_for_any(wanted: Vec<(TopicPartition, i64)>, deadline: Instant,
     let _ = compio::time::timeout_at(deadline, futures_util::future::select_all(listeners)).await;
 }
 
-/// ListOffsets for one partition, on its owner shard.
-/// Answers the offset, its timestamp and the leader epoch it was written in.
-pub async fn offset_for(
-    tp: TopicPartition,
-    timestamp_ms: i64,
-    current_leader_epoch: i32,
-) -> Result<(i64, i64, i32), ErrorCode> {
-    check_leader_epoch(&tp, current_leader_epoch)?;
-    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
-    submit_to(owner, move || async move {
-        let Some(log) = local().log(&tp) else {
-            return Err(ErrorCode::UnknownTopicOrPartition);
-        };
+/// One partition of a request that asks its owner shard a question
+/// (ListOffsets, OffsetForLeaderEpoch): `arg` is the timestamp or the epoch.
+pub struct LookupSpec {
+    pub tp: TopicPartition,
+    /// The leader epoch the client knows (KIP-320), `NO_LEADER_EPOCH` for none.
+    pub current_leader_epoch: i32,
+    pub arg: i64,
+}
+
+/// Checks each partition's leader epoch here, then answers `f` on the owner
+/// shards, one task per shard (`on_owners`), in the order of `specs`.
+async fn lookup_many<R, F>(specs: Vec<LookupSpec>, f: F) -> Vec<Result<R, ErrorCode>>
+where
+    R: Send + 'static,
+    F: Fn(&PartitionLog, i64) -> Result<R, ErrorCode> + Clone + Send + 'static,
+{
+    let checked = specs
+        .into_iter()
+        .map(|spec| check_leader_epoch(&spec.tp, spec.current_leader_epoch).map(|_| spec))
+        .collect();
+    let (refused, led) = split_refused(checked);
+    let answers = on_owners(
+        led,
+        |spec| &spec.tp,
+        move |spec| {
+            let f = f.clone();
+            async move {
+                match local().log(&spec.tp) {
+                    Some(log) => f(&log, spec.arg),
+                    None => Err(ErrorCode::UnknownTopicOrPartition),
+                }
+            }
+        },
+        || Err(ErrorCode::LeaderNotAvailable),
+    )
+    .await;
+    merge_refused(refused, answers)
+}
+
+/// ListOffsets: for each partition (`arg` the timestamp) the offset, its
+/// timestamp and the leader epoch it was written in.
+pub async fn offsets_for(specs: Vec<LookupSpec>) -> Vec<Result<(i64, i64, i32), ErrorCode>> {
+    lookup_many(specs, |log, timestamp_ms| {
         let (offset, timestamp) = log.offset_for(timestamp_ms)?;
         Ok((offset, timestamp, log.epoch_at(offset)))
     })
     .await
-    .or_else(stopped)?
 }
 
-/// OffsetForLeaderEpoch for one partition, on its owner shard: the largest
-/// epoch not above `leader_epoch` and where it ends in the leader's log.
-pub async fn end_offset_for_epoch(
-    tp: TopicPartition,
-    current_leader_epoch: i32,
-    leader_epoch: i32,
-) -> Result<(i32, i64), ErrorCode> {
-    check_leader_epoch(&tp, current_leader_epoch)?;
-    let owner = owner_of(&tp.topic, tp.partition, runtime::shard_count());
-    submit_to(owner, move || async move {
-        match local().log(&tp) {
-            Some(log) => Ok(log.end_offset_for_epoch(leader_epoch)),
-            None => Err(ErrorCode::UnknownTopicOrPartition),
-        }
+/// OffsetForLeaderEpoch: for each partition (`arg` the epoch asked about)
+/// the largest epoch not above it and where it ends in this leader's log.
+pub async fn end_offsets_for_epochs(specs: Vec<LookupSpec>) -> Vec<Result<(i32, i64), ErrorCode>> {
+    lookup_many(specs, |log, leader_epoch| {
+        let epoch = i32::try_from(leader_epoch).map_err(|_| ErrorCode::InvalidRequest)?;
+        Ok(log.end_offset_for_epoch(epoch))
     })
     .await
-    .or_else(stopped)?
 }
 
 /// The size on disk of every partition, gathered from every shard.

@@ -8,6 +8,9 @@ use super::{Malformed, RequestHeader, Response, decode, encode_response};
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition};
 
+/// (offset, timestamp, leader epoch) of one partition, or why not.
+type OffsetAnswer = Result<(i64, i64, i32), ErrorCode>;
+
 /// KIP-1005's latest-tiered-offset: with no tiered storage there is none.
 const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
@@ -15,31 +18,38 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let request: ListOffsetsRequest = decode(body, header.api_version)?;
     let version = header.api_version;
     let metadata = local().metadata();
+    // Partitions answered here keep their answer; the rest go to their owners together.
+    let mut answered: Vec<Option<OffsetAnswer>> = Vec::new();
     let mut lookups = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let known = metadata.topics.get(&name).map(|t| t.partitions);
         for p in &topic.partitions {
-            let tp = TopicPartition::new(name.clone(), p.partition_index);
             let exists = known.is_some_and(|n| (0..n).contains(&p.partition_index));
-            let timestamp = p.timestamp;
-            let current_leader_epoch = if version >= 4 {
-                p.current_leader_epoch
+            answered.push(if !exists {
+                Some(Err(ErrorCode::UnknownTopicOrPartition))
+            } else if p.timestamp == LATEST_TIERED_TIMESTAMP {
+                Some(Ok((-1, -1, -1)))
             } else {
-                shard::NO_LEADER_EPOCH
-            };
-            lookups.push(async move {
-                if !exists {
-                    return Err(ErrorCode::UnknownTopicOrPartition);
-                }
-                if timestamp == LATEST_TIERED_TIMESTAMP {
-                    return Ok((-1, -1, -1));
-                }
-                shard::offset_for(tp, timestamp, current_leader_epoch).await
+                lookups.push(shard::LookupSpec {
+                    tp: TopicPartition::new(name.clone(), p.partition_index),
+                    current_leader_epoch: if version >= 4 {
+                        p.current_leader_epoch
+                    } else {
+                        shard::NO_LEADER_EPOCH
+                    },
+                    arg: p.timestamp,
+                });
+                None
             });
         }
     }
-    let mut results = futures_util::future::join_all(lookups).await.into_iter();
+    let mut looked_up = shard::offsets_for(lookups).await.into_iter();
+    let mut results = answered
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| looked_up.next().expect("one answer per lookup")))
+        .collect::<Vec<_>>()
+        .into_iter();
     let topics = request
         .topics
         .into_iter()

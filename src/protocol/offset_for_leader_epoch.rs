@@ -22,24 +22,33 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     if requested > PARTITIONS_MAX {
         return Err(Malformed("too many partitions in one OffsetForLeaderEpoch"));
     }
+    // Unknown partitions are answered here; the rest go to their owners together.
+    let mut known_partitions = Vec::with_capacity(requested);
     let mut lookups = Vec::with_capacity(requested);
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
         let count = metadata.topics.get(&name).map(|t| t.partitions);
         for p in &topic.partitions {
-            let tp = TopicPartition::new(name.clone(), p.partition);
             let exists = count.is_some_and(|n| (0..n).contains(&p.partition));
-            let current = p.current_leader_epoch;
-            let wanted = p.leader_epoch;
-            lookups.push(async move {
-                if !exists {
-                    return Err(ErrorCode::UnknownTopicOrPartition);
-                }
-                shard::end_offset_for_epoch(tp, current, wanted).await
-            });
+            known_partitions.push(exists);
+            if exists {
+                lookups.push(shard::LookupSpec {
+                    tp: TopicPartition::new(name.clone(), p.partition),
+                    current_leader_epoch: p.current_leader_epoch,
+                    arg: i64::from(p.leader_epoch),
+                });
+            }
         }
     }
-    let mut results = futures_util::future::join_all(lookups).await.into_iter();
+    let mut looked_up = shard::end_offsets_for_epochs(lookups).await.into_iter();
+    let mut results = known_partitions
+        .into_iter()
+        .map(|exists| match exists {
+            true => looked_up.next().expect("one answer per lookup"),
+            false => Err(ErrorCode::UnknownTopicOrPartition),
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
     let topics = request
         .topics
         .into_iter()

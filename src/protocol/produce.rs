@@ -133,40 +133,51 @@ pub async fn handle(
     let acks = request.acks;
     let timeout = std::time::Duration::from_millis(request.timeout_ms.clamp(0, ACKS_ALL_TIMEOUT_MS_MAX) as u64);
     // Split each partition's records off the body, in order: disjoint, uniquely owned, uncopied.
+    // Partitions refused here keep their error; the rest append together.
     let mut consumed = 0;
-    let mut appends = Vec::new();
+    let mut refused: Vec<Option<Result<AppendInfo, BatchError>>> = Vec::new();
+    let mut specs = Vec::new();
     for topic in &request.topics {
         let topic_meta = metadata.topics.get(&topic.name);
+        let internal = crate::model::is_internal_topic(&topic.name);
         for p in &topic.partitions {
             let records = p.records.as_ref().map(|range| {
                 let _ = body.split_to(range.start - consumed);
                 consumed = range.end;
                 body.split_to(range.len())
             });
-            let tp = TopicPartition::new(topic.name.clone(), p.partition);
             let known = topic_meta.is_some_and(|t| (0..t.partitions).contains(&p.partition));
-            let internal = crate::model::is_internal_topic(&topic.name);
-            appends.push(async move {
-                if !acks_valid {
-                    return refuse(ErrorCode::InvalidRequiredAcks, "acks must be -1, 0 or 1");
-                }
-                if internal {
-                    return refuse(ErrorCode::InvalidTopicException, "cannot append to an internal topic");
-                }
-                if !known {
-                    return refuse(
-                        ErrorCode::UnknownTopicOrPartition,
-                        "this server does not host this topic-partition",
-                    );
-                }
-                let Some(records) = records else {
-                    return refuse(ErrorCode::CorruptMessage, "null record set");
-                };
-                shard::append(tp, records, now, acks, timeout).await
-            });
+            let refusal = if !acks_valid {
+                Some(refuse(ErrorCode::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
+            } else if internal {
+                Some(refuse(
+                    ErrorCode::InvalidTopicException,
+                    "cannot append to an internal topic",
+                ))
+            } else if !known {
+                Some(refuse(
+                    ErrorCode::UnknownTopicOrPartition,
+                    "this server does not host this topic-partition",
+                ))
+            } else if records.is_none() {
+                Some(refuse(ErrorCode::CorruptMessage, "null record set"))
+            } else {
+                None
+            };
+            if refusal.is_none() {
+                let batch = records.expect("checked above");
+                let tp = TopicPartition::new(topic.name.clone(), p.partition);
+                specs.push(shard::AppendSpec { tp, batch });
+            }
+            refused.push(refusal);
         }
     }
-    let results = futures_util::future::join_all(appends).await;
+    let mut appended = shard::append_many(specs, now, acks, timeout).await.into_iter();
+    let results: Vec<Result<AppendInfo, BatchError>> = refused
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| appended.next().expect("one result per append")))
+        .collect();
+    assert!(appended.next().is_none(), "every append result is used");
     record_metrics(&request, &results);
     if request.acks == 0 {
         // No response tells an acks=0 producer about a failure; Kafka closes the
