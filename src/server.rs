@@ -15,6 +15,7 @@ use crate::cluster::metadata::{self, BrokerEndpoint, Metadata};
 use crate::cluster::quorum::{ClusterImage, Liveness, OnChange, Quorum, QuorumConfig, Record};
 use crate::cluster::shard::ShardState;
 use crate::config::BrokerConfig;
+use crate::metrics::TaskKind;
 use crate::model::TopicPartition;
 use crate::net::admission::{self, Admission};
 use crate::net::{self, connection};
@@ -184,11 +185,19 @@ async fn shard_main(
     listener: TcpListener,
     admission: Arc<Admission>,
 ) {
-    let state = ShardState::install(id, Arc::clone(&config), metadata);
+    let state = ShardState::install(id, Arc::clone(&config), Arc::clone(&metadata));
+    state.apply_metadata(metadata).await;
     admission::set_request_bytes_max(config.queued_request_bytes_per_shard());
-    compio::runtime::spawn(Rc::clone(&state).maintenance_loop()).detach();
+    let maintained = Rc::clone(&state);
+    compio::runtime::spawn(runtime::supervised(TaskKind::Maintenance, move || {
+        Rc::clone(&maintained).maintenance_loop()
+    }))
+    .detach();
     let coordinator = crate::group::coordinator::Coordinator::install(config.group.clone());
-    compio::runtime::spawn(coordinator.tick_loop()).detach();
+    compio::runtime::spawn(runtime::supervised(TaskKind::GroupTicks, move || {
+        Rc::clone(&coordinator).tick_loop()
+    }))
+    .detach();
     let listener = compio::net::TcpListener::from_std(listener).expect("adopt listener");
     let limits = || connection::Limits {
         request_max_bytes: config.socket_request_max_bytes,
@@ -266,6 +275,14 @@ fn remove_orphan_partitions(config: &BrokerConfig, metadata: &Metadata) {
         let name = entry.file_name();
         if name == crate::cluster::quorum::LOG_DIR_NAME {
             continue; // the metadata quorum's log, not a partition
+        }
+        if name
+            .to_str()
+            .is_some_and(|n| n.ends_with(crate::cluster::shard::DELETED_SUFFIX))
+        {
+            warn!(dir = %entry.path().display(), "removing a partition deleted before the last stop");
+            let _ = std::fs::remove_dir_all(entry.path());
+            continue;
         }
         let Some(tp) = name.to_str().and_then(TopicPartition::from_dir_name) else {
             continue;

@@ -577,7 +577,7 @@ async fn broadcast(snapshot: Arc<Metadata>) {
     let shards = runtime::shard_count();
     let applied = (0..shards).map(|shard| {
         let snapshot = Arc::clone(&snapshot);
-        submit_to(shard, move || async move { local().apply_metadata(snapshot) })
+        submit_to(shard, move || async move { local().apply_metadata(snapshot).await })
     });
     futures_util::future::join_all(applied).await;
 }

@@ -22,6 +22,19 @@ use crate::storage::{AppendInfo, PartitionLog, ReadResult, Reader};
 /// How often a shard writes indexes behind and checks `flush.ms`.
 const MAINTENANCE_TICK_MS: u64 = 1000;
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// A deleted partition's directory is renamed `<topic>-<partition>.<topic id><this>`
+/// before it is removed (as Kafka's `-delete` directories); start-up removes leftovers.
+pub const DELETED_SUFFIX: &str = "-delete";
+
+/// Marks the shard's metadata apply finished, however it ends.
+struct AppliedOnDrop<'a>(&'a ShardState);
+
+impl Drop for AppliedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.applying.set(false);
+        self.0.applied.notify(usize::MAX);
+    }
+}
 
 /// The shard that owns a partition: a stable hash of the topic plus the index,
 /// so a topic's partitions spread over consecutive shards.
@@ -52,6 +65,10 @@ pub struct ShardState {
     pub controller: Option<super::controller::Controller>,
     stopping: Cell<bool>,
     pub stop: event_listener::Event,
+    /// Metadata snapshots apply one at a time (opening partitions awaits the
+    /// blocking pool); the next waits for this to clear.
+    applying: Cell<bool>,
+    applied: event_listener::Event,
 }
 
 thread_local! {
@@ -64,7 +81,8 @@ pub fn local() -> Rc<ShardState> {
 }
 
 impl ShardState {
-    /// Creates the shard's state, opens (and recovers) the partitions it owns.
+    /// Creates the shard's state; `apply_metadata` then opens (and recovers)
+    /// the partitions it owns.
     pub fn install(id: usize, config: Arc<BrokerConfig>, metadata: Arc<Metadata>) -> Rc<ShardState> {
         let controller = (id == 0).then(|| super::controller::Controller::new(&config, &metadata));
         let state = Rc::new(ShardState {
@@ -77,11 +95,12 @@ impl ShardState {
             controller,
             stopping: Cell::new(false),
             stop: event_listener::Event::new(),
+            applying: Cell::new(false),
+            applied: event_listener::Event::new(),
         });
         LOCAL.with(|l| {
             assert!(l.set(Rc::clone(&state)).is_ok(), "shard state installed twice");
         });
-        state.apply_metadata(metadata);
         state
     }
 
@@ -103,58 +122,115 @@ impl ShardState {
 
     /// Reconciles the owned logs with a metadata snapshot: opens new
     /// partitions, deletes removed ones, and pushes config changes down.
-    pub fn apply_metadata(&self, new: Arc<Metadata>) {
+    /// File work never runs on the event loop: a removed partition's
+    /// directory is renamed through io_uring and removed on the blocking
+    /// pool; new partitions are opened and recovered on the blocking pool. The
+    /// snapshot becomes visible only once its partitions are open, as before.
+    pub async fn apply_metadata(&self, new: Arc<Metadata>) {
+        // Bounded: each wake means the snapshot being applied is done.
+        while self.applying.get() {
+            let listener = self.applied.listen();
+            if !self.applying.get() {
+                break;
+            }
+            listener.await;
+        }
         if new.version < self.metadata.borrow().version {
             return;
         }
+        self.applying.set(true);
+        let _done = AppliedOnDrop(self);
+        self.drop_removed_logs(&new).await;
+        let opened = self.open_new_logs(&new).await;
         *self.metadata.borrow_mut() = Arc::clone(&new);
-        let shards = runtime::shard_count();
-        let now = now_ms();
-        let mut logs = self.logs.borrow_mut();
+        {
+            let mut logs = self.logs.borrow_mut();
+            logs.extend(opened);
+            // One config per topic, pushed to each of its logs: linear in the logs.
+            let mut configs = HashMap::new();
+            for (tp, owned) in logs.iter() {
+                let Some(topic) = new.topics.get(&tp.topic) else {
+                    continue;
+                };
+                let config = configs
+                    .entry(&tp.topic)
+                    .or_insert_with(|| new.log_config(&self.config.log_defaults, topic));
+                owned.log.set_config(config.clone());
+            }
+        }
+        self.reconcile_followers(&new);
+        self.reconcile_leaderships(&new);
+    }
+
+    /// Takes out the logs whose topic is gone (or that moved away from this
+    /// broker) and deletes their directories off the event loop.
+    async fn drop_removed_logs(&self, new: &Metadata) {
         let me = self.config.broker_id;
-        logs.retain(|tp, owned| {
-            // Gone with its topic, or reassigned away from this broker.
+        let mut removed = Vec::new();
+        self.logs.borrow_mut().retain(|tp, owned| {
             let keep = new.topics.get(&tp.topic).is_some_and(|t| {
                 t.id == owned.topic_id && tp.partition < t.partitions && t.is_replica(tp.partition, me)
             });
             if !keep {
-                info!(partition = %tp, "deleting partition");
-                if let Err(e) = owned.log.delete() {
-                    warn!(partition = %tp, "delete failed: {e}");
-                }
+                removed.push((tp.clone(), owned.topic_id, owned.log.dir().to_path_buf()));
             }
             keep
         });
+        for (tp, topic_id, dir) in removed {
+            info!(partition = %tp, "deleting partition");
+            // Renamed first, so a topic of the same name created next opens a fresh directory.
+            let doomed = dir.with_file_name(format!("{}.{}{DELETED_SUFFIX}", tp.dir_name(), topic_id.simple()));
+            if let Err(e) = compio::fs::rename(&dir, &doomed).await {
+                warn!(partition = %tp, "delete failed: {e}");
+                continue;
+            }
+            compio::runtime::spawn_blocking(move || {
+                if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                    warn!(dir = %doomed.display(), "removing a deleted partition failed: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Opens every partition of `new` this shard should own and does not
+    /// yet, on the blocking pool; returns them adopted by this shard.
+    async fn open_new_logs(&self, new: &Metadata) -> Vec<(TopicPartition, OwnedLog)> {
+        let shards = runtime::shard_count();
+        let now = now_ms();
+        let me = self.config.broker_id;
+        let mut opens = Vec::new();
         for topic in new.topics.values() {
             let log_config = new.log_config(&self.config.log_defaults, topic);
             for partition in 0..topic.partitions {
-                if owner_of(&topic.name, partition, shards) != self.id
-                    || !topic.is_replica(partition, self.config.broker_id)
-                {
+                if owner_of(&topic.name, partition, shards) != self.id || !topic.is_replica(partition, me) {
                     continue;
                 }
                 let tp = TopicPartition::new(topic.name.clone(), partition);
-                if let Some(owned) = logs.get(&tp) {
-                    owned.log.set_config(log_config.clone());
+                if self.logs.borrow().contains_key(&tp) {
                     continue;
                 }
-                match open_partition(&self.config, &tp, topic.id, log_config.clone(), now) {
-                    Ok(log) => {
-                        logs.insert(
-                            tp,
-                            OwnedLog {
-                                topic_id: topic.id,
-                                log: Rc::new(log),
-                            },
-                        );
-                    }
-                    Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
-                }
+                let (config, log_config, topic_id) = (Arc::clone(&self.config), log_config.clone(), topic.id);
+                let open = compio::runtime::spawn_blocking(move || {
+                    let opened = open_partition(&config, &tp, topic_id, log_config, now);
+                    (tp, topic_id, opened)
+                });
+                opens.push(open);
             }
         }
-        drop(logs);
-        self.reconcile_followers(&new);
-        self.reconcile_leaderships(&new);
+        let mut opened = Vec::with_capacity(opens.len());
+        for result in futures_util::future::join_all(opens).await {
+            match result {
+                Ok((tp, topic_id, Ok(mut log))) => {
+                    log.adopt();
+                    let log = Rc::new(log);
+                    opened.push((tp, OwnedLog { topic_id, log }));
+                }
+                Ok((tp, _, Err(e))) => error!(partition = %tp, "cannot open partition: {e}"),
+                Err(_) => error!("opening a partition panicked"),
+            }
+        }
+        opened
     }
 
     /// Tracks the partitions this shard leads (forgetting the others) and
@@ -231,7 +307,10 @@ impl ShardState {
                 continue;
             }
             let cancel = super::replica::Cancel::default();
-            compio::runtime::spawn(super::replica::follow(tp.clone(), address, epoch, cancel.clone())).detach();
+            let (follow_tp, follow_cancel) = (tp.clone(), cancel.clone());
+            let follow =
+                move || super::replica::follow(follow_tp.clone(), address.clone(), epoch, follow_cancel.clone());
+            compio::runtime::spawn(runtime::supervised(crate::metrics::TaskKind::Follower, follow)).detach();
             followers.insert(tp, (leader, epoch, cancel));
         }
     }

@@ -211,7 +211,7 @@ fn render_limits(out: &mut String, reports: &[ShardReport], admission: &Admissio
             *panics.entry(kind).or_default() += n;
         }
     }
-    for kind in ["group_writer", "remote_task"] {
+    for kind in super::TaskKind::ALL.map(super::TaskKind::name) {
         let n = panics.get(kind).copied().unwrap_or(0);
         let _ = writeln!(out, "sluice_task_panics_total{{task=\"{kind}\"}} {n}");
     }

@@ -70,13 +70,27 @@ pub struct ShardMetrics {
 pub enum TaskKind {
     GroupWriter,
     RemoteTask,
+    Maintenance,
+    GroupTicks,
+    Follower,
 }
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 5] = [
+        TaskKind::GroupWriter,
+        TaskKind::RemoteTask,
+        TaskKind::Maintenance,
+        TaskKind::GroupTicks,
+        TaskKind::Follower,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             TaskKind::GroupWriter => "group_writer",
             TaskKind::RemoteTask => "remote_task",
+            TaskKind::Maintenance => "maintenance",
+            TaskKind::GroupTicks => "group_ticks",
+            TaskKind::Follower => "follower",
         }
     }
 }

@@ -262,3 +262,22 @@ impl Drop for RunningSlot {
         self.finished.notify(1);
     }
 }
+
+/// Runs the future `make` builds until it returns; if it panics, the panic
+/// is counted under `kind` and logged, and a fresh one takes its place. For
+/// the long-lived tasks that serve every client of a shard (maintenance,
+/// group ticks, follower fetchers): one bad input must not stop them.
+pub async fn supervised<F, Fut>(kind: crate::metrics::TaskKind, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    // Bounded by the task's own end; each round is one run of it.
+    loop {
+        if AssertUnwindSafe(make()).catch_unwind().await.is_ok() {
+            return;
+        }
+        crate::metrics::record_task_panic(kind);
+        tracing::error!(task = kind.name(), "a shared task panicked; restarting it");
+    }
+}

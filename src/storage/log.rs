@@ -935,7 +935,7 @@ impl PartitionLog {
             }
             let oldest = st.segments.remove(0);
             total -= oldest.size_bytes as i64;
-            oldest.delete_files()?;
+            oldest.delete_files_in_background();
             deleted += 1;
         }
         if deleted > 0 {
@@ -970,7 +970,7 @@ impl PartitionLog {
             if oldest.readable_bytes < oldest.size_bytes {
                 break; // writes to it are still in flight
             }
-            st.segments.remove(0).delete_files()?;
+            st.segments.remove(0).delete_files_in_background();
             deleted += 1;
         }
         if deleted > 0 {
@@ -989,10 +989,20 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Removes the partition's directory (DeleteTopics). Fetches in flight keep their files open.
-    pub fn delete(&self) -> io::Result<()> {
-        self.assert_owner();
-        std::fs::remove_dir_all(&self.dir)
+    /// The partition's directory (DeleteTopics renames, then removes it off
+    /// the shard; fetches in flight keep their files open).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the calling thread the log's owner: a log is opened (recovered)
+    /// on a blocking thread and then handed to its shard, which adopts it
+    /// before anything else touches it.
+    pub fn adopt(&mut self) {
+        #[cfg(debug_assertions)]
+        {
+            self.owner = std::thread::current().id();
+        }
     }
 }
 

@@ -373,6 +373,25 @@ impl Segment {
         self.time_index.sync()
     }
 
+    /// Removes the segment's files on compio's blocking pool, off the event
+    /// loop (unlinking a large file frees its extents, which takes a while):
+    /// for segments below the log start, whose names are never used again.
+    pub fn delete_files_in_background(&self) {
+        let paths = [
+            self.log_path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        compio::runtime::spawn_blocking(move || {
+            for path in paths {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), "removing a deleted segment failed: {e}");
+                }
+            }
+        })
+        .detach();
+    }
+
     /// Removes the segment's files. Fetches in flight keep their `Arc<File>` and finish.
     pub fn delete_files(&self) -> io::Result<()> {
         std::fs::remove_file(&self.log_path)?;
