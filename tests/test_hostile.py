@@ -183,17 +183,33 @@ def java_hash_partition(group, partitions=50):
 
 
 def test_oversized_group_id_is_refused_and_its_offsets_partition_keeps_working(make_broker):
+    """Kafka 4.4 (the oracle, run side by side) closes the connection of a
+    request with a string over 32,767 bytes, flexible versions included, and
+    accepts a group id of exactly 32,767 bytes. So does Sluice; a group on
+    the same __consumer_offsets partition keeps committing."""
     broker = make_broker()
     create_topic(broker, "t")
     hostile = "h" * NAME_BYTES_OVER
     victim = next(f"victim-{i}" for i in range(10_000)
                   if java_hash_partition(f"victim-{i}") == java_hash_partition(hostile))
     with kwire.Connection(broker.bootstrap) as conn:
-        # FindCoordinator v3 first, as a client would.
+        # FindCoordinator v3 first, as a client would: closed, as Kafka does.
         conn.send(10, 3, kwire.compact_string(hostile) + b"\x00" + b"\x00", header_tags=True)
-        conn.recv()
-        INVALID_GROUP_ID = 24
-        assert offset_commit_v8(conn, hostile, "t", 0, 5) == INVALID_GROUP_ID
+        assert conn.is_closed_by_peer()
+    with kwire.Connection(broker.bootstrap) as conn:
+        try:
+            offset_commit_v8(conn, hostile, "t", 0, 5)
+            raise AssertionError("an OffsetCommit with a 33,000-byte group id was answered")
+        except ConnectionError:
+            pass
+    longest = "l" * 32_767
+    with kwire.Connection(broker.bootstrap) as conn:
+        # The offsets topic is created by the first FindCoordinator; wait until it serves.
+        deadline = time.time() + 30
+        while conn.find_coordinator(victim)[0] != 0:
+            assert time.time() < deadline, "the coordinator became available"
+            time.sleep(0.2)
+        assert offset_commit_v8(conn, longest, "t", 0, 3) == 0, "32,767 bytes is a valid group id"
         assert offset_commit_v8(conn, victim, "t", 0, 7) == 0
     assert "panicked" not in broker.log()
     metrics = broker_metrics(broker)

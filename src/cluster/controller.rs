@@ -526,6 +526,10 @@ pub async fn apply_cluster_view(view: ClusterView) {
     let shard = local();
     let controller = shard.controller.as_ref().expect("controller lives on shard 0");
     let current = Arc::clone(&controller.current.borrow());
+    if view.applied_index < current.quorum_applied_index {
+        // A restarted node's image replaying the log: not caught up yet.
+        return;
+    }
     let unchanged = current.brokers == view.brokers
         && current.topics == view.topics
         && current.controller_id == Some(view.controller_id);
@@ -534,6 +538,7 @@ pub async fn apply_cluster_view(view: ClusterView) {
         next.brokers = view.brokers;
         next.topics = view.topics;
         next.controller_id = Some(view.controller_id);
+        next.quorum_applied_index = view.applied_index;
         match controller.commit_local(next) {
             Ok(snapshot) => broadcast(snapshot).await,
             Err(e) => tracing::warn!("cannot apply the cluster view: {}", e.message),

@@ -99,6 +99,12 @@ pub struct Metadata {
     /// `None` on a single node, -1 while the quorum has no leader.
     #[serde(default)]
     pub controller_id: Option<i32>,
+    /// Cluster mode: the metadata-log index these topics and brokers were
+    /// read at. After a restart the quorum's image is rebuilt from the log
+    /// and passes through older states; a view behind this is not applied,
+    /// so a partition is never deleted because a topic is not there *yet*.
+    #[serde(default)]
+    pub quorum_applied_index: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::local;
 use crate::group::{self, consumer};
@@ -33,6 +33,7 @@ fn assignment(metadata: &Metadata, a: &consumer::Assignment) -> Assignment {
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: ConsumerGroupDescribeRequest = decode(body, header.api_version)?;
+    check_names(request.group_ids.iter().map(|g| &*g.0))?;
     let metadata = local().metadata();
     let mut groups = Vec::new();
     for group_id in request.group_ids {

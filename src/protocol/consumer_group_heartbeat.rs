@@ -5,13 +5,21 @@ use bytes::Bytes;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::cluster::shard::local;
 use crate::group::{self, consumer};
 use crate::model::ErrorCode;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: ConsumerGroupHeartbeatRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id]
+            .into_iter()
+            .chain(request.instance_id.as_deref())
+            .chain(request.rack_id.as_deref())
+            .chain(request.server_assignor.as_deref())
+            .chain(request.subscribed_topic_names.iter().flatten().map(|t| &*t.0)),
+    )?;
     let shard = local();
     let metadata = shard.metadata();
     let heartbeat_interval_ms = shard.config.group.consumer_heartbeat_interval_ms;

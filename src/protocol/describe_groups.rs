@@ -4,7 +4,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::group;
 
 /// "Not requested", Kafka's Integer.MIN_VALUE.
@@ -12,6 +12,7 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: DescribeGroupsRequest = decode(body, header.api_version)?;
+    check_names(request.groups.iter().map(|g| &*g.0))?;
     let version = header.api_version;
     let mut groups = Vec::new();
     for group_id in request.groups {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::cluster::shard::local;
 use crate::group;
 use crate::model::ErrorCode;
@@ -20,6 +20,7 @@ type Found = Result<(i32, String, u16), ErrorCode>;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: FindCoordinatorRequest = decode(body, header.api_version)?;
+    check_names(std::iter::once(&*request.key).chain(request.coordinator_keys.iter().map(|k| &**k)))?;
     let version = header.api_version;
     let keys: Vec<String> = if version >= 4 {
         request.coordinator_keys.iter().map(|k| k.to_string()).collect()

@@ -3,11 +3,16 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response};
 use crate::group;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: HeartbeatRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id]
+            .into_iter()
+            .chain(request.group_instance_id.as_deref()),
+    )?;
     let code = group::heartbeat(
         request.group_id.0.to_string(),
         request.member_id.to_string(),

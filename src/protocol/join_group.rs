@@ -4,7 +4,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::group::{self, JoinRequest};
 
 /// Kafka's default for JoinGroup v0, which has no rebalance timeout of its own.
@@ -12,6 +12,12 @@ const REBALANCE_TIMEOUT_V0_MS: i32 = -1;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: JoinGroupRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id, &*request.protocol_type]
+            .into_iter()
+            .chain(request.group_instance_id.as_deref())
+            .chain(request.protocols.iter().map(|p| &*p.name)),
+    )?;
     let version = header.api_version;
     let rebalance_timeout_ms = if version == 0 || request.rebalance_timeout_ms == REBALANCE_TIMEOUT_V0_MS {
         request.session_timeout_ms

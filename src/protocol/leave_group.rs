@@ -4,12 +4,20 @@ use bytes::Bytes;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::group;
 use crate::model::ErrorCode;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: LeaveGroupRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id].into_iter().chain(
+            request
+                .members
+                .iter()
+                .flat_map(|m| std::iter::once(&*m.member_id).chain(m.group_instance_id.as_deref())),
+        ),
+    )?;
     let version = header.api_version;
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request

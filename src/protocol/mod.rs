@@ -335,6 +335,18 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
     out
 }
 
+/// Kafka's message readers refuse every string longer than an int16 counts
+/// (32,767 bytes), in flexible versions too, and close the connection; so
+/// do these handlers for the names the broker keeps or routes by (group,
+/// member and instance ids, protocol names), before anything is stored.
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), Malformed> {
+    if crate::model::names_fit(names) {
+        Ok(())
+    } else {
+        Err(Malformed("a name is longer than 32,767 bytes"))
+    }
+}
+
 /// A `StrBytes` from an owned string, for response fields.
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())

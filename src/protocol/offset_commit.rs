@@ -5,13 +5,18 @@ use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response};
 use crate::cluster::shard::local;
 use crate::group::{self, CommitRequest};
 use crate::model::ErrorCode;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: OffsetCommitRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id]
+            .into_iter()
+            .chain(request.group_instance_id.as_deref()),
+    )?;
     let shard = local();
     let metadata = shard.metadata();
     let metadata_max_bytes = shard.config.group.offset_metadata_max_bytes;

@@ -4,13 +4,14 @@ use bytes::Bytes;
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response};
 use crate::cluster::shard::local;
 use crate::group;
 use crate::model::ErrorCode;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: OffsetDeleteRequest = decode(body, header.api_version)?;
+    check_names(std::iter::once(&*request.group_id.0))?;
     let metadata = local().metadata();
     let mut known = Vec::new();
     let mut checked = Vec::new();

@@ -8,7 +8,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::group::{self, CommittedOffset};
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
@@ -31,6 +31,14 @@ fn metadata_of(o: &CommittedOffset) -> Option<kafka_protocol::protocol::StrBytes
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: OffsetFetchRequest = decode(body, header.api_version)?;
+    check_names(
+        std::iter::once(&*request.group_id.0).chain(
+            request
+                .groups
+                .iter()
+                .flat_map(|g| std::iter::once(&*g.group_id.0).chain(g.member_id.as_deref())),
+        ),
+    )?;
     let version = header.api_version;
     let epoch = |o: &CommittedOffset| if version >= 5 { o.leader_epoch } else { -1 };
     if version >= 8 {

@@ -3,11 +3,19 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
 use crate::group::{self, SyncRequest};
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: SyncGroupRequest = decode(body, header.api_version)?;
+    check_names(
+        [&*request.group_id.0, &*request.member_id]
+            .into_iter()
+            .chain(request.group_instance_id.as_deref())
+            .chain(request.protocol_type.as_deref())
+            .chain(request.protocol_name.as_deref())
+            .chain(request.assignments.iter().map(|a| &*a.member_id)),
+    )?;
     let version = header.api_version;
     let sync = SyncRequest {
         member_id: request.member_id.to_string(),
