@@ -93,9 +93,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A string; as Kafka's readers, one longer than an int16 counts (32,767
+    /// bytes) is malformed in compact form too.
     pub fn nullable_str(&mut self, compact: bool) -> Result<Option<&'a str>, Malformed> {
         match self.length(compact, false)? {
             None => Ok(None),
+            Some(n) if n > i16::MAX as usize => Err(Malformed("string longer than 32,767 bytes")),
             Some(n) => std::str::from_utf8(self.take(n, "truncated string")?)
                 .map(Some)
                 .map_err(|_| Malformed("string is not UTF-8")),
@@ -190,6 +193,21 @@ mod tests {
         assert!(r.uvarint().is_err());
         let mut r = Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80]);
         assert!(r.uvarint().is_err());
+    }
+
+    #[test]
+    fn compact_strings_stop_at_32767_bytes_as_in_kafka() {
+        for (len, ok) in [(32_767usize, true), (32_768, false)] {
+            let mut buf = Vec::new();
+            let mut n = len as u32 + 1;
+            while n >= 0x80 {
+                buf.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            buf.push(n as u8);
+            buf.extend(std::iter::repeat_n(b'a', len));
+            assert_eq!(Reader::new(&buf).str(true).is_ok(), ok, "{len} bytes");
+        }
     }
 
     #[test]
