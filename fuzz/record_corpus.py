@@ -89,14 +89,6 @@ def proxy(listen, upstream):
         threading.Thread(target=pump, args=(server, client, None), daemon=True).start()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def drive(bootstrap):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic("corpus", 3, 1, config={"segment.bytes": "65536"})]).values():
@@ -178,19 +170,12 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "debug" / "sluice")
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        port, metrics, proxy_port = free_port(), free_port(), free_port()
+        port, metrics, proxy_port = kwire.free_port(), kwire.free_port(), kwire.free_port()
         broker = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
                                    "--metrics-listen", f"127.0.0.1:{metrics}"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         try:
-            deadline = time.time() + 30
-            while time.time() < deadline:
-                try:
-                    with kwire.Connection(f"127.0.0.1:{port}", timeout_s=2) as conn:
-                        conn.api_versions()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            assert kwire.wait_until_serving(f"127.0.0.1:{port}", 30)
             listen = socket.socket()
             listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listen.bind(("127.0.0.1", proxy_port))

@@ -6,7 +6,6 @@ broker holding them. Prints CPU milliseconds per request for each shape.
 """
 
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -23,14 +22,6 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 PARTITIONS = 10_000
 FETCH_VERSION = 11
 CREATE_BATCH = 500
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cpu_s(pid):
@@ -53,13 +44,13 @@ def main():
     binary = sys.argv[1]
     requests = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
+        port = kwire.free_port()
         broker = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{tmp}/d",
-                                   "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                                   "--metrics-listen", f"127.0.0.1:{kwire.free_port()}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bootstrap = f"127.0.0.1:{port}"
         try:
-            time.sleep(1)
+            assert kwire.wait_until_serving(bootstrap)
             admin = AdminClient({"bootstrap.servers": bootstrap})
             new = [NewTopic("wide", PARTITIONS, 1)] + [NewTopic(f"t{i}", 1, 1) for i in range(PARTITIONS)]
             for at in range(0, len(new), CREATE_BATCH):

@@ -3,6 +3,7 @@ malformed frames, bad CRCs, hand-picked sequence numbers."""
 
 import socket
 import struct
+import time
 
 CRC32C_TABLE = []
 for i in range(256):
@@ -243,6 +244,26 @@ class Connection:
         at = 10 + name_len + 4
         error_code, _partition, epoch, end_offset = struct.unpack(">hiiq", resp[at:at + 18])
         return error_code, epoch, end_offset
+
+
+def wait_until_serving(bootstrap, timeout_s=30):
+    """Returns once the broker at `bootstrap` answers ApiVersions; False at the timeout."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            with Connection(bootstrap, timeout_s=2) as conn:
+                conn.api_versions()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def free_port():
+    """A port free on 127.0.0.1 now (for scripts; tests use conftest.free_ports)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def batch_leader_epochs(segment):

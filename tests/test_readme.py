@@ -82,14 +82,7 @@ def test_port_clash_names_the_setting(tmp_path):
                               "--metrics-listen", f"127.0.0.1:{metrics}"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + START_TIMEOUT_S
-        while time.time() < deadline:
-            try:
-                with kwire.Connection(f"127.0.0.1:{port}", timeout_s=2) as conn:
-                    conn.api_versions()
-                break
-            except OSError:
-                time.sleep(0.1)
+        assert kwire.wait_until_serving(f"127.0.0.1:{port}", START_TIMEOUT_S)
         second = subprocess.run([SLUICE_BIN, "serve", "--listen", f"127.0.0.1:{port2}", "--data-dir",
                                  str(tmp_path / "b"), "--metrics-listen", f"127.0.0.1:{metrics}"],
                                 capture_output=True, text=True, timeout=30)

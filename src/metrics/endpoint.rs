@@ -313,41 +313,29 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
     }
     let mut partitions: Vec<&(String, i32, i64, u64, i64)> = reports.iter().flat_map(|r| &r.partitions).collect();
     partitions.sort();
-    header(
-        out,
-        "sluice_partition_log_end_offset",
-        "gauge",
-        "Log end offset, per partition.",
-    );
-    for (topic, p, end, _, _) in &partitions {
-        let _ = writeln!(
-            out,
-            "sluice_partition_log_end_offset{{topic=\"{topic}\",partition=\"{p}\"}} {end}"
-        );
-    }
-    header(
-        out,
-        "sluice_partition_size_bytes",
-        "gauge",
-        "Bytes on disk, per partition.",
-    );
-    for (topic, p, _, size, _) in &partitions {
-        let _ = writeln!(
-            out,
-            "sluice_partition_size_bytes{{topic=\"{topic}\",partition=\"{p}\"}} {size}"
-        );
-    }
-    header(
-        out,
-        "sluice_partition_flushed_offset",
-        "gauge",
-        "Everything below this offset is fsynced (flush.messages, flush.ms, rolled segments), per partition.",
-    );
-    for (topic, p, _, _, flushed) in &partitions {
-        let _ = writeln!(
-            out,
-            "sluice_partition_flushed_offset{{topic=\"{topic}\",partition=\"{p}\"}} {flushed}"
-        );
+    // (topic, partition, log end offset, bytes on disk, flushed offset), one gauge a column.
+    type Column = fn(&(String, i32, i64, u64, i64)) -> String;
+    let gauges: [(&str, &str, Column); 3] = [
+        (
+            "sluice_partition_log_end_offset",
+            "Log end offset, per partition.",
+            |p| p.2.to_string(),
+        ),
+        ("sluice_partition_size_bytes", "Bytes on disk, per partition.", |p| {
+            p.3.to_string()
+        }),
+        (
+            "sluice_partition_flushed_offset",
+            "Everything below this offset is fsynced (flush.messages, flush.ms, rolled segments), per partition.",
+            |p| p.4.to_string(),
+        ),
+    ];
+    for (name, help, column) in gauges {
+        header(out, name, "gauge", help);
+        for p in &partitions {
+            let (topic, partition, value) = (&p.0, p.1, column(p));
+            let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{partition}\"}} {value}");
+        }
     }
     header(
         out,
