@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 PARTITIONS = 10_000
 FETCH_VERSION = 11
-CREATE_BATCH = 500
+CREATE_BATCH = 100
 
 
 def cpu_s(pid):
@@ -54,8 +54,8 @@ def main():
             admin = AdminClient({"bootstrap.servers": bootstrap})
             new = [NewTopic("wide", PARTITIONS, 1)] + [NewTopic(f"t{i}", 1, 1) for i in range(PARTITIONS)]
             for at in range(0, len(new), CREATE_BATCH):
-                for f in admin.create_topics(new[at:at + CREATE_BATCH], request_timeout=120).values():
-                    f.result(300)
+                for f in admin.create_topics(new[at:at + CREATE_BATCH], request_timeout=600).values():
+                    f.result(600)
             shapes = {
                 "1 topic x 10,000 partitions": [("wide", list(range(PARTITIONS)))],
                 "10,000 topics x 1 partition": [(f"t{i}", [0]) for i in range(PARTITIONS)],

@@ -334,7 +334,10 @@ impl Segment {
     /// Reads in large chunks: one pread per batch would be slow for small batches.
     pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
         const CHUNK_BYTES: usize = 4 << 20;
-        let mut chunk = vec![0u8; CHUNK_BYTES];
+        // No bigger than the segment: opening many small partitions must not
+        // zero 4 MiB for each.
+        let chunk_bytes = CHUNK_BYTES.min(self.readable_bytes as usize);
+        let mut chunk = vec![0u8; chunk_bytes];
         let mut chunk_start = 0u64;
         let mut chunk_len = 0usize;
         let mut pos = 0u64;
@@ -343,7 +346,7 @@ impl Segment {
             let in_chunk = pos >= chunk_start && pos + BATCH_HEADER_BYTES as u64 <= chunk_start + chunk_len as u64;
             if !in_chunk {
                 chunk_start = pos;
-                chunk_len = (self.readable_bytes - pos).min(CHUNK_BYTES as u64) as usize;
+                chunk_len = (self.readable_bytes - pos).min(chunk_bytes as u64) as usize;
                 self.file.read_exact_at(&mut chunk[..chunk_len], pos)?;
             }
             let at = (pos - chunk_start) as usize;
