@@ -140,7 +140,7 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
-    /// `queued.max.request.bytes`: request bytes read but not yet answered,
+    /// `queued.max.request.bytes`: request bytes read but not yet handled,
     /// broker-wide (split evenly between the shards); -1 is unbounded.
     pub queued_max_request_bytes: i64,
     pub connection_limits: ConnectionLimits,

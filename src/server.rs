@@ -17,7 +17,7 @@ use crate::cluster::shard::ShardState;
 use crate::config::BrokerConfig;
 use crate::metrics::TaskKind;
 use crate::model::TopicPartition;
-use crate::net::admission::{self, Admission};
+use crate::net::admission::Admission;
 use crate::net::{self, connection};
 use crate::runtime;
 
@@ -187,7 +187,7 @@ async fn shard_main(
 ) {
     let state = ShardState::install(id, Arc::clone(&config), Arc::clone(&metadata));
     state.apply_metadata(metadata).await;
-    admission::set_request_bytes_max(config.queued_request_bytes_per_shard());
+    runtime::request_bytes::set_max(config.queued_request_bytes_per_shard());
     let maintained = Rc::clone(&state);
     compio::runtime::spawn(runtime::supervised(TaskKind::Maintenance, move || {
         Rc::clone(&maintained).maintenance_loop()

@@ -471,14 +471,10 @@ pub struct AppendSpec {
 /// Appends each batch on its partition's owner shard, with one task per
 /// owner shard (the partitions of that shard append concurrently inside it).
 /// With acks=all on a replicated partition it needs `min.insync.replicas` in
-/// the ISR first, and answers once the high watermark has passed the batch
-/// (or at `timeout`). Results come back in the order of `specs`.
-pub async fn append_many(
-    specs: Vec<AppendSpec>,
-    now: i64,
-    acks: i16,
-    timeout: Duration,
-) -> Vec<Result<AppendInfo, BatchError>> {
+/// the ISR first, and the append answers with what `wait_committed_many` must
+/// then wait for. Results come back in the order of `specs`. The request's
+/// frame is no longer needed once this returns: its batches are written.
+pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Result<Appended, BatchError>> {
     let checked: Vec<Result<AppendSpec, BatchError>> = specs
         .into_iter()
         .map(|spec| match check_leader(&spec.tp) {
@@ -490,11 +486,71 @@ pub async fn append_many(
     let appended = on_owners(
         led,
         |spec| &spec.tp,
-        move |spec| append_here(spec, now, acks, timeout),
+        move |spec| append_here(spec, now, acks),
         || Err(shutting_down()),
     )
     .await;
     merge_refused(refused, appended)
+}
+
+/// A written batch, and for acks=all on a replicated partition where the
+/// high watermark must reach (end offset, and the leader epoch it was
+/// appended in).
+pub struct Appended {
+    pub info: AppendInfo,
+    pub commit: Option<(TopicPartition, i64, i32)>,
+}
+
+/// acks=all: waits on the owner shards (one task each) until the high
+/// watermark passes each batch, or `timeout`; results in the order of `appended`.
+pub async fn wait_committed_many(
+    appended: Vec<Result<Appended, BatchError>>,
+    timeout: Duration,
+) -> Vec<Result<AppendInfo, BatchError>> {
+    // `None` marks a batch whose answer waits for its commit.
+    let mut answers: Vec<Option<Result<AppendInfo, BatchError>>> = Vec::with_capacity(appended.len());
+    let mut waits = Vec::new();
+    let mut waiting_infos = Vec::new();
+    for result in appended {
+        match result {
+            Ok(Appended {
+                info,
+                commit: Some(commit),
+            }) => {
+                waits.push(commit);
+                waiting_infos.push(info);
+                answers.push(None);
+            }
+            Ok(Appended { info, commit: None }) => answers.push(Some(Ok(info))),
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    let waited = on_owners(
+        waits,
+        |(tp, _, _)| tp,
+        move |(tp, end, epoch)| async move {
+            let Some(log) = local().log(&tp) else {
+                return Err(unknown_partition());
+            };
+            wait_until_committed(&tp, &log, end, epoch, timeout)
+                .await
+                .map_err(|(code, message)| BatchError { code, message })
+        },
+        || Err(shutting_down()),
+    )
+    .await;
+    let mut waited = waited.into_iter().zip(waiting_infos);
+    let answers: Vec<_> = answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                let (committed, info) = waited.next().expect("one wait per batch that waits");
+                committed.map(|()| info)
+            })
+        })
+        .collect();
+    assert!(waited.next().is_none(), "every wait is answered");
+    answers
 }
 
 fn not_leader(code: ErrorCode, tp: &TopicPartition) -> BatchError {
@@ -512,7 +568,7 @@ fn shutting_down() -> BatchError {
 }
 
 /// One partition's append, on its owner shard.
-async fn append_here(spec: AppendSpec, now: i64, acks: i16, timeout: Duration) -> Result<AppendInfo, BatchError> {
+async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, BatchError> {
     let AppendSpec { tp, batch } = spec;
     let shard = local();
     let Some(log) = shard.log(&tp) else {
@@ -542,13 +598,8 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16, timeout: Duration) -
     let info = log.append(batch, now).await?;
     // A duplicate (a retry of a batch already in the log) waits too: the
     // first attempt may have timed out before the ISR had it.
-    if replicated {
-        let end = info.base_offset + i64::from(last_offset_delta) + 1;
-        wait_until_committed(&tp, &log, end, epoch, timeout)
-            .await
-            .map_err(|(code, message)| BatchError { code, message })?;
-    }
-    Ok(info)
+    let commit = replicated.then(|| (tp, info.base_offset + i64::from(last_offset_delta) + 1, epoch));
+    Ok(Appended { info, commit })
 }
 
 /// One partition of a multi-partition read (Fetch).

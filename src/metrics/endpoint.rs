@@ -79,7 +79,7 @@ fn report() -> ShardReport {
         partitions,
         committed: coordinator::local().committed_offsets(),
         under_replicated,
-        request_bytes: crate::net::admission::request_bytes(),
+        request_bytes: crate::runtime::request_bytes::queued_and_max(),
         log_fsyncs: crate::storage::fsyncs(),
     }
 }
@@ -181,7 +181,7 @@ fn render_limits(out: &mut String, reports: &[ShardReport], admission: &Admissio
     let budgets = [
         (
             "sluice_queued_request_bytes",
-            "Request bytes read but not yet answered, per shard.",
+            "Request bytes read but not yet handled, per shard.",
         ),
         (
             "sluice_queued_request_bytes_max",

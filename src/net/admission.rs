@@ -1,19 +1,15 @@
-//! What a client may hold of the broker: connections (`max.connections`,
-//! `max.connections.per.ip`, `max.connections.per.ip.overrides`) and request
-//! bytes read but not yet answered (`queued.max.request.bytes`).
+//! How many connections a client may hold: `max.connections`,
+//! `max.connections.per.ip`, `max.connections.per.ip.overrides`, enforced at
+//! accept (the request-byte budget is `runtime::request_bytes`).
 //!
 //! Connection counts are broker-wide, as in Kafka, so they are the one piece
 //! of state the shards share: atomics and a map touched once per accept and
-//! once per close, never per request. The request-byte budget is split evenly
-//! between the shards, so the per-request path touches only its own shard.
+//! once per close, never per request.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-use event_listener::Event;
 
 pub use crate::config::{ConnectionLimits, parse_overrides};
 
@@ -90,73 +86,6 @@ pub struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.admission.release(self.ip);
-    }
-}
-
-/// This shard's share of `queued.max.request.bytes`: request frames are
-/// charged when their size is read and released once answered. A reader that
-/// finds the budget spent stops reading until bytes come back, so TCP pushes
-/// back on the client, as Kafka's memory pool mutes the socket.
-pub struct RequestBytes {
-    max: Cell<usize>,
-    queued: Cell<usize>,
-    released: Event,
-}
-
-thread_local! {
-    static REQUEST_BYTES: RequestBytes = const { RequestBytes {
-        max: Cell::new(usize::MAX),
-        queued: Cell::new(0),
-        released: Event::new(),
-    } };
-}
-
-/// Sets this shard's budget (at shard start).
-pub fn set_request_bytes_max(max: usize) {
-    REQUEST_BYTES.with(|b| b.max.set(max));
-}
-
-/// (queued, max) request bytes on this shard, for metrics.
-pub fn request_bytes() -> (usize, usize) {
-    REQUEST_BYTES.with(|b| (b.queued.get(), b.max.get()))
-}
-
-/// Waits until `bytes` fit this shard's budget and charges them. A frame
-/// larger than the whole budget is admitted alone once nothing else is queued,
-/// so it cannot wait forever (`socket.request.max.bytes` bounds it).
-pub async fn charge_request_bytes(bytes: usize) -> Charged {
-    // Bounded: each round ends in a charge or waits for a release.
-    loop {
-        let listener = REQUEST_BYTES.with(|b| {
-            let queued = b.queued.get();
-            if queued == 0 || queued.saturating_add(bytes) <= b.max.get() {
-                b.queued.set(queued + bytes);
-                None
-            } else {
-                Some(b.released.listen())
-            }
-        });
-        match listener {
-            None => return Charged { bytes },
-            Some(listener) => listener.await,
-        }
-    }
-}
-
-/// Request bytes charged to this shard's budget; released on drop, on the
-/// same shard (a connection and its handlers never leave their shard).
-pub struct Charged {
-    bytes: usize,
-}
-
-impl Drop for Charged {
-    fn drop(&mut self) {
-        REQUEST_BYTES.with(|b| {
-            let queued = b.queued.get();
-            assert!(queued >= self.bytes, "request bytes released twice");
-            b.queued.set(queued - self.bytes);
-            b.released.notify(usize::MAX);
-        });
     }
 }
 

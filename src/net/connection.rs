@@ -18,9 +18,9 @@ use compio::runtime::JoinHandle;
 use futures_util::future::{Either, select};
 use tracing::debug;
 
-use super::admission::{self, Charged};
 use super::zero_copy::{self, SendMethod, SocketFd, Splicer};
 use crate::protocol::{self, Malformed, Part, Response};
+use crate::runtime::request_bytes::{self, Charged};
 
 /// Requests of one connection being handled or waiting to be written.
 pub const INFLIGHT_REQUESTS_MAX: usize = 128;
@@ -84,11 +84,9 @@ pub async fn serve(stream: TcpStream, client_host: Rc<str>, limits: Limits) {
             }
         };
         let host = Rc::clone(&client_host);
-        let pending = compio::runtime::spawn(async move {
-            // The frame's bytes count against queued.max.request.bytes until answered.
-            let _charged = charged;
-            protocol::handle(frame, host).await
-        });
+        // The frame's bytes count against queued.max.request.bytes until the
+        // handler is done with them.
+        let pending = compio::runtime::spawn(protocol::handle(frame, host, charged));
         in_flight.set(in_flight.get() + 1);
         if tx.send(pending).await.is_err() {
             break;
@@ -122,7 +120,7 @@ async fn read_frame<R: AsyncRead>(
             }
             let needed = 4 + size as usize;
             if charged.is_none() {
-                charged = Some(admission::charge_request_bytes(needed).await);
+                charged = Some(request_bytes::charge(needed).await);
             }
             if buf.len() >= needed {
                 let mut frame = buf.split_to(needed);

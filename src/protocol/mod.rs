@@ -38,6 +38,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::runtime::request_bytes::Charged;
 use crate::storage::FileSlice;
 pub use crate::wire::{self, Malformed};
 
@@ -173,17 +174,28 @@ pub fn decode<R: Decodable>(body: Bytes, version: i16) -> Result<R, Malformed> {
 /// Handles one request frame (without its size prefix). `Ok(None)` means no
 /// response is due (acks=0 Produce). `Err` means the connection must close,
 /// as Kafka does for requests it cannot parse.
-pub async fn handle(frame: BytesMut, client_host: std::rc::Rc<str>) -> Result<Option<Response>, Malformed> {
+/// `charged` is the frame's share of `queued.max.request.bytes`, released
+/// once the request no longer needs its bytes (for Produce, once written).
+pub async fn handle(
+    frame: BytesMut,
+    client_host: std::rc::Rc<str>,
+    charged: Charged,
+) -> Result<Option<Response>, Malformed> {
     let started = std::time::Instant::now();
     let (mut header, body_start) = parse_header(&frame)?;
     header.client_host = client_host;
     let api_key = header.api_key as i16;
-    let result = dispatch(header, frame, body_start).await;
+    let result = dispatch(header, frame, body_start, charged).await;
     crate::metrics::record_request(api_key, started.elapsed());
     result
 }
 
-async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> Result<Option<Response>, Malformed> {
+async fn dispatch(
+    header: RequestHeader,
+    frame: BytesMut,
+    body_start: usize,
+    charged: Charged,
+) -> Result<Option<Response>, Malformed> {
     let Some((min, max)) = supported_versions(header.api_key) else {
         return Err(Malformed("API not supported"));
     };
@@ -194,9 +206,12 @@ async fn dispatch(header: RequestHeader, frame: BytesMut, body_start: usize) -> 
         return Err(Malformed("API version not supported"));
     }
     if header.api_key == ApiKey::Produce {
-        return produce::handle(&header, frame, body_start).await;
+        return produce::handle(&header, frame, body_start, charged).await;
     }
     let body = frame.freeze().slice(body_start..);
+    // Other requests keep their bytes until answered (they are small, or
+    // parsed into owned values at once).
+    let _charged = charged;
     let response = match header.api_key {
         ApiKey::ApiVersions => api_versions::handle(&header, body)?,
         ApiKey::Metadata => metadata::handle(&header, body).await?,

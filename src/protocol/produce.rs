@@ -17,6 +17,7 @@ use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition, now_ms};
 use crate::record::BatchError;
+use crate::runtime::request_bytes::Charged;
 use crate::storage::AppendInfo;
 
 /// acks=all waits for the ISR at most this long, whatever the request asks.
@@ -124,6 +125,7 @@ pub async fn handle(
     header: &RequestHeader,
     mut frame: BytesMut,
     body_start: usize,
+    charged: Charged,
 ) -> Result<Option<Response>, Malformed> {
     let request = parse(&frame[body_start..], header.api_version)?;
     let mut body = frame.split_off(body_start);
@@ -172,7 +174,12 @@ pub async fn handle(
             refused.push(refusal);
         }
     }
-    let mut appended = shard::append_many(specs, now, acks, timeout).await.into_iter();
+    let appended = shard::append_many(specs, now, acks).await;
+    // The batches are written: the frame no longer counts against
+    // queued.max.request.bytes while acks=all waits for the ISR, as Kafka
+    // releases a request's buffer once it is handled, before its purgatory.
+    drop(charged);
+    let mut appended = shard::wait_committed_many(appended, timeout).await.into_iter();
     let results: Vec<Result<AppendInfo, BatchError>> = refused
         .into_iter()
         .map(|r| r.unwrap_or_else(|| appended.next().expect("one result per append")))

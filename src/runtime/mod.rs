@@ -2,6 +2,8 @@
 //! its own compio io_uring event loop. Shards share no mutable state; work
 //! crosses between them only as tasks on bounded mailboxes (`submit_to`).
 
+pub mod request_bytes;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
