@@ -122,10 +122,9 @@ impl ShardState {
 
     /// Reconciles the owned logs with a metadata snapshot: opens new
     /// partitions, deletes removed ones, and pushes config changes down.
-    /// File work never runs on the event loop: a removed partition's
-    /// directory is renamed through io_uring and removed on the blocking
-    /// pool; new partitions are opened and recovered on the blocking pool. The
-    /// snapshot becomes visible only once its partitions are open, as before.
+    /// A removed partition's directory is renamed through io_uring and
+    /// removed on the blocking pool; new partitions are opened inline, and the
+    /// snapshot becomes visible only once they are open.
     pub async fn apply_metadata(&self, new: Arc<Metadata>) {
         // Bounded: each wake means the snapshot being applied is done.
         while self.applying.get() {
@@ -141,7 +140,7 @@ impl ShardState {
         self.applying.set(true);
         let _done = AppliedOnDrop(self);
         self.drop_removed_logs(&new).await;
-        let opened = self.open_new_logs(&new).await;
+        let opened = self.open_new_logs(&new);
         *self.metadata.borrow_mut() = Arc::clone(&new);
         {
             let mut logs = self.logs.borrow_mut();
@@ -160,6 +159,26 @@ impl ShardState {
         }
         self.reconcile_followers(&new);
         self.reconcile_leaderships(&new);
+    }
+
+    /// Waits (at most `timeout`) until this shard's metadata has `topic`: a
+    /// topic another request just created may still be on its way to the
+    /// shards, which apply snapshots one at a time. False at the timeout.
+    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        // Bounded by the deadline: each round ends in the topic, a wake, or the timeout.
+        loop {
+            if self.metadata.borrow().topics.contains_key(topic) {
+                return true;
+            }
+            let listener = self.applied.listen();
+            if self.metadata.borrow().topics.contains_key(topic) {
+                return true;
+            }
+            if compio::time::timeout_at(deadline, listener).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Takes out the logs whose topic is gone (or that moved away from this
@@ -193,13 +212,16 @@ impl ShardState {
         }
     }
 
-    /// Opens every partition of `new` this shard should own and does not
-    /// yet, on the blocking pool; returns them adopted by this shard.
-    async fn open_new_logs(&self, new: &Metadata) -> Vec<(TopicPartition, OwnedLog)> {
+    /// Opens every partition of `new` this shard should own and does not yet.
+    /// Inline, on the event loop: opening them on the blocking pool let a
+    /// snapshot's topics reach the controller's answers before this shard had
+    /// their logs, and group members that raced a new `__consumer_offsets`
+    /// missed the first generation (tests/test_groups.py, 2 runs in 8).
+    fn open_new_logs(&self, new: &Metadata) -> Vec<(TopicPartition, OwnedLog)> {
         let shards = runtime::shard_count();
         let now = now_ms();
         let me = self.config.broker_id;
-        let mut opens = Vec::new();
+        let mut opened = Vec::new();
         for topic in new.topics.values() {
             let log_config = new.log_config(&self.config.log_defaults, topic);
             for partition in 0..topic.partitions {
@@ -210,24 +232,19 @@ impl ShardState {
                 if self.logs.borrow().contains_key(&tp) {
                     continue;
                 }
-                let (config, log_config, topic_id) = (Arc::clone(&self.config), log_config.clone(), topic.id);
-                let open = compio::runtime::spawn_blocking(move || {
-                    let opened = open_partition(&config, &tp, topic_id, log_config, now);
-                    (tp, topic_id, opened)
-                });
-                opens.push(open);
-            }
-        }
-        let mut opened = Vec::with_capacity(opens.len());
-        for result in futures_util::future::join_all(opens).await {
-            match result {
-                Ok((tp, topic_id, Ok(mut log))) => {
-                    log.adopt();
-                    let log = Rc::new(log);
-                    opened.push((tp, OwnedLog { topic_id, log }));
+                match open_partition(&self.config, &tp, topic.id, log_config.clone(), now) {
+                    Ok(log) => {
+                        let log = Rc::new(log);
+                        opened.push((
+                            tp,
+                            OwnedLog {
+                                topic_id: topic.id,
+                                log,
+                            },
+                        ));
+                    }
+                    Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
                 }
-                Ok((tp, _, Err(e))) => error!(partition = %tp, "cannot open partition: {e}"),
-                Err(_) => error!("opening a partition panicked"),
             }
         }
         opened

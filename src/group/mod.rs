@@ -61,10 +61,23 @@ pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
     );
     match created.await {
         Ok(()) => Ok(()),
-        Err(e) if e.code == ErrorCode::TopicAlreadyExists => Ok(()),
+        // Created by a concurrent FindCoordinator: wait until this shard has it.
+        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
+            match shard::local()
+                .wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_VISIBLE_TIMEOUT)
+                .await
+            {
+                true => Ok(()),
+                false => Err(ErrorCode::CoordinatorNotAvailable),
+            }
+        }
         Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
     }
 }
+
+/// How long a FindCoordinator waits for a `__consumer_offsets` that a
+/// concurrent request is creating to reach its shard.
+const OFFSETS_TOPIC_VISIBLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The broker that coordinates `group_id`: this one on a single node; in
 /// cluster mode the leader of the group's `__consumer_offsets` partition, as

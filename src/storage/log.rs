@@ -994,16 +994,6 @@ impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// Makes the calling thread the log's owner: a log is opened (recovered)
-    /// on a blocking thread and then handed to its shard, which adopts it
-    /// before anything else touches it.
-    pub fn adopt(&mut self) {
-        #[cfg(debug_assertions)]
-        {
-            self.owner = std::thread::current().id();
-        }
-    }
 }
 
 impl LogState {
