@@ -288,3 +288,16 @@ def stored_batches(segment):
         out.append((base_offset, attributes, count, 12 + batch_length))
         at += 12 + batch_length
     return out
+
+
+def wait_for(check, timeout_s=20, what="condition"):
+    """Polls `check` until it returns something true, and returns that; fails
+    the test with the last value seen after `timeout_s`."""
+    deadline = time.time() + timeout_s
+    last = None
+    while time.time() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")

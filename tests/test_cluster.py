@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 import kwire
+from kwire import wait_for
 from conftest import SLUICE_BIN, free_port
 
 
@@ -17,17 +18,6 @@ def cluster_view(node, timeout_s=5):
     admin = AdminClient({"bootstrap.servers": node.bootstrap})
     md = admin.list_topics(timeout=timeout_s)
     return md.controller_id, {b.id: b.port for b in md.brokers.values()}
-
-
-def wait_for(check, timeout_s=20, what="condition"):
-    deadline = time.time() + timeout_s
-    last = None
-    while time.time() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
 
 
 def agreed_controller(nodes):

@@ -123,8 +123,9 @@ impl ShardState {
     /// Reconciles the owned logs with a metadata snapshot: opens new
     /// partitions, deletes removed ones, and pushes config changes down.
     /// A removed partition's directory is renamed through io_uring and
-    /// removed on the blocking pool; new partitions are opened inline, and the
-    /// snapshot becomes visible only once they are open.
+    /// removed on the blocking pool; new partitions are opened on the pool
+    /// too, and the snapshot becomes visible on this shard only once they are
+    /// open. The controller answers after every shard has applied it.
     pub async fn apply_metadata(&self, new: Arc<Metadata>) {
         // Bounded: each wake means the snapshot being applied is done.
         while self.applying.get() {
@@ -140,7 +141,7 @@ impl ShardState {
         self.applying.set(true);
         let _done = AppliedOnDrop(self);
         self.drop_removed_logs(&new).await;
-        let opened = self.open_new_logs(&new);
+        let opened = self.open_new_logs(&new).await;
         *self.metadata.borrow_mut() = Arc::clone(&new);
         {
             let mut logs = self.logs.borrow_mut();
@@ -217,34 +218,63 @@ impl ShardState {
     /// snapshot's topics reach the controller's answers before this shard had
     /// their logs, and group members that raced a new `__consumer_offsets`
     /// missed the first generation (tests/test_groups.py, 2 runs in 8).
-    fn open_new_logs(&self, new: &Metadata) -> Vec<(TopicPartition, OwnedLog)> {
+    /// Opens (and recovers) the partitions of `new` this shard owns but has
+    /// no log for, all in one job on compio's blocking pool: recovery reads
+    /// whole segments, which must not stall the event loop.
+    async fn open_new_logs(&self, new: &Metadata) -> Vec<(TopicPartition, OwnedLog)> {
         let shards = runtime::shard_count();
-        let now = now_ms();
         let me = self.config.broker_id;
-        let mut opened = Vec::new();
-        for topic in new.topics.values() {
-            let log_config = new.log_config(&self.config.log_defaults, topic);
-            for partition in 0..topic.partitions {
-                if owner_of(&topic.name, partition, shards) != self.id || !topic.is_replica(partition, me) {
-                    continue;
-                }
-                let tp = TopicPartition::new(topic.name.clone(), partition);
-                if self.logs.borrow().contains_key(&tp) {
-                    continue;
-                }
-                match open_partition(&self.config, &tp, topic.id, log_config.clone(), now) {
-                    Ok(log) => {
-                        let log = Rc::new(log);
-                        opened.push((
-                            tp,
-                            OwnedLog {
-                                topic_id: topic.id,
-                                log,
-                            },
-                        ));
+        let mut wanted = Vec::new();
+        {
+            let logs = self.logs.borrow();
+            for topic in new.topics.values() {
+                let log_config = new.log_config(&self.config.log_defaults, topic);
+                for partition in 0..topic.partitions {
+                    if owner_of(&topic.name, partition, shards) != self.id || !topic.is_replica(partition, me) {
+                        continue;
                     }
-                    Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
+                    let tp = TopicPartition::new(topic.name.clone(), partition);
+                    if !logs.contains_key(&tp) {
+                        wanted.push((tp, topic.id, log_config.clone()));
+                    }
                 }
+            }
+        }
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let config = Arc::clone(&self.config);
+        let opening = compio::runtime::spawn_blocking(move || {
+            let now = now_ms();
+            wanted
+                .into_iter()
+                .map(|(tp, topic_id, log_config)| {
+                    let log = open_partition(&config, &tp, topic_id, log_config, now);
+                    (tp, topic_id, log)
+                })
+                .collect::<Vec<_>>()
+        });
+        let results = match opening.await {
+            Ok(results) => results,
+            Err(_) => {
+                error!("opening partitions panicked on the blocking pool");
+                return Vec::new();
+            }
+        };
+        let mut opened = Vec::with_capacity(results.len());
+        for (tp, topic_id, log) in results {
+            match log {
+                Ok(mut log) => {
+                    log.adopt();
+                    opened.push((
+                        tp,
+                        OwnedLog {
+                            topic_id,
+                            log: Rc::new(log),
+                        },
+                    ));
+                }
+                Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
             }
         }
         opened
@@ -278,9 +308,15 @@ impl ShardState {
         for (tp, log) in &logs {
             if led(tp) {
                 let epoch = metadata.topics[&tp.topic].placement(tp.partition, me).leader_epoch;
-                if let Err(e) = log.become_leader(epoch) {
-                    error!(partition = %tp, epoch, "cannot record the new leader epoch: {e}");
-                }
+                log.become_leader(epoch);
+                // On the blocking pool; the epoch's first batch waits for it.
+                let (saved_tp, saved_log) = (tp.clone(), Rc::clone(log));
+                compio::runtime::spawn(async move {
+                    if let Err(e) = saved_log.make_epochs_durable().await {
+                        error!(partition = %saved_tp, epoch, "cannot record the new leader epoch: {e}");
+                    }
+                })
+                .detach();
                 super::leader::update_high_watermark(tp, log);
             }
         }
@@ -352,11 +388,14 @@ impl ShardState {
                 if let Err(e) = log.flush_indexes() {
                     warn!(partition = %log.topic_partition(), "index write failed: {e}");
                 }
-                if let Err(e) = log.checkpoint_committed() {
+                if let Err(e) = log.checkpoint_committed().await {
                     warn!(partition = %log.topic_partition(), "high watermark checkpoint failed: {e}");
                 }
-                if run_retention && let Err(e) = log.enforce_retention(now) {
+                if run_retention && let Err(e) = log.enforce_retention(now).await {
                     warn!(partition = %log.topic_partition(), "retention failed: {e}");
+                }
+                if let Err(e) = log.make_epochs_durable().await {
+                    warn!(partition = %log.topic_partition(), "leader-epoch checkpoint failed: {e}");
                 }
             }
         }

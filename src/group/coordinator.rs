@@ -413,7 +413,7 @@ impl Coordinator {
     /// the segments before it, so the topic stays about twice its live size.
     /// Runs on the writer, so no other record can land in between.
     async fn compact(&self, partition: i32, log: &PartitionLog) -> io::Result<u64> {
-        log.roll_now(now_ms())?;
+        log.roll_now(now_ms()).await?;
         let start = log.log_end_offset();
         let entries = self.snapshot(partition);
         let mut written = 0u64;

@@ -29,6 +29,34 @@ pub struct LeaderEpochCache {
     path: PathBuf,
     /// Strictly increasing in epoch, non-decreasing in start offset.
     entries: Vec<EpochEntry>,
+    /// Bumped by every change to `entries`; `durable_version` is the newest
+    /// version known to be on disk. The history changes in memory and is
+    /// written off the event loop (`Checkpoint::write`).
+    version: u64,
+    durable_version: u64,
+}
+
+/// The history as it was at one version, ready to be written on a
+/// blocking-pool thread.
+#[derive(Debug)]
+pub struct Checkpoint {
+    path: PathBuf,
+    text: String,
+    pub version: u64,
+}
+
+impl Checkpoint {
+    /// Write, fsync, rename: a lost entry would make a replica cut too much.
+    pub fn write(&self) -> io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(self.text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
 }
 
 impl LeaderEpochCache {
@@ -38,14 +66,55 @@ impl LeaderEpochCache {
         let path = dir.join(CHECKPOINT_FILE);
         let text = std::fs::read_to_string(&path).ok()?;
         let entries = parse(&text)?;
-        Some(Self { path, entries })
+        Some(Self {
+            path,
+            entries,
+            version: 0,
+            durable_version: 0,
+        })
     }
 
     pub fn empty(dir: &Path) -> Self {
         Self {
             path: dir.join(CHECKPOINT_FILE),
             entries: Vec::new(),
+            version: 0,
+            durable_version: 0,
         }
+    }
+
+    /// Whether every change so far is on disk.
+    pub fn is_durable(&self) -> bool {
+        assert!(self.durable_version <= self.version, "durable past the history");
+        self.durable_version == self.version
+    }
+
+    /// The history as it is now, for `Checkpoint::write`.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut text = format!("0\n{}\n", self.entries.len());
+        for e in &self.entries {
+            text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
+        }
+        Checkpoint {
+            path: self.path.clone(),
+            text,
+            version: self.version,
+        }
+    }
+
+    /// Records that `checkpoint` reached the disk.
+    pub fn mark_durable(&mut self, checkpoint: &Checkpoint) {
+        assert!(checkpoint.version <= self.version, "a checkpoint from the future");
+        self.durable_version = self.durable_version.max(checkpoint.version);
+    }
+
+    /// Writes the history out here and now: for code already off the event
+    /// loop (opening a log) and tests.
+    pub fn save(&mut self) -> io::Result<()> {
+        let checkpoint = self.checkpoint();
+        checkpoint.write()?;
+        self.mark_durable(&checkpoint);
+        Ok(())
     }
 
     pub fn entries(&self) -> &[EpochEntry] {
@@ -74,6 +143,7 @@ impl LeaderEpochCache {
             );
         }
         self.entries.push(EpochEntry { epoch, start_offset });
+        self.version += 1;
         true
     }
 
@@ -110,7 +180,9 @@ impl LeaderEpochCache {
     pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|e| e.start_offset < end_offset);
-        self.entries.len() != before
+        let changed = self.entries.len() != before;
+        self.version += changed as u64;
+        changed
     }
 
     /// The log now starts at `start_offset`: epochs wholly before it go, and
@@ -122,24 +194,8 @@ impl LeaderEpochCache {
         let changed = keep_from > 0 || self.entries[0].start_offset != start_offset;
         self.entries.drain(..keep_from);
         self.entries[0].start_offset = start_offset;
+        self.version += changed as u64;
         changed
-    }
-
-    /// Writes the history out (write, fsync, rename): it changes once per
-    /// leader change, and a lost entry would make a replica cut too much.
-    pub fn save(&self) -> io::Result<()> {
-        let mut text = format!("0\n{}\n", self.entries.len());
-        for e in &self.entries {
-            text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
-        }
-        let tmp = self.path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)
     }
 }
 

@@ -82,6 +82,27 @@ pub enum Reader {
 
 /// A replicated partition's last known committed offset, for truncation after a restart.
 const CHECKPOINT_FILE: &str = "replication-offset";
+/// Rolls `roll_ahead` claims (each lost to a truncation or an inline roll)
+/// before it leaves the roll to `reserve`.
+const ROLL_AHEAD_ROUNDS_MAX: usize = 4;
+
+/// What makes `roll_ahead` start a new active segment.
+#[derive(Clone, Copy)]
+enum RollWhen {
+    /// An append of this many bytes would not fit (or `segment.ms` passed).
+    Append { bytes: u64 },
+    /// Retention has expired the active segment itself.
+    RetentionExpired,
+    /// Any record at all: a snapshot then starts a segment of its own.
+    NotEmpty,
+}
+
+enum RollClaim {
+    NotDue,
+    InFlight(event_listener::EventListener),
+    /// This append makes the next segment, starting at this offset.
+    Claimed(i64),
+}
 
 struct LogState {
     config: LogConfig,
@@ -113,6 +134,16 @@ struct LogState {
     first_unflushed_ms: Option<i64>,
     /// Set after a write error: the log has a hole and refuses further work.
     failed: bool,
+    /// A leader-epoch checkpoint is being written on the blocking pool.
+    epochs_saving: bool,
+    /// The segment list is being changed off the event loop (a roll ahead
+    /// creating the next segment's files, a truncation removing some):
+    /// appends and other rolls wait, so the log end stays put meanwhile.
+    reshaping: bool,
+    /// Appends' tickets (`wait_for_turn`): the next one to hand out, and the
+    /// one whose turn it is.
+    next_ticket: u64,
+    serving_ticket: u64,
 }
 
 pub struct PartitionLog {
@@ -123,6 +154,28 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// Fires when the high watermark moves, waking long-poll fetches.
     appended: event_listener::Event,
+    /// Fires when a leader-epoch checkpoint write ends (one at a time).
+    epochs_saved: event_listener::Event,
+    /// Fires when a reshape (`reshaping`) ends.
+    reshaped: event_listener::Event,
+    /// Fires when an append's turn passes (`wait_for_turn`).
+    turn_passed: event_listener::Event,
+}
+
+/// An append's turn to reserve; the next ticket is served once it drops.
+struct Turn<'a> {
+    log: &'a PartitionLog,
+    ticket: u64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut st = self.log.state.borrow_mut();
+        assert_eq!(st.serving_ticket, self.ticket, "turns pass in ticket order");
+        st.serving_ticket += 1;
+        drop(st);
+        self.log.turn_passed.notify(usize::MAX);
+    }
 }
 
 fn storage_error(message: impl Into<String>) -> BatchError {
@@ -133,25 +186,19 @@ fn storage_error(message: impl Into<String>) -> BatchError {
 }
 
 impl LogState {
-    /// Records that `epoch` starts at `offset` if it is new, saving the
-    /// history before the batch that opens it is written.
-    fn note_epoch(&mut self, epoch: i32, offset: i64) -> Result<(), BatchError> {
-        if self.epochs.assign(epoch, offset) {
-            self.epochs
-                .save()
-                .map_err(|e| storage_error(format!("cannot save the leader-epoch checkpoint: {e}")))?;
-        }
-        Ok(())
+    /// Records that `epoch` starts at `offset` if it is new. In memory: the
+    /// batch that opens it is written only once the history is on disk
+    /// (`write_reserved_run` waits for `make_epochs_durable`).
+    fn note_epoch(&mut self, epoch: i32, offset: i64) {
+        self.epochs.assign(epoch, offset);
     }
 
     /// After whole segments were deleted from the front: the log starts at
-    /// the first one left, and so does the epoch history.
-    fn start_at_first_segment(&mut self) -> io::Result<()> {
+    /// the first one left, and so does the epoch history (saved by the next
+    /// write or maintenance tick).
+    fn start_at_first_segment(&mut self) {
         self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
-        if self.epochs.truncate_from_start(self.log_start_offset) {
-            self.epochs.save()?;
-        }
-        Ok(())
+        self.epochs.truncate_from_start(self.log_start_offset);
     }
 
     fn visible_end(&self) -> i64 {
@@ -228,9 +275,23 @@ impl PartitionLog {
                 flushed_messages: 0,
                 first_unflushed_ms: None,
                 failed: false,
+                epochs_saving: false,
+                reshaping: false,
+                next_ticket: 0,
+                serving_ticket: 0,
             }),
             appended: event_listener::Event::new(),
+            epochs_saved: event_listener::Event::new(),
+            reshaped: event_listener::Event::new(),
+            turn_passed: event_listener::Event::new(),
         })
+    }
+
+    /// Makes the calling thread the log's owner: a log may be opened (and
+    /// recovered) on a blocking-pool thread, then handed to its shard, which
+    /// adopts it before anything else touches it.
+    pub fn adopt(&mut self) {
+        self.owner = std::thread::current().id();
     }
 
     /// Partition logs are touched only by their owning shard's thread.
@@ -277,8 +338,9 @@ impl PartitionLog {
 
     /// Writes the committed offset to the `replication-offset` checkpoint if
     /// it moved. No fsync: a stale checkpoint is lower, and truncating to a
-    /// lower offset only makes a follower fetch more again.
-    pub fn checkpoint_committed(&self) -> io::Result<()> {
+    /// lower offset only makes a follower fetch more again. Written on the
+    /// blocking pool; only the maintenance tick calls it, one log at a time.
+    pub async fn checkpoint_committed(&self) -> io::Result<()> {
         self.assert_owner();
         let committed = {
             let st = self.state.borrow();
@@ -287,9 +349,15 @@ impl PartitionLog {
                 _ => return Ok(()),
             }
         };
-        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        std::fs::write(&tmp, committed.to_string())?;
-        std::fs::rename(&tmp, self.dir.join(CHECKPOINT_FILE))?;
+        let dir = self.dir.clone();
+        let written = compio::runtime::spawn_blocking(move || {
+            let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+            std::fs::write(&tmp, committed.to_string())?;
+            std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
+        })
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the replication-offset write panicked")));
+        written?;
         self.state.borrow_mut().checkpointed = Some(committed);
         Ok(())
     }
@@ -299,21 +367,38 @@ impl PartitionLog {
     /// in-flight appends first. Returns the new log end offset.
     pub async fn truncate_to(&self, offset: i64) -> io::Result<i64> {
         self.assert_owner();
+        self.begin_reshape().await;
         self.wait_for_inflight_below(1).await;
+        let cut = self.cut_to(offset);
+        // Their names may come back once the log grows again: removed before
+        // the reshape ends, on the blocking pool.
+        let removed = match &cut {
+            Ok((_, dropped)) if !dropped.is_empty() => remove_segments_off_loop(dropped).await,
+            _ => Ok(()),
+        };
+        self.end_reshape();
+        let (end, _) = cut?;
+        removed?;
+        self.make_epochs_durable().await?;
+        Ok(end)
+    }
+
+    /// `truncate_to` once no write is in flight: returns the new log end and
+    /// the segments taken out, whose files the caller removes. The epoch
+    /// history changes in memory only.
+    fn cut_to(&self, offset: i64) -> io::Result<(i64, Vec<Segment>)> {
         let mut st = self.state.borrow_mut();
         // Epochs that start at the cut go even when no record does: an epoch
         // this replica led without appending is not the leader's history.
-        if st.epochs.truncate_from_end(offset) {
-            st.epochs.save()?;
-        }
+        st.epochs.truncate_from_end(offset);
         if offset >= st.next_offset {
-            return Ok(st.next_offset);
+            return Ok((st.next_offset, Vec::new()));
         }
         let offset = offset.max(st.log_start_offset);
+        let mut dropped = Vec::new();
         // Segments wholly at or past the cut go; the first segment always stays.
         while st.segments.len() > 1 && st.segments.last().is_some_and(|s| s.base_offset >= offset) {
-            let segment = st.segments.pop().expect("more than one segment");
-            segment.delete_files()?;
+            dropped.push(st.segments.pop().expect("more than one segment"));
         }
         let end = st
             .segments
@@ -324,14 +409,12 @@ impl PartitionLog {
         st.next_offset = end;
         st.high_watermark = end;
         st.committed = st.committed.map(|c| c.min(end));
-        if st.epochs.truncate_from_end(end) {
-            st.epochs.save()?;
-        }
+        st.epochs.truncate_from_end(end);
         if st.leader_epoch > st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH) {
             st.leader_epoch = st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH);
         }
         info!(partition = %self.tp, end, "truncated the log");
-        Ok(end)
+        Ok((end, dropped))
     }
 
     /// Empties the log and restarts it at `offset`: a replica whose log ends
@@ -339,39 +422,120 @@ impl PartitionLog {
     /// new) has nothing the leader can extend.
     pub async fn restart_at(&self, offset: i64, now_ms: i64) -> io::Result<()> {
         self.assert_owner();
+        self.begin_reshape().await;
         self.wait_for_inflight_below(1).await;
-        let mut st = self.state.borrow_mut();
-        // Bounded by the number of segments.
-        while let Some(segment) = st.segments.pop() {
-            segment.delete_files()?;
+        if offset <= self.state.borrow().next_offset {
+            self.end_reshape();
+            return Ok(()); // the log reached the leader's start meanwhile
         }
-        st.segments.push(Segment::create(&self.dir, offset, now_ms)?);
+        // Every segment now starts below `offset`, so the new name is free.
+        let dir = self.dir.clone();
+        let created = compio::runtime::spawn_blocking(move || Segment::create(&dir, offset, now_ms))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("creating a segment panicked")));
+        let created = created.map(|segment| self.empty_from(offset, segment));
+        self.end_reshape();
+        for segment in created? {
+            // Below the new log start: their names never come back.
+            segment.delete_files_in_background();
+        }
+        self.make_epochs_durable().await
+    }
+
+    /// `restart_at` once no write is in flight and the new segment exists:
+    /// returns the segments taken out.
+    fn empty_from(&self, offset: i64, segment: Segment) -> Vec<Segment> {
+        let mut st = self.state.borrow_mut();
+        let dropped = std::mem::replace(&mut st.segments, vec![segment]);
         st.log_start_offset = offset;
         st.next_offset = offset;
         st.high_watermark = offset;
         st.committed = st.committed.map(|c| c.max(offset));
         st.producers = ProducerStates::default();
         st.epochs.truncate_from_end(0);
-        st.epochs.save()?;
         info!(partition = %self.tp, offset, "restarted the log at the leader's log start");
-        Ok(())
+        dropped
+    }
+
+    /// Waits until no reshape is in flight, then starts one.
+    async fn begin_reshape(&self) {
+        // Bounded: each wake means a reshape ended; reshapes are one roll or
+        // one truncation each.
+        loop {
+            let listener = {
+                let mut st = self.state.borrow_mut();
+                if !st.reshaping {
+                    st.reshaping = true;
+                    return;
+                }
+                self.reshaped.listen()
+            };
+            listener.await;
+        }
+    }
+
+    fn end_reshape(&self) {
+        let mut st = self.state.borrow_mut();
+        assert!(st.reshaping, "a reshape ends only once it began");
+        st.reshaping = false;
+        self.reshaped.notify(usize::MAX);
     }
 
     /// This broker leads the partition from now on in `epoch`: later appends
-    /// carry it, and the history records that it starts at the log end.
-    pub fn become_leader(&self, epoch: i32) -> io::Result<()> {
+    /// carry it, and the history records that it starts at the log end. In
+    /// memory; the caller makes it durable (`make_epochs_durable`), and no
+    /// batch of the epoch is written before that.
+    pub fn become_leader(&self, epoch: i32) {
         self.assert_owner();
         let mut st = self.state.borrow_mut();
         if epoch <= st.leader_epoch && st.epochs.latest_epoch().is_some_and(|e| e >= epoch) {
-            return Ok(());
+            return;
         }
         st.leader_epoch = st.leader_epoch.max(epoch);
         let start = st.next_offset;
         if st.epochs.assign(epoch, start) {
-            st.epochs.save()?;
             info!(partition = %self.tp, epoch, start_offset = start, "leader epoch begins");
         }
-        Ok(())
+    }
+
+    /// Writes the leader-epoch history on compio's blocking pool if it
+    /// changed since the last write (write, fsync, rename), one write at a
+    /// time, and returns once every change made before the call is on disk.
+    pub async fn make_epochs_durable(&self) -> io::Result<()> {
+        self.assert_owner();
+        // Bounded: each round ends durable, or waits out the one write in
+        // flight, or writes the newest history; it changes only on leader
+        // changes, truncations and retention.
+        loop {
+            let next = {
+                let mut st = self.state.borrow_mut();
+                if st.epochs.is_durable() {
+                    return Ok(());
+                }
+                if st.epochs_saving {
+                    Err(self.epochs_saved.listen())
+                } else {
+                    st.epochs_saving = true;
+                    Ok(st.epochs.checkpoint())
+                }
+            };
+            let checkpoint = match next {
+                Ok(checkpoint) => checkpoint,
+                Err(listener) => {
+                    listener.await;
+                    continue;
+                }
+            };
+            let written = compio::runtime::spawn_blocking(move || checkpoint.write().map(|()| checkpoint)).await;
+            let mut st = self.state.borrow_mut();
+            st.epochs_saving = false;
+            self.epochs_saved.notify(usize::MAX);
+            match written {
+                Ok(Ok(checkpoint)) => st.epochs.mark_durable(&checkpoint),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the leader-epoch checkpoint write panicked")),
+            }
+        }
     }
 
     /// The newest leader epoch in this log's history.
@@ -436,7 +600,16 @@ impl PartitionLog {
     /// no fsync unless the flush policy asks for one.
     pub async fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, BatchError> {
         self.assert_owner();
+        let turn = self.wait_for_turn().await;
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
+        self.roll_ahead(
+            RollWhen::Append {
+                bytes: batch.len() as u64,
+            },
+            now_ms,
+        )
+        .await
+        .map_err(|e| storage_error(format!("segment roll failed: {e}")))?;
         let (file, position, seq, info) = {
             let mut st = self.state.borrow_mut();
             if st.failed {
@@ -453,7 +626,7 @@ impl PartitionLog {
             }
             let base_offset = st.next_offset;
             let epoch = st.leader_epoch;
-            st.note_epoch(epoch, base_offset)?;
+            st.note_epoch(epoch, base_offset);
             record::assign_offset(&mut batch, base_offset, epoch);
             let mut log_append_time_ms = -1;
             if st.config.timestamp_type == TimestampType::LogAppendTime {
@@ -470,6 +643,7 @@ impl PartitionLog {
             };
             (file, position, seq, info)
         };
+        drop(turn);
         self.write_reserved(file, position, seq, batch, now_ms).await?;
         Ok(info)
     }
@@ -482,7 +656,15 @@ impl PartitionLog {
     /// ones before it are still appended. Returns the new log end offset.
     pub async fn append_replicated(&self, mut batches: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
         self.assert_owner();
+        let turn = self.wait_for_turn().await;
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
+        let first_bytes = BatchHeader::parse(&batches).map_or(0, |h| h.total_bytes().min(batches.len()));
+        let when = RollWhen::Append {
+            bytes: first_bytes as u64,
+        };
+        self.roll_ahead(when, now_ms)
+            .await
+            .map_err(|e| storage_error(format!("segment roll failed: {e}")))?;
         let mut writes: Vec<ReservedWrite> = Vec::new();
         let (refused, end) = {
             let mut st = self.state.borrow_mut();
@@ -504,9 +686,8 @@ impl PartitionLog {
                 };
                 // A failure here must not return early: the batches already
                 // reserved are in flight and still need their write.
-                let reserved = st
-                    .note_epoch(header.leader_epoch, header.base_offset)
-                    .and_then(|()| self.reserve(&mut st, &header, header.total_bytes() as u64, now_ms));
+                st.note_epoch(header.leader_epoch, header.base_offset);
+                let reserved = self.reserve(&mut st, &header, header.total_bytes() as u64, now_ms);
                 let (file, position, seq) = match reserved {
                     Ok(reserved) => reserved,
                     Err(e) => {
@@ -531,6 +712,7 @@ impl PartitionLog {
             }
             (refused, st.next_offset)
         };
+        drop(turn);
         for write in writes {
             self.write_reserved_run(write, now_ms).await?;
         }
@@ -566,8 +748,15 @@ impl PartitionLog {
 
     /// Writes consecutive reserved batches in one go, completes each, and
     /// fsyncs if the flush policy asks.
+    /// A batch that opens a leader epoch waits here until the epoch's
+    /// checkpoint is on disk; a failed checkpoint fails the write.
     async fn write_reserved_run(&self, write: ReservedWrite, now_ms: i64) -> Result<(), BatchError> {
-        let written = write_all_at(write.file, write.position, write.bytes).await;
+        let written = match self.make_epochs_durable().await {
+            Ok(()) => write_all_at(write.file, write.position, write.bytes).await,
+            Err(e) => Err(io::Error::other(format!(
+                "cannot save the leader-epoch checkpoint: {e}"
+            ))),
+        };
         let mut flush_due = false;
         for seq in write.seqs {
             flush_due |= self.complete_append(seq, written.is_ok(), now_ms);
@@ -583,7 +772,100 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Gives a batch its place: rolls if needed, reserves its file position
+    /// Rolls before an append of `bytes` that would need it, creating the
+    /// next segment's files on compio's blocking pool instead of inside
+    /// `reserve` on the event loop. Any append arriving meanwhile waits. If
+    /// the log moved while the files were made (a truncation, or a follower
+    /// batch that rolled inline), they are removed and the check repeats.
+    /// No await may come between this and the `reserve` it prepares.
+    /// Returns whether no roll is due any more (false: it gave up after
+    /// ROLL_AHEAD_ROUNDS_MAX rounds lost to races).
+    async fn roll_ahead(&self, when: RollWhen, now_ms: i64) -> io::Result<bool> {
+        let mut claims = 0;
+        // Bounded: a wait ends with a reshape, and at most
+        // ROLL_AHEAD_ROUNDS_MAX claims are made. A waiter never goes ahead
+        // while a reshape is in flight: appends waiting here are woken in the
+        // order they came, which keeps pipelined produce requests in order.
+        loop {
+            let base = match self.claim_roll(when, now_ms) {
+                RollClaim::NotDue => return Ok(true),
+                RollClaim::InFlight(listener) => {
+                    listener.await;
+                    continue;
+                }
+                RollClaim::Claimed(_) if claims == ROLL_AHEAD_ROUNDS_MAX => {
+                    self.end_reshape();
+                    return Ok(false);
+                }
+                RollClaim::Claimed(base) => base,
+            };
+            claims += 1;
+            let dir = self.dir.clone();
+            let created = compio::runtime::spawn_blocking(move || Segment::create(&dir, base, now_ms)).await;
+            let segment = match created {
+                Ok(Ok(segment)) => segment,
+                Ok(Err(e)) => {
+                    self.end_roll(None, base);
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.end_roll(None, base);
+                    return Err(io::Error::other("creating a segment panicked"));
+                }
+            };
+            let Some(raced) = self.end_roll(Some(segment), base) else {
+                continue; // installed; the next round finds no roll due
+            };
+            let removed = compio::runtime::spawn_blocking(move || raced.delete_files()).await;
+            if !matches!(removed, Ok(Ok(()))) {
+                return Err(io::Error::other("removing a segment made for a roll that raced failed"));
+            }
+        }
+    }
+
+    /// Whether an append of `bytes` needs a roll first; if so and none is in
+    /// flight, marks one in flight at the log end.
+    fn claim_roll(&self, when: RollWhen, now_ms: i64) -> RollClaim {
+        let mut st = self.state.borrow_mut();
+        if st.reshaping {
+            return RollClaim::InFlight(self.reshaped.listen());
+        }
+        let config = &st.config;
+        let active = st.segments.last().expect("a log always has an active segment");
+        let due = match when {
+            RollWhen::Append { bytes } => active.should_roll(bytes, config.segment_bytes, config.segment_ms, now_ms),
+            RollWhen::RetentionExpired => !active.is_empty() && retention_expired(config, active, now_ms),
+            RollWhen::NotEmpty => !active.is_empty(),
+        };
+        if !due {
+            return RollClaim::NotDue;
+        }
+        st.reshaping = true;
+        RollClaim::Claimed(st.next_offset)
+    }
+
+    /// Ends the roll claimed at `base`: installs `segment` as the active one
+    /// if the log still ends at `base`, else hands it back to be removed.
+    fn end_roll(&self, segment: Option<Segment>, base: i64) -> Option<Segment> {
+        self.end_reshape();
+        let segment = segment?;
+        let mut st = self.state.borrow_mut();
+        let log_end_offset = st.next_offset;
+        let active = st.segments.last_mut().expect("a log always has an active segment");
+        if log_end_offset != base || active.base_offset >= base || active.next_offset != base {
+            return Some(segment);
+        }
+        if let Err(e) = active.flush_indexes() {
+            // Removed again; `reserve`'s inline roll reports the error.
+            warn!(partition = %self.tp, "index write before a roll failed: {e}");
+            return Some(segment);
+        }
+        st.segments.push(segment);
+        None
+    }
+
+    /// Gives a batch its place: rolls if needed (inline: `roll_ahead` has
+    /// usually done it already), reserves its file position
     /// and index entries, and queues it as in flight. Synchronous, so
     /// positions follow offsets.
     fn reserve(
@@ -635,6 +917,31 @@ impl PartitionLog {
             bytes: batch,
         };
         self.write_reserved_run(write, now_ms).await
+    }
+
+    /// Takes the next ticket and waits until it is served: appends reserve
+    /// their offsets strictly in the order they reached the log, whatever
+    /// they wait for on the way (room in flight, a roll on the blocking
+    /// pool). Pipelined produce requests keep their order so. The turn
+    /// passes when the returned guard drops, once the append has reserved
+    /// (or given up).
+    async fn wait_for_turn(&self) -> Turn<'_> {
+        let ticket = {
+            let mut st = self.state.borrow_mut();
+            st.next_ticket += 1;
+            st.next_ticket - 1
+        };
+        // Bounded: each wake means an earlier ticket's turn passed.
+        loop {
+            if self.state.borrow().serving_ticket == ticket {
+                return Turn { log: self, ticket };
+            }
+            let listener = self.turn_passed.listen();
+            if self.state.borrow().serving_ticket == ticket {
+                return Turn { log: self, ticket };
+            }
+            listener.await;
+        }
     }
 
     /// Resolves once fewer than `limit` writes are in flight: room for one
@@ -900,26 +1207,17 @@ impl PartitionLog {
     }
 
     /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`.
-    /// The active segment is rolled first when it has itself expired.
-    pub fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
+    /// The active segment is rolled first (off the event loop) when it has
+    /// itself expired.
+    pub async fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
         self.assert_owner();
-        let mut st = self.state.borrow_mut();
-        if st.failed {
+        if self.state.borrow().failed {
             return Ok(0);
         }
-        let retention_ms = st.config.retention_ms;
-        let expired = |s: &Segment| {
-            let newest_ms = if s.max_timestamp_ms >= 0 {
-                s.max_timestamp_ms
-            } else {
-                s.created_ms
-            };
-            retention_ms >= 0 && now_ms.saturating_sub(newest_ms) > retention_ms
-        };
-        let active = st.segments.last().expect("active segment");
-        if !active.is_empty() && expired(active) {
-            st.roll(&self.dir, now_ms)?;
-        }
+        self.roll_ahead(RollWhen::RetentionExpired, now_ms).await?;
+        let mut st = self.state.borrow_mut();
+        let config = st.config.clone();
+        let expired = |s: &Segment| retention_expired(&config, s, now_ms);
         let mut deleted = 0;
         let mut total: i64 = st.segments.iter().map(|s| s.size_bytes as i64).sum();
         let retention_bytes = st.config.retention_bytes;
@@ -939,7 +1237,7 @@ impl PartitionLog {
             deleted += 1;
         }
         if deleted > 0 {
-            st.start_at_first_segment()?;
+            st.start_at_first_segment();
             info!(partition = %self.tp, deleted, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
         Ok(deleted)
@@ -947,8 +1245,12 @@ impl PartitionLog {
 
     /// Starts a new active segment now, unless the active one is still empty.
     /// A snapshot written after this lands wholly in segments of its own.
-    pub fn roll_now(&self, now_ms: i64) -> io::Result<()> {
+    pub async fn roll_now(&self, now_ms: i64) -> io::Result<()> {
         self.assert_owner();
+        if self.roll_ahead(RollWhen::NotEmpty, now_ms).await? {
+            return Ok(());
+        }
+        // Lost every round to races: roll here and now.
         let mut st = self.state.borrow_mut();
         if st.segments.last().expect("active segment").is_empty() {
             return Ok(());
@@ -974,7 +1276,7 @@ impl PartitionLog {
             deleted += 1;
         }
         if deleted > 0 {
-            st.start_at_first_segment()?;
+            st.start_at_first_segment();
         }
         Ok(deleted)
     }
@@ -1013,6 +1315,31 @@ impl LogState {
         self.segments.push(Segment::create(dir, base, now_ms)?);
         Ok(())
     }
+}
+
+/// Removes the files of segments taken out of a log, on compio's blocking
+/// pool, and waits for it.
+async fn remove_segments_off_loop(segments: &[Segment]) -> io::Result<()> {
+    let paths: Vec<[PathBuf; 3]> = segments.iter().map(Segment::file_paths).collect();
+    compio::runtime::spawn_blocking(move || {
+        for path in paths.iter().flatten() {
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| Err(io::Error::other("removing segments panicked")))
+}
+
+/// Whether `segment`'s newest record (or its creation, if it has no
+/// timestamps) is older than `retention.ms`.
+fn retention_expired(config: &LogConfig, segment: &Segment, now_ms: i64) -> bool {
+    let newest_ms = if segment.max_timestamp_ms >= 0 {
+        segment.max_timestamp_ms
+    } else {
+        segment.created_ms
+    };
+    config.retention_ms >= 0 && now_ms.saturating_sub(newest_ms) > config.retention_ms
 }
 
 /// The leader-epoch history: the checkpoint cut to the log's offsets, or,
@@ -1255,6 +1582,72 @@ mod tests {
             log.flush_if_due(1_100).await.unwrap();
             assert_eq!(log.unflushed_messages(), 0, "flush.ms=100 fsynced");
             assert_eq!(log.flushed_offset(), log.log_end_offset());
+        });
+    }
+
+    #[test]
+    fn concurrent_appends_keep_their_order_through_rolls_ahead() {
+        const APPENDS: usize = 1000;
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 200,
+            ..LogConfig::default()
+        };
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = std::rc::Rc::new(PartitionLog::open(dir.path(), TopicPartition::new("r", 0), config, 0).unwrap());
+            // Appends keep arriving while rolls wait on the blocking pool, as
+            // pipelined produce requests do.
+            let mut appends = Vec::new();
+            for i in 0..APPENDS {
+                let log = std::rc::Rc::clone(&log);
+                let value = format!("v{i}");
+                appends.push(compio::runtime::spawn(async move {
+                    log.append(batch(&[value.as_bytes()], -1, -1), 0)
+                        .await
+                        .unwrap()
+                        .base_offset
+                }));
+                // Varied gaps, so new appends land at every point of a roll.
+                if i % 3 == 0 {
+                    compio::time::sleep(std::time::Duration::from_micros((i % 7) as u64 * 20)).await;
+                }
+            }
+            let mut bases = Vec::new();
+            for append in appends {
+                bases.push(append.await.unwrap());
+            }
+            assert_eq!(
+                bases,
+                (0..APPENDS as i64).collect::<Vec<_>>(),
+                "offsets follow the order the appends came in, through every roll"
+            );
+            assert!(log.segment_count() > 20, "the appends rolled many segments");
+            let logs = std::fs::read_dir(dir.path().join("r-0"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
+                .count();
+            assert_eq!(logs, log.segment_count(), "no stray file from a raced roll");
+            drop(log);
+            let reopened =
+                PartitionLog::open(dir.path(), TopicPartition::new("r", 0), LogConfig::default(), 0).unwrap();
+            assert_eq!(reopened.log_end_offset(), APPENDS as i64);
+        });
+    }
+
+    #[test]
+    fn a_new_leader_epoch_is_on_disk_before_its_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = PartitionLog::open(dir.path(), TopicPartition::new("e", 0), LogConfig::default(), 0).unwrap();
+            let checkpoint = dir.path().join("e-0").join(super::super::epoch::CHECKPOINT_FILE);
+            log.become_leader(3);
+            assert_eq!(log.latest_epoch(), Some(3), "the epoch is known at once");
+            assert!(!checkpoint.exists(), "and written only off the event loop");
+            log.append(batch(&[b"a"], -1, -1), 0).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n3 0\n");
+            log.become_leader(5);
+            log.make_epochs_durable().await.unwrap();
+            assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n2\n3 0\n5 1\n");
         });
     }
 

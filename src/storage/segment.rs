@@ -380,11 +380,7 @@ impl Segment {
     /// loop (unlinking a large file frees its extents, which takes a while):
     /// for segments below the log start, whose names are never used again.
     pub fn delete_files_in_background(&self) {
-        let paths = [
-            self.log_path.clone(),
-            self.index.path().to_path_buf(),
-            self.time_index.path().to_path_buf(),
-        ];
+        let paths = self.file_paths();
         compio::runtime::spawn_blocking(move || {
             for path in paths {
                 if let Err(e) = std::fs::remove_file(&path) {
@@ -393,6 +389,15 @@ impl Segment {
             }
         })
         .detach();
+    }
+
+    /// The segment's log, offset index and time index files.
+    pub fn file_paths(&self) -> [PathBuf; 3] {
+        [
+            self.log_path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ]
     }
 
     /// Removes the segment's files. Fetches in flight keep their `Arc<File>` and finish.
