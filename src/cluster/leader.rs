@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::metadata::{Metadata, PartitionAssignment};
 use super::quorum::Record;
-use super::shard::local;
+use super::shard::{ShardState, local};
 use crate::model::{TopicPartition, now_ms};
 use crate::storage::PartitionLog;
 
@@ -90,23 +90,36 @@ pub fn follower_fetched(tp: &TopicPartition, log: &PartitionLog, follower: i32, 
     }
 }
 
-/// Sets `log`'s committed offset from the ISR's progress; never moves it back.
-/// (A replica's known committed offset is the leader's high watermark it
-/// last heard, so a follower that becomes leader starts from there.)
+/// Sets `log`'s high watermark from the ISR's progress; never moves it back.
+/// (A replica's known high watermark is the leader's it last heard, so a
+/// follower that becomes leader starts from there.)
 pub fn update_high_watermark(tp: &TopicPartition, log: &PartitionLog) {
     let shard = local();
     let me = shard.config.broker_id;
     let Some((_, placement)) = placement(&shard.metadata(), tp, me) else {
         return;
     };
+    // Set by an earlier round of this leadership, or heard as a follower;
+    // `None` right after a restart, when the log alone sets it.
+    let before = log.replicated_high_watermark();
     if placement.isr == [me] {
-        log.set_committed(None);
-        return;
+        log.set_replicated_high_watermark(None);
+    } else {
+        log.set_replicated_high_watermark(Some(isr_high_watermark(&shard, tp, log, &placement.isr)));
     }
+    assert!(
+        before.is_none_or(|before| log.high_watermark() >= before),
+        "the high watermark of {tp} moved back while this broker leads it"
+    );
+}
+
+/// The offset every ISR member has reached, at least the high watermark
+/// this log already knew.
+fn isr_high_watermark(shard: &ShardState, tp: &TopicPartition, log: &PartitionLog, isr: &[i32]) -> i64 {
+    let me = shard.config.broker_id;
     let leaderships = shard.leaderships.borrow();
     let followers = leaderships.get(tp).map(|l| &l.followers);
-    let least = placement
-        .isr
+    let least = isr
         .iter()
         .filter(|b| **b != me)
         .map(|b| followers.and_then(|f| f.get(b)).map_or(i64::MIN, |p| p.log_end_offset))
@@ -114,9 +127,8 @@ pub fn update_high_watermark(tp: &TopicPartition, log: &PartitionLog) {
         .unwrap_or(i64::MAX);
     // Never back, and after a restart from the checkpoint, not from the log
     // end: a tail past it may exist on this replica alone.
-    let floor = log.known_committed().unwrap_or(log.log_start_offset());
-    let committed = least.min(log.log_end_offset()).max(floor);
-    log.set_committed(Some(committed));
+    let floor = log.known_high_watermark().unwrap_or(log.log_start_offset());
+    least.min(log.log_end_offset()).max(floor)
 }
 
 /// The shard's maintenance tick: ISR members that have not caught up for

@@ -122,7 +122,7 @@ impl From<std::io::Error> for FetchStop {
 /// (KIP-279): ask where our latest epoch ends there; if the leader answers
 /// with an older epoch, our history parts from its where that epoch ends in
 /// either log. Without any epoch to compare (an empty history), falls back to
-/// the last committed offset this replica knew. After the leader refused
+/// the last high watermark this replica knew. After the leader refused
 /// our log end (`out_of_range`), also cuts to the leader's high watermark,
 /// which is in its log whatever the epochs say. A log ending below the
 /// leader's log start restarts there.
@@ -140,14 +140,14 @@ async fn truncate_to_leader(
         Some(latest) => {
             let (epoch, leader_end) = ask_epoch_end(tp, stream, leader_epoch, latest).await?;
             if epoch == UNDEFINED_EPOCH {
-                log.known_committed().unwrap_or(local_end)
+                log.known_high_watermark().unwrap_or(local_end)
             } else if epoch == latest {
                 leader_end
             } else {
                 leader_end.min(log.end_offset_for_epoch(epoch).1)
             }
         }
-        None => log.known_committed().unwrap_or(local_end),
+        None => log.known_high_watermark().unwrap_or(local_end),
     };
     let target = if out_of_range {
         target.min(ask_offset(tp, stream, leader_epoch, LATEST).await?)
@@ -273,8 +273,8 @@ async fn fetch_loop(
             append_batches(tp, records.clone()).await?;
         }
         if let Some(log) = local().log(tp) {
-            // What the leader says is committed, as far as this copy reaches.
-            log.set_committed(Some(partition.high_watermark.min(log.log_end_offset())));
+            // The leader's high watermark, as far as this copy reaches.
+            log.set_replicated_high_watermark(Some(partition.high_watermark.min(log.log_end_offset())));
             // Segments the leader has let go (its log start moved: retention,
             // compaction of `__consumer_offsets`) go here too.
             if partition.log_start_offset > log.log_start_offset()

@@ -388,7 +388,7 @@ impl ShardState {
                 if let Err(e) = log.flush_indexes() {
                     warn!(partition = %log.topic_partition(), "index write failed: {e}");
                 }
-                if let Err(e) = log.checkpoint_committed().await {
+                if let Err(e) = log.checkpoint_high_watermark().await {
                     warn!(partition = %log.topic_partition(), "high watermark checkpoint failed: {e}");
                 }
                 if run_retention && let Err(e) = log.enforce_retention(now).await {

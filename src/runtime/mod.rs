@@ -265,21 +265,42 @@ impl Drop for RunningSlot {
     }
 }
 
+/// The first pause before a panicked shared task restarts; it doubles on each
+/// panic in a row, up to the max, so a task that panics at once on every run
+/// (a bad partition it trips over) costs a restart every few seconds, not a
+/// busy loop that fills the disk with backtraces.
+const RESTART_DELAY_MS_MIN: u64 = 100;
+const RESTART_DELAY_MS_MAX: u64 = 10_000;
+/// A run this long resets the pause to the minimum.
+const RESTART_HEALTHY_RUN_MS: u64 = 60_000;
+
 /// Runs the future `make` builds until it returns; if it panics, the panic
-/// is counted under `kind` and logged, and a fresh one takes its place. For
-/// the long-lived tasks that serve every client of a shard (maintenance,
-/// group ticks, follower fetchers): one bad input must not stop them.
+/// is counted under `kind` and logged, and after a pause a fresh one takes
+/// its place. For the long-lived tasks that serve every client of a shard
+/// (maintenance, group ticks, follower fetchers): one bad input must not
+/// stop them.
 pub async fn supervised<F, Fut>(kind: crate::metrics::TaskKind, make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
-    // Bounded by the task's own end; each round is one run of it.
+    let mut delay_ms = RESTART_DELAY_MS_MIN;
+    // Bounded by the task's own end; each round is one run of it and a pause.
     loop {
+        let started = std::time::Instant::now();
         if AssertUnwindSafe(make()).catch_unwind().await.is_ok() {
             return;
         }
+        if started.elapsed() >= std::time::Duration::from_millis(RESTART_HEALTHY_RUN_MS) {
+            delay_ms = RESTART_DELAY_MS_MIN;
+        }
         crate::metrics::record_task_panic(kind);
-        tracing::error!(task = kind.name(), "a shared task panicked; restarting it");
+        tracing::error!(
+            task = kind.name(),
+            delay_ms,
+            "a shared task panicked; restarting it after a pause"
+        );
+        compio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        delay_ms = (delay_ms * 2).min(RESTART_DELAY_MS_MAX);
     }
 }

@@ -72,15 +72,15 @@ struct Inflight {
     done: bool,
 }
 
-/// Who reads: a consumer sees committed data only; a follower replica sees
-/// the whole local log.
+/// Who reads: a consumer sees data below the high watermark only; a
+/// follower replica reads up to the log end offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reader {
     Consumer,
     Replica,
 }
 
-/// A replicated partition's last known committed offset, for truncation after a restart.
+/// A replicated partition's last known high watermark, for truncation after a restart.
 const CHECKPOINT_FILE: &str = "replication-offset";
 /// Rolls `roll_ahead` claims (each lost to a truncation or an inline roll)
 /// before it leaves the roll to `reserve`.
@@ -108,17 +108,18 @@ struct LogState {
     config: LogConfig,
     segments: Vec<Segment>,
     log_start_offset: i64,
-    /// One past the last assigned offset (the log end offset).
+    /// The next offset to assign: one past the last reserved batch, whose
+    /// write may still be in flight.
     next_offset: i64,
-    /// All writes below this offset have completed: the local log end as
-    /// readers may see it. Followers replicate up to it.
-    high_watermark: i64,
-    /// Replicated partitions: what every in-sync replica has (set by the
-    /// replication layer). Consumers never see past it; `None` means this log
-    /// alone decides, as on a single node.
-    committed: Option<i64>,
-    /// The committed offset last written to the `replication-offset` file.
-    checkpointed: Option<i64>,
+    /// The log end offset: every write below it has completed. Followers
+    /// replicate up to it; the high watermark never passes it.
+    log_end_offset: i64,
+    /// Replicated partitions: the high watermark the replication layer set,
+    /// what every in-sync replica has. `None` means this log alone decides,
+    /// as on a single node: the high watermark is then the log end offset.
+    replicated_high_watermark: Option<i64>,
+    /// The high watermark last written to the `replication-offset` file.
+    high_watermark_checkpointed: Option<i64>,
     /// The epoch this broker stamps on the batches it appends as leader.
     leader_epoch: i32,
     /// Where each leader epoch starts in this log (KIP-101).
@@ -201,9 +202,9 @@ impl LogState {
         self.epochs.truncate_from_start(self.log_start_offset);
     }
 
-    fn visible_end(&self) -> i64 {
-        self.committed.map_or(self.high_watermark, |c| {
-            c.clamp(self.log_start_offset, self.high_watermark)
+    fn high_watermark(&self) -> i64 {
+        self.replicated_high_watermark.map_or(self.log_end_offset, |c| {
+            c.clamp(self.log_start_offset, self.log_end_offset)
         })
     }
 }
@@ -248,7 +249,7 @@ impl PartitionLog {
         let log_start_offset = segments[0].base_offset;
         let next_offset = segments.last().map_or(0, |s| s.next_offset);
         let producers = rebuild_producer_states(&segments, now_ms)?;
-        let checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
+        let high_watermark_checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
             .ok()
             .and_then(|t| t.trim().parse().ok());
         let epochs = load_epochs(&dir, &segments, log_start_offset, next_offset)?;
@@ -263,9 +264,9 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 next_offset,
-                high_watermark: next_offset,
-                committed: None,
-                checkpointed,
+                log_end_offset: next_offset,
+                replicated_high_watermark: None,
+                high_watermark_checkpointed,
                 leader_epoch,
                 epochs,
                 inflight: VecDeque::new(),
@@ -315,50 +316,56 @@ impl PartitionLog {
         self.state.borrow_mut().config = config;
     }
 
-    /// What consumers may read up to: the committed offset of a replicated
-    /// partition, otherwise every completed write.
+    /// What consumers may read up to: the replicated high watermark of a
+    /// replicated partition, otherwise the log end offset.
     pub fn high_watermark(&self) -> i64 {
         self.assert_owner();
-        self.state.borrow().visible_end()
+        self.state.borrow().high_watermark()
     }
 
     /// The end of the completed local writes (the log end offset a follower reports).
     pub fn log_end_offset(&self) -> i64 {
         self.assert_owner();
-        self.state.borrow().high_watermark
+        self.state.borrow().log_end_offset
     }
 
-    /// The committed offset this log last knew: set in this run, or read
+    /// The high watermark the replication layer last set, if any.
+    pub fn replicated_high_watermark(&self) -> Option<i64> {
+        self.assert_owner();
+        self.state.borrow().replicated_high_watermark
+    }
+
+    /// The high watermark this log last knew: set in this run, or read
     /// back from the `replication-offset` checkpoint at open.
-    pub fn known_committed(&self) -> Option<i64> {
+    pub fn known_high_watermark(&self) -> Option<i64> {
         self.assert_owner();
         let st = self.state.borrow();
-        st.committed.or(st.checkpointed)
+        st.replicated_high_watermark.or(st.high_watermark_checkpointed)
     }
 
-    /// Writes the committed offset to the `replication-offset` checkpoint if
-    /// it moved. No fsync: a stale checkpoint is lower, and truncating to a
+    /// Writes the replicated high watermark to the `replication-offset`
+    /// checkpoint if it moved. No fsync: a stale checkpoint is lower, and truncating to a
     /// lower offset only makes a follower fetch more again. Written on the
     /// blocking pool; only the maintenance tick calls it, one log at a time.
-    pub async fn checkpoint_committed(&self) -> io::Result<()> {
+    pub async fn checkpoint_high_watermark(&self) -> io::Result<()> {
         self.assert_owner();
-        let committed = {
+        let high_watermark = {
             let st = self.state.borrow();
-            match st.committed {
-                Some(c) if Some(c) != st.checkpointed => c,
+            match st.replicated_high_watermark {
+                Some(hw) if Some(hw) != st.high_watermark_checkpointed => hw,
                 _ => return Ok(()),
             }
         };
         let dir = self.dir.clone();
         let written = compio::runtime::spawn_blocking(move || {
             let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-            std::fs::write(&tmp, committed.to_string())?;
+            std::fs::write(&tmp, high_watermark.to_string())?;
             std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
         })
         .await
         .unwrap_or_else(|_| Err(io::Error::other("the replication-offset write panicked")));
         written?;
-        self.state.borrow_mut().checkpointed = Some(committed);
+        self.state.borrow_mut().high_watermark_checkpointed = Some(high_watermark);
         Ok(())
     }
 
@@ -407,8 +414,8 @@ impl PartitionLog {
             .truncate_to(offset)?;
         assert!(end <= offset, "truncation never keeps records past the cut");
         st.next_offset = end;
-        st.high_watermark = end;
-        st.committed = st.committed.map(|c| c.min(end));
+        st.log_end_offset = end;
+        st.replicated_high_watermark = st.replicated_high_watermark.map(|c| c.min(end));
         st.epochs.truncate_from_end(end);
         if st.leader_epoch > st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH) {
             st.leader_epoch = st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH);
@@ -449,8 +456,8 @@ impl PartitionLog {
         let dropped = std::mem::replace(&mut st.segments, vec![segment]);
         st.log_start_offset = offset;
         st.next_offset = offset;
-        st.high_watermark = offset;
-        st.committed = st.committed.map(|c| c.max(offset));
+        st.log_end_offset = offset;
+        st.replicated_high_watermark = st.replicated_high_watermark.map(|c| c.max(offset));
         st.producers = ProducerStates::default();
         st.epochs.truncate_from_end(0);
         info!(partition = %self.tp, offset, "restarted the log at the leader's log start");
@@ -555,18 +562,23 @@ impl PartitionLog {
     pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
         self.assert_owner();
         let st = self.state.borrow();
-        st.epochs.end_offset_for(requested, st.high_watermark)
+        st.epochs.end_offset_for(requested, st.log_end_offset)
     }
 
     /// Sets the replicated high watermark; `None` returns to single-copy
     /// behaviour. Wakes readers waiting for it to move.
-    pub fn set_committed(&self, committed: Option<i64>) {
+    pub fn set_replicated_high_watermark(&self, high_watermark: Option<i64>) {
         self.assert_owner();
         let moved = {
             let mut st = self.state.borrow_mut();
-            let before = st.visible_end();
-            st.committed = committed;
-            st.visible_end() != before
+            let before = st.high_watermark();
+            assert!(
+                high_watermark.is_none_or(|hw| hw <= st.log_end_offset),
+                "the high watermark of {} set past the log end offset",
+                self.tp
+            );
+            st.replicated_high_watermark = high_watermark;
+            st.high_watermark() != before
         };
         if moved {
             self.appended.notify(usize::MAX);
@@ -968,15 +980,23 @@ impl PartitionLog {
             st.failed = true;
         }
         let front_seq = st.inflight.front().map_or(seq, |f| f.seq);
+        assert!(
+            seq >= front_seq,
+            "write {seq} completed twice (the oldest in flight is {front_seq})"
+        );
         let slot = (seq - front_seq) as usize;
-        st.inflight[slot].done = true;
+        assert!(slot < st.inflight.len(), "write {seq} completed but never reserved");
+        let inflight = &mut st.inflight[slot];
+        assert_eq!(inflight.seq, seq, "in-flight writes are queued by sequence");
+        assert!(!inflight.done, "write {seq} completed twice");
+        inflight.done = true;
         // Any pop frees an in-flight slot, so waiters are woken even when the log failed.
         let mut popped = false;
         while st.inflight.front().is_some_and(|f| f.done) {
             let f = st.inflight.pop_front().expect("front exists");
             popped = true;
             if !st.failed {
-                st.high_watermark = f.end_offset;
+                st.log_end_offset = f.end_offset;
                 if let Some(segment) = st.segments.iter_mut().rev().find(|s| s.base_offset == f.segment_base) {
                     debug_assert!(f.end_position >= segment.readable_bytes);
                     segment.readable_bytes = f.end_position;
@@ -1002,7 +1022,7 @@ impl PartitionLog {
         self.assert_owner();
         let (target, messages, pending) = {
             let mut st = self.state.borrow_mut();
-            let target = st.high_watermark;
+            let target = st.log_end_offset;
             let mut pending = Vec::new();
             for segment in st.segments.iter_mut() {
                 let end = segment.next_offset.min(target);
@@ -1024,7 +1044,7 @@ impl PartitionLog {
             }
         }
         let mut st = self.state.borrow_mut();
-        assert!(target <= st.high_watermark, "flushed past the completed writes");
+        assert!(target <= st.log_end_offset, "flushed past the completed writes");
         assert!(
             messages <= st.completed_messages,
             "flushed more messages than were written"
@@ -1061,7 +1081,7 @@ impl PartitionLog {
         st.segments
             .iter()
             .find(|s| s.flushed_offset < s.next_offset)
-            .map_or(st.high_watermark, |s| s.flushed_offset)
+            .map_or(st.log_end_offset, |s| s.flushed_offset)
     }
 
     /// Reads up to `max_bytes` starting at `offset`, never past the high
@@ -1072,7 +1092,7 @@ impl PartitionLog {
     }
 
     /// As `read`; a follower (`Reader::Replica`) reads up to the local log
-    /// end, past the committed offset it is helping to advance.
+    /// end, past the high watermark it is helping to advance.
     pub fn read_as(
         &self,
         offset: i64,
@@ -1083,15 +1103,15 @@ impl PartitionLog {
         self.assert_owner();
         let st = self.state.borrow();
         let mut result = ReadResult {
-            high_watermark: st.visible_end(),
+            high_watermark: st.high_watermark(),
             log_start_offset: st.log_start_offset,
             slice: None,
         };
         let end = match reader {
-            Reader::Consumer => st.visible_end(),
-            Reader::Replica => st.high_watermark,
+            Reader::Consumer => st.high_watermark(),
+            Reader::Replica => st.log_end_offset,
         };
-        if offset < st.log_start_offset || offset > st.high_watermark {
+        if offset < st.log_start_offset || offset > st.log_end_offset {
             return Err(ErrorCode::OffsetOutOfRange);
         }
         if offset >= end {
@@ -1112,8 +1132,8 @@ impl PartitionLog {
                 } else {
                     max_bytes
                 };
-                // A consumer behind an uncommitted tail gets only whole batches below it.
-                let available = if end < st.high_watermark {
+                // A consumer below the high watermark gets only whole batches below it.
+                let available = if end < st.log_end_offset {
                     segment.bytes_below(end, position, wanted).map_err(|e| {
                         warn!(partition = %self.tp, "read failed: {e}");
                         ErrorCode::KafkaStorageError
@@ -1140,8 +1160,8 @@ impl PartitionLog {
     fn end_for(&self, reader: Reader) -> i64 {
         let st = self.state.borrow();
         match reader {
-            Reader::Consumer => st.visible_end(),
-            Reader::Replica => st.high_watermark,
+            Reader::Consumer => st.high_watermark(),
+            Reader::Replica => st.log_end_offset,
         }
     }
 
@@ -1181,7 +1201,7 @@ impl PartitionLog {
         };
         match timestamp_ms {
             -2 | -4 => Ok((st.log_start_offset, -1)),
-            -1 => Ok((st.visible_end(), -1)),
+            -1 => Ok((st.high_watermark(), -1)),
             -3 => {
                 let Some(segment) = st.segments.iter().rev().max_by_key(|s| s.max_timestamp_ms) else {
                     return Ok((-1, -1));
@@ -1264,7 +1284,7 @@ impl PartitionLog {
     pub fn delete_segments_below(&self, offset: i64) -> io::Result<usize> {
         self.assert_owner();
         let mut st = self.state.borrow_mut();
-        assert!(offset <= st.high_watermark, "cannot delete past the high watermark");
+        assert!(offset <= st.log_end_offset, "cannot delete past the high watermark");
         let mut deleted = 0;
         // Bounded by the number of segments.
         while st.segments.len() > 1 && st.segments[1].base_offset <= offset {
