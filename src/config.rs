@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::storage::LogConfig;
@@ -84,7 +84,7 @@ impl GroupConfig {
     fn set(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
         let result = match key {
             "offsets.topic.num.partitions" => parse_num::<i32>(key, value).and_then(|n| {
-                (1..=crate::cluster::controller::PARTITIONS_PER_TOPIC_MAX)
+                (1..=crate::model::PARTITIONS_PER_TOPIC_MAX)
                     .contains(&n)
                     .then(|| self.offsets_topic_partitions = n)
                     .ok_or_else(|| format!("{key} must be between 1 and 10000"))
@@ -173,7 +173,7 @@ pub struct BrokerConfig {
     /// Cluster mode: `controller.quorum.voters`, `1@host:port,2@host:port,...`.
     pub controller_voters: Vec<(u64, SocketAddr)>,
     /// Cluster mode: `process.roles` (broker, controller, or both: the default).
-    pub process_roles: Option<crate::cluster::quorum::ProcessRoles>,
+    pub process_roles: Option<ProcessRoles>,
 }
 
 /// Kafka leaves `queued.max.request.bytes` unbounded (-1); Sluice bounds it
@@ -419,7 +419,7 @@ pub fn known_settings() -> Vec<&'static str> {
 
 impl BrokerConfig {
     /// The metadata quorum to join, when cluster mode is configured (both settings or neither).
-    pub fn quorum(&self) -> Result<Option<crate::cluster::quorum::QuorumConfig>, String> {
+    pub fn quorum(&self) -> Result<Option<QuorumConfig>, String> {
         let roles = self.process_roles.unwrap_or_default();
         match (self.controller_listen, self.controller_voters.is_empty()) {
             (None, true) if self.process_roles.is_none() => Ok(None),
@@ -427,7 +427,7 @@ impl BrokerConfig {
             (None, false) if roles.controller => {
                 Err("a controller (process.roles) needs controller.listener as well as controller.quorum.voters".into())
             }
-            (listen, false) => Ok(Some(crate::cluster::quorum::QuorumConfig {
+            (listen, false) => Ok(Some(QuorumConfig {
                 listen: listen.filter(|_| roles.controller),
                 voters: self.controller_voters.clone(),
                 roles,
@@ -481,8 +481,8 @@ impl BrokerConfig {
                 self.leader_imbalance_check_interval_s = parse_num::<u64>(key, value)?.max(1)
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num::<i64>(key, value)?.max(1),
-            "controller.quorum.voters" => self.controller_voters = crate::cluster::quorum::parse_voters(value)?,
-            "process.roles" => self.process_roles = Some(crate::cluster::quorum::ProcessRoles::parse(value)?),
+            "controller.quorum.voters" => self.controller_voters = parse_voters(value)?,
+            "process.roles" => self.process_roles = Some(ProcessRoles::parse(value)?),
             "cluster.id" => self.cluster_id = Some(value.trim().to_string()),
             "num.partitions" => self.num_partitions = parse_num::<i32>(key, value)?.max(1),
             "default.replication.factor" => self.default_replication_factor = parse_num(key, value)?,
@@ -589,6 +589,81 @@ impl BrokerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         self.apply_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+// The metadata quorum's settings (cluster mode); `cluster::quorum` runs it.
+
+/// Where this node's controller listens (voters only), who the voters are,
+/// and which roles this node plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumConfig {
+    pub listen: Option<SocketAddr>,
+    pub voters: Vec<(u64, SocketAddr)>,
+    pub roles: ProcessRoles,
+}
+
+/// Kafka's `process.roles`: a broker, a controller (a voter of the metadata
+/// quorum), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Default for ProcessRoles {
+    fn default() -> Self {
+        Self {
+            broker: true,
+            controller: true,
+        }
+    }
+}
+
+impl ProcessRoles {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut roles = Self {
+            broker: false,
+            controller: false,
+        };
+        for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => return Err(format!("process.roles: '{other}' is not broker or controller")),
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err("process.roles names no role".into());
+        }
+        Ok(roles)
+    }
+}
+
+/// Parses Kafka's `controller.quorum.voters` form: `1@host:port,2@host:port`.
+pub fn parse_voters(value: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
+    let mut voters = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('@')
+            .ok_or_else(|| format!("'{part}' is not ID@HOST:PORT"))?;
+        let id: u64 = id.parse().map_err(|_| format!("'{id}' in '{part}' is not a node id"))?;
+        if id == 0 {
+            return Err("controller node ids start at 1 (Raft reserves 0)".into());
+        }
+        let address = address
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("cannot resolve '{address}'"))?;
+        if voters.iter().any(|(v, _)| *v == id) {
+            return Err(format!("node {id} is listed twice"));
+        }
+        voters.push((id, address));
+    }
+    if voters.is_empty() {
+        return Err("the quorum needs at least one voter".into());
+    }
+    Ok(voters)
 }
 
 #[cfg(test)]

@@ -164,6 +164,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Kafka's bound on partitions per topic in one request is the int32 range; ours is practical.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

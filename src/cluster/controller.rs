@@ -23,8 +23,7 @@ use crate::storage::log_config::{broker_config_key, topic_config_key};
 pub const CONTROLLER_SHARD: usize = 0;
 /// Producer ids are reserved on disk in blocks, so none is reused after a restart.
 const PRODUCER_ID_BLOCK: i64 = 1000;
-/// Kafka's bound on partitions per topic in one request is the int32 range; ours is practical.
-pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+pub use crate::model::PARTITIONS_PER_TOPIC_MAX;
 
 /// An error for one resource of an admin request, with Kafka's code and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ mod node;
 mod observer;
 mod transport;
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
@@ -29,78 +29,7 @@ pub use log_store::DIR_NAME as LOG_DIR_NAME;
 use node::{Input, Reply, offer};
 pub use node::{Liveness, OnChange, Outcome, QuorumStatus};
 
-/// Where this node's controller listens (voters only), who the voters are,
-/// and which roles this node plays.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuorumConfig {
-    pub listen: Option<SocketAddr>,
-    pub voters: Vec<(u64, SocketAddr)>,
-    pub roles: ProcessRoles,
-}
-
-/// Kafka's `process.roles`: a broker, a controller (a voter of the metadata
-/// quorum), or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessRoles {
-    pub broker: bool,
-    pub controller: bool,
-}
-
-impl Default for ProcessRoles {
-    fn default() -> Self {
-        Self {
-            broker: true,
-            controller: true,
-        }
-    }
-}
-
-impl ProcessRoles {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let mut roles = Self {
-            broker: false,
-            controller: false,
-        };
-        for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-            match role {
-                "broker" => roles.broker = true,
-                "controller" => roles.controller = true,
-                other => return Err(format!("process.roles: '{other}' is not broker or controller")),
-            }
-        }
-        if !roles.broker && !roles.controller {
-            return Err("process.roles names no role".into());
-        }
-        Ok(roles)
-    }
-}
-
-/// Parses Kafka's `controller.quorum.voters` form: `1@host:port,2@host:port`.
-pub fn parse_voters(value: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
-    let mut voters = Vec::new();
-    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, address) = part
-            .split_once('@')
-            .ok_or_else(|| format!("'{part}' is not ID@HOST:PORT"))?;
-        let id: u64 = id.parse().map_err(|_| format!("'{id}' in '{part}' is not a node id"))?;
-        if id == 0 {
-            return Err("controller node ids start at 1 (Raft reserves 0)".into());
-        }
-        let address = address
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| format!("cannot resolve '{address}'"))?;
-        if voters.iter().any(|(v, _)| *v == id) {
-            return Err(format!("node {id} is listed twice"));
-        }
-        voters.push((id, address));
-    }
-    if voters.is_empty() {
-        return Err("the quorum needs at least one voter".into());
-    }
-    Ok(voters)
-}
+pub use crate::config::{ProcessRoles, QuorumConfig, parse_voters};
 
 static QUORUM: std::sync::OnceLock<Quorum> = std::sync::OnceLock::new();
 

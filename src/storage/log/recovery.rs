@@ -1,0 +1,173 @@
+//! Opening a partition's log: every segment recovered, the producer states
+//! and the leader-epoch history rebuilt from what the disk holds.
+
+use crate::model::TopicPartition;
+use crate::storage::epoch::LeaderEpochCache;
+use crate::storage::log_config::LogConfig;
+use crate::storage::producer::ProducerStates;
+use crate::storage::segment::{RecoveryStats, Segment};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use tracing::warn;
+
+use super::*;
+
+/// The leader-epoch history: the checkpoint cut to the log's offsets, or,
+/// when there is none (a log written before epochs were kept), read from
+/// every batch header once.
+pub(super) fn load_epochs(
+    dir: &Path,
+    segments: &[Segment],
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> io::Result<LeaderEpochCache> {
+    let (mut epochs, mut changed) = match LeaderEpochCache::load(dir) {
+        Some(epochs) => (epochs, false),
+        None => {
+            let mut epochs = LeaderEpochCache::empty(dir);
+            for segment in segments {
+                segment.for_each_header(|h| {
+                    epochs.assign(h.leader_epoch, h.base_offset);
+                })?;
+            }
+            // An empty history needs no file (and no fsync per new partition):
+            // the first append writes one.
+            let rebuilt = !epochs.entries().is_empty();
+            (epochs, rebuilt)
+        }
+    };
+    changed |= epochs.truncate_from_end(log_end_offset);
+    changed |= epochs.truncate_from_start(log_start_offset);
+    if changed {
+        epochs.save()?;
+    }
+    Ok(epochs)
+}
+
+/// Idempotent producers' recent sequences, re-read from the batch headers of
+/// the newest segments (Kafka keeps snapshots; the headers hold the same facts).
+/// Producers not seen in those segments are forgotten and treated as new.
+pub(super) fn rebuild_producer_states(segments: &[Segment], now_ms: i64) -> io::Result<ProducerStates> {
+    pub(super) const SEGMENTS_SCANNED: usize = 2;
+    let mut producers = ProducerStates::default();
+    for segment in &segments[segments.len().saturating_sub(SEGMENTS_SCANNED)..] {
+        segment.for_each_header(|header| producers.record(header, now_ms))?;
+    }
+    Ok(producers)
+}
+
+pub(super) fn report_recovery(tp: &TopicPartition, base: i64, stats: &RecoveryStats) {
+    if stats.bytes_truncated > 0 || stats.index_rebuilt {
+        warn!(
+            partition = %tp,
+            base_offset = base,
+            truncated_bytes = stats.bytes_truncated,
+            index_rebuilt = stats.index_rebuilt,
+            "recovered segment"
+        );
+    }
+}
+
+pub(super) fn remove_segment_files(dir: &Path, base: i64) {
+    for ext in ["log", "index", "timeindex"] {
+        let _ = std::fs::remove_file(dir.join(crate::storage::segment::segment_file_name(base, ext)));
+    }
+}
+
+pub(super) fn remove_segments_after(dir: &Path, base: i64) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if let Ok(later) = stem.parse::<i64>()
+            && later > base
+        {
+            warn!(base_offset = later, "removing segment that follows a truncated one");
+            remove_segment_files(dir, later);
+        }
+    }
+    Ok(())
+}
+
+impl PartitionLog {
+    /// Opens the partition directory, creating it if needed, and recovers every segment.
+    pub fn open(root: &Path, tp: TopicPartition, config: LogConfig, now_ms: i64) -> io::Result<Self> {
+        let dir = root.join(tp.dir_name());
+        std::fs::create_dir_all(&dir)?;
+        let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse::<i64>().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for base in bases {
+            if let Some(prev) = segments.last()
+                && prev.next_offset != base
+                && !prev.is_empty()
+                && prev.next_offset > base
+            {
+                warn!(partition = %tp, base, "segment overlaps its predecessor; removing it");
+                remove_segment_files(&dir, base);
+                continue;
+            }
+            let (segment, stats) = Segment::open(&dir, base, now_ms, config.index_interval_bytes)?;
+            report_recovery(&tp, base, &stats);
+            let truncated = stats.bytes_truncated > 0;
+            segments.push(segment);
+            if truncated {
+                // Everything after a damaged segment follows a hole: drop it.
+                remove_segments_after(&dir, base)?;
+                break;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, 0, now_ms)?);
+        }
+        let log_start_offset = segments[0].base_offset;
+        let next_offset = segments.last().map_or(0, |s| s.next_offset);
+        let producers = rebuild_producer_states(&segments, now_ms)?;
+        let high_watermark_checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let epochs = load_epochs(&dir, &segments, log_start_offset, next_offset)?;
+        let leader_epoch = epochs.latest_epoch().unwrap_or(LEADER_EPOCH);
+        Ok(Self {
+            tp,
+            dir,
+            #[cfg(debug_assertions)]
+            owner: std::thread::current().id(),
+            state: RefCell::new(LogState {
+                config,
+                segments,
+                log_start_offset,
+                next_offset,
+                log_end_offset: next_offset,
+                replicated_high_watermark: None,
+                high_watermark_checkpointed,
+                leader_epoch,
+                epochs,
+                inflight: VecDeque::new(),
+                next_seq: 0,
+                producers,
+                completed_messages: 0,
+                flushed_messages: 0,
+                first_unflushed_ms: None,
+                failed: false,
+                epochs_saving: false,
+                reshaping: false,
+                next_ticket: 0,
+                serving_ticket: 0,
+            }),
+            appended: event_listener::Event::new(),
+            epochs_saved: event_listener::Event::new(),
+            reshaped: event_listener::Event::new(),
+            turn_passed: event_listener::Event::new(),
+        })
+    }
+}
