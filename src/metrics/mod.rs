@@ -1,9 +1,8 @@
 //! Metrics: counters and histograms kept per shard, in thread-locals, and
-//! read only when scraped (`endpoint`). Recording never takes a lock and never
+//! read only when scraped (`server::metrics_endpoint`, which gathers them
+//! with the shards' partition and group state). Recording never takes a lock and never
 //! writes memory another shard writes: the only shared state is the
 //! `ENABLED` flag, set once at start and read-only afterwards.
-
-pub mod endpoint;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -13,9 +13,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use tracing::{debug, info};
 
-use super::{ShardMetrics, snapshot, thread_cpu_seconds};
 use crate::cluster::shard;
 use crate::group::coordinator;
+use crate::metrics::{ShardMetrics, snapshot, thread_cpu_seconds};
 use crate::net::admission::Admission;
 use crate::runtime::ShardsHandle;
 
@@ -211,14 +211,14 @@ fn render_limits(out: &mut String, reports: &[ShardReport], admission: &Admissio
             *panics.entry(kind).or_default() += n;
         }
     }
-    for kind in super::TaskKind::ALL.map(super::TaskKind::name) {
+    for kind in crate::metrics::TaskKind::ALL.map(crate::metrics::TaskKind::name) {
         let n = panics.get(kind).copied().unwrap_or(0);
         let _ = writeln!(out, "sluice_task_panics_total{{task=\"{kind}\"}} {n}");
     }
 }
 
 fn render_requests(out: &mut String, reports: &[ShardReport]) {
-    let mut merged: BTreeMap<String, super::ApiMetrics> = BTreeMap::new();
+    let mut merged: BTreeMap<String, crate::metrics::ApiMetrics> = BTreeMap::new();
     for r in reports {
         for (key, api) in &r.metrics.apis {
             match merged.get_mut(&api_name(*key)) {

@@ -1,6 +1,8 @@
 //! The composition root: prepares the data directory, binds the listeners,
 //! starts the shards, and turns SIGINT/SIGTERM into a clean shutdown.
 
+mod metrics_endpoint;
+
 use std::net::TcpListener;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -92,7 +94,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
     if let Some(listener) = metrics_listener {
         crate::metrics::enable();
-        crate::metrics::endpoint::spawn(listener, shards.handle(), admission)?;
+        metrics_endpoint::spawn(listener, shards.handle(), admission)?;
     }
     wait_for_signal()?;
     info!("shutting down");
