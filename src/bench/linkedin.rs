@@ -262,7 +262,7 @@ impl Bench<'_> {
     /// same broker starts from empty topics.
     fn drop_topic(&self, name: &str) {
         let dropped = Client::connect(&self.bootstrap, Duration::from_secs(30))
-            .and_then(|mut client| crate::cli::topic::delete_topic(&mut client, name));
+            .and_then(|mut client| crate::client::admin::delete_topic(&mut client, name));
         if let Err(e) = dropped {
             eprintln!("warning: {e:#}");
         }
@@ -329,7 +329,7 @@ impl Bench<'_> {
 
     fn topic_replicated(&self, name: &str, partitions: i32, replication_factor: i16) -> anyhow::Result<()> {
         let mut client = Client::connect(&self.bootstrap, Duration::from_secs(30))?;
-        crate::cli::topic::create_topic(&mut client, name, partitions, replication_factor, &[], true)?;
+        crate::client::admin::create_topic(&mut client, name, partitions, replication_factor, &[], true)?;
         Ok(())
     }
 
@@ -438,7 +438,7 @@ impl Bench<'_> {
 /// How many brokers the cluster behind `bootstrap` has.
 fn broker_count(bootstrap: &str) -> anyhow::Result<usize> {
     let mut client = Client::connect(bootstrap, Duration::from_secs(30))?;
-    Ok(crate::cli::topic::metadata(&mut client, None)?.brokers.len())
+    Ok(crate::client::admin::metadata(&mut client, None)?.brokers.len())
 }
 
 /// The log end offset of each partition of `topic`.

@@ -70,7 +70,7 @@ impl LocalCluster {
         // Bounded by START_TIMEOUT.
         loop {
             let registered = crate::client::Client::connect(&self.bootstrap(), Duration::from_secs(5))
-                .and_then(|mut c| crate::cli::topic::metadata(&mut c, None))
+                .and_then(|mut c| crate::client::admin::metadata(&mut c, None))
                 .map_or(0, |m| if m.controller_id.0 >= 0 { m.brokers.len() } else { 0 });
             if registered >= count {
                 return Ok(());

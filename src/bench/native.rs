@@ -81,7 +81,7 @@ const LEADERS_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn leaders_seen_by(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
     let mut client = Client::connect(bootstrap, SOCKET_TIMEOUT)?;
-    let response = crate::cli::topic::metadata(&mut client, Some(topic))?;
+    let response = crate::client::admin::metadata(&mut client, Some(topic))?;
     let brokers: std::collections::HashMap<i32, String> = response
         .brokers
         .iter()
@@ -169,7 +169,7 @@ fn produce_frame(
         .with_timeout_ms(SOCKET_TIMEOUT.as_millis() as i32)
         .with_topic_data(vec![
             TopicProduceData::default()
-                .with_name(TopicName(crate::cli::s(topic)))
+                .with_name(TopicName(crate::client::admin::s(topic)))
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(partition)
@@ -485,7 +485,7 @@ fn fetch_frame(
         .with_session_epoch(-1)
         .with_topics(vec![
             FetchTopic::default()
-                .with_topic(TopicName(crate::cli::s(topic)))
+                .with_topic(TopicName(crate::client::admin::s(topic)))
                 .with_partitions(partitions),
         ]);
     frame(&request, FETCH_VERSION, correlation_id)

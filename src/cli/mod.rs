@@ -12,11 +12,9 @@ pub mod tune;
 use std::time::Duration;
 
 use anyhow::Context;
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
-use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
 
@@ -52,25 +50,7 @@ pub enum Format {
     Json,
 }
 
-/// A Kafka error code as a sentence: the broker's own message when it sent
-/// one, otherwise Kafka's description of the code, with what was being done.
-pub fn check(code: i16, message: Option<&str>, what: &str) -> anyhow::Result<()> {
-    if code == 0 {
-        return Ok(());
-    }
-    let reason = match message.filter(|m| !m.is_empty()) {
-        Some(m) => m.to_string(),
-        None => match ResponseError::try_from_code(code) {
-            Some(e) => format!("{e}"),
-            None => format!("Kafka error code {code}"),
-        },
-    };
-    anyhow::bail!("{what}: {reason}")
-}
-
-pub fn s(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
+pub use crate::client::admin::{check, s};
 
 /// Kafka's config resource types.
 pub const TOPIC_RESOURCE: i8 = 2;

@@ -5,15 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use serde_json::json;
 
 use super::{Connect, Format, TOPIC_RESOURCE, check, print_table, s};
 use crate::client::Client;
-
-const REQUEST_TIMEOUT_MS: i32 = 30_000;
+pub use crate::client::admin::{REQUEST_TIMEOUT_MS, create_topic, delete_topic, metadata};
 
 #[derive(clap::Args)]
 pub struct TopicArgs {
@@ -116,53 +113,6 @@ fn create(
         println!("Created topic '{name}' with {count} partitions.");
     }
     Ok(())
-}
-
-/// CreateTopics for one topic (-1: the broker's default). Returns the partition
-/// count, or `None` when the topic already existed and `if_not_exists` allows it.
-pub fn create_topic(
-    client: &mut Client,
-    name: &str,
-    partitions: i32,
-    replication_factor: i16,
-    configs: &[(String, String)],
-    if_not_exists: bool,
-) -> anyhow::Result<Option<i32>> {
-    const TOPIC_ALREADY_EXISTS: i16 = 36;
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(replication_factor)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
-                .collect(),
-        );
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![topic])
-        .with_timeout_ms(REQUEST_TIMEOUT_MS);
-    let response = client.send(&request, 5)?;
-    let result = response.topics.first().context("CreateTopics returned no topic")?;
-    if if_not_exists && result.error_code == TOPIC_ALREADY_EXISTS {
-        return Ok(None);
-    }
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot create topic '{name}'"),
-    )?;
-    Ok(Some(result.num_partitions))
-}
-
-/// Metadata for one topic, or all of them; never creates a topic.
-pub fn metadata(client: &mut Client, topic: Option<&str>) -> anyhow::Result<MetadataResponse> {
-    let topics = topic.map(|t| vec![MetadataRequestTopic::default().with_name(Some(TopicName(s(t))))]);
-    // A tool looking at a topic must never create it.
-    let request = MetadataRequest::default()
-        .with_topics(topics)
-        .with_allow_auto_topic_creation(false);
-    client.send(&request, 12)
 }
 
 fn list(client: &mut Client, format: Format) -> anyhow::Result<()> {
@@ -349,19 +299,6 @@ fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
     delete_topic(client, name)?;
     println!("Deleted topic '{name}'.");
     Ok(())
-}
-
-pub fn delete_topic(client: &mut Client, name: &str) -> anyhow::Result<()> {
-    let request = DeleteTopicsRequest::default()
-        .with_topic_names(vec![TopicName(s(name))])
-        .with_timeout_ms(REQUEST_TIMEOUT_MS);
-    let response = client.send(&request, 5)?;
-    let result = response.responses.first().context("DeleteTopics returned nothing")?;
-    check(
-        result.error_code,
-        result.error_message.as_deref(),
-        &format!("cannot delete topic '{name}'"),
-    )
 }
 
 fn alter_config(client: &mut Client, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {

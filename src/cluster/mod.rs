@@ -8,4 +8,5 @@ pub mod leader;
 pub mod metadata;
 pub mod quorum;
 pub mod replica;
+pub mod request;
 pub mod shard;

@@ -222,10 +222,13 @@ fn accepted<'a, P>(answer: Option<&'a P>, error_code: Option<i16>, api: &str) ->
     Ok(answer)
 }
 
+/// The client id a follower's requests carry (Kafka's replica fetchers send their own too).
+const FOLLOWER_CLIENT_ID: &str = "sluice-follower";
+
 /// Sends one request and reads its response on the follower's connection.
 async fn call<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> anyhow::Result<S> {
     const CORRELATION_ID: i32 = 0;
-    let frame = crate::client::frame(request, version, CORRELATION_ID)?;
+    let frame = super::request::frame(request, version, CORRELATION_ID, FOLLOWER_CLIENT_ID)?;
     let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
     written?;
     let mut body = read_response(stream).await?;

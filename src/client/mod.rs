@@ -1,16 +1,18 @@
 //! A small blocking Kafka client for the `sluice` command-line tools: one
 //! connection, one request at a time, encoded with the same codec the broker
-//! uses. The broker itself only borrows `frame`, to frame its followers'
-//! Fetch requests.
+//! uses. Requests are framed by `cluster::request`, which the broker's
+//! followers use too.
+
+pub mod admin;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request};
 
 /// Largest response the tools accept; Fetch is never sent.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
@@ -21,28 +23,11 @@ pub struct Client {
     correlation_id: i32,
 }
 
-/// Where the correlation id sits in a framed request: after the size, the
-/// API key and the version. Lets a caller resend one frame with a new id.
-pub const CORRELATION_ID_AT: usize = 8;
+pub use crate::cluster::request::CORRELATION_ID_AT;
 
-/// `request` framed for the wire: size prefix, header, body.
+/// `request` framed for the wire, as the tools' client id.
 pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    header.encode(&mut frame, R::header_version(version))?;
-    request.encode(&mut frame, version)?;
-    let size = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&size.to_be_bytes());
-    debug_assert_eq!(
-        frame[CORRELATION_ID_AT..CORRELATION_ID_AT + 4],
-        correlation_id.to_be_bytes()
-    );
-    Ok(frame)
+    crate::cluster::request::frame(request, version, correlation_id, CLIENT_ID)
 }
 
 /// A blocking connection to one `HOST:PORT`, with `timeout` on connect,
