@@ -94,6 +94,11 @@ class Reader:
                 return value
             shift += 7
 
+    def string(self):
+        """A non-compact (i16-length) string; None when null."""
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
     def compact_string(self):
         n = self.uvarint()
         return None if n == 0 else self.take(n - 1).decode()
@@ -184,6 +189,25 @@ class Connection:
         body = struct.pack(">i", len(topics)) + b"".join(string(t) for t in topics)
         self.send(3, version, body)
         return self.recv()[1]
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isr)} of `topic` as this broker itself
+        describes it (Metadata v1); empty if it reports an error for the topic."""
+        r = Reader(self.metadata([topic]))
+        for _ in range(r.i32()):  # brokers: id, host, port, rack
+            r.i32(), r.string(), r.i32(), r.string()
+        r.i32()  # controller
+        found = {}
+        for _ in range(r.i32()):
+            error, name = r.i16(), r.string()
+            r.take(1)  # is_internal
+            for _ in range(r.i32()):
+                _partition_error, index, leader = r.i16(), r.i32(), r.i32()
+                replicas = [r.i32() for _ in range(r.i32())]
+                isr = [r.i32() for _ in range(r.i32())]
+                if name == topic and error == 0:
+                    found[index] = (leader, replicas, isr)
+        return found
 
 
     def produce_v10(self, topic, partition, records, acks=-1):

@@ -216,43 +216,14 @@ def metric(node, name):
 
 
 def isr_of(node, topic, partition=0):
-    """(leader, sorted ISR) of a partition as `node` itself describes it (a raw
-    Metadata v1 request: a client library may ask another broker)."""
-    import struct
-
+    """(leader, sorted ISR) of a partition as `node` itself describes it (a
+    client library may ask another broker); None until it has replicas."""
     with kwire.Connection(node.bootstrap, timeout_s=5) as conn:
-        body = conn.metadata([topic])
-    at = 0
-
-    def i16():
-        nonlocal at
-        at += 2
-        return struct.unpack(">h", body[at - 2:at])[0]
-
-    def i32():
-        nonlocal at
-        at += 4
-        return struct.unpack(">i", body[at - 4:at])[0]
-
-    def text():
-        nonlocal at
-        n = i16()
-        at += max(n, 0)
-        return body[at - max(n, 0):at].decode()
-
-    for _ in range(i32()):  # brokers: id, host, port, rack
-        i32(), text(), i32(), text()
-    i32()  # controller
-    for _ in range(i32()):
-        error, name = i16(), text()
-        at += 1  # is_internal
-        for _ in range(i32()):
-            _, index, leader = i16(), i32(), i32()
-            replicas = [i32() for _ in range(i32())]
-            isr = [i32() for _ in range(i32())]
-            if name == topic and index == partition and error == 0 and replicas:
-                return leader, sorted(isr)
-    return None
+        found = conn.partitions(topic).get(partition)
+    if found is None or not found[1]:
+        return None
+    leader, _replicas, isr = found
+    return leader, sorted(isr)
 
 
 def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
@@ -302,14 +273,10 @@ def test_isr_follows_the_followers_and_acks_all_needs_min_insync(make_cluster):
         assert metric(leader_node, "sluice_isr_shrinks_total") >= 1
         set_min_insync(3)
         # Raw Produce, as librdkafka retries this retriable error until its own timeout.
-        deadline = time.time() + 10
+        # The new min.insync.replicas reaches the leader's shard: NOT_ENOUGH_REPLICAS (19).
         with kwire.Connection(leader_node.bootstrap) as conn:
-            while True:
-                error, _ = conn.produce("isr", 0, kwire.record_batch([b"below-min"]), acks=-1)
-                if error == 19 or time.time() > deadline:  # NOT_ENOUGH_REPLICAS
-                    break
-                time.sleep(0.2)  # the new min.insync.replicas reaches the leader's shard
-        assert error == 19
+            wait_for(lambda: conn.produce("isr", 0, kwire.record_batch([b"below-min"]), acks=-1)[0] == 19,
+                     timeout_s=10, what="acks=all to be refused with NOT_ENOUGH_REPLICAS")
         set_min_insync(2)
         # With a second node stopped the quorum has no majority: the ISR cannot shrink, and
         # acks=all writes time out unacknowledged rather than be acknowledged unreplicated.

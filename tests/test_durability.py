@@ -8,6 +8,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from clients import consume_all, create_topic, produce
+from kwire import wait_for
 
 
 def segments(broker, topic, partition=0):
@@ -62,9 +63,7 @@ def test_retention_by_size_and_time(make_broker):
     broker = make_broker(config="\"log.retention.check.interval.ms\" = 200\n")
     create_topic(broker, "bysize", config={"segment.bytes": "20000", "retention.bytes": "60000"})
     produce(broker, "bysize", [(None, os.urandom(200)) for _ in range(3000)], **{"batch.size": 4096})
-    deadline = time.time() + 15
-    while time.time() < deadline and len(segments(broker, "bysize")) > 4:
-        time.sleep(0.2)
+    wait_for(lambda: len(segments(broker, "bysize")) <= 4, timeout_s=15, what="retention.bytes to delete segments")
     remaining = segments(broker, "bysize")
     assert 1 < len(remaining) <= 4, remaining
     start = int(remaining[0][:-4])
@@ -76,15 +75,12 @@ def test_retention_by_size_and_time(make_broker):
     produce(broker, "bytime", [(None, b"old")])
     time.sleep(1.5)
     produce(broker, "bytime", [(None, b"new")])
-    deadline = time.time() + 15
     a = AdminClient({"bootstrap.servers": broker.bootstrap})
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
     tp = TopicPartition("bytime", 0)
-    earliest = 0
-    while time.time() < deadline and earliest == 0:
-        earliest = a.list_offsets({tp: OffsetSpec.earliest()})[tp].result(timeout=10).offset
-        time.sleep(0.2)
+    earliest = wait_for(lambda: a.list_offsets({tp: OffsetSpec.earliest()})[tp].result(timeout=10).offset,
+                        timeout_s=15, what="the expired segment to be deleted")
     assert earliest >= 1, "expired segment was not deleted"
 
 
@@ -134,10 +130,7 @@ def test_kill_9_during_heavy_produce_recovers(broker):
         index.unlink()
     broker.start()
     # The shard owning crash-0 may still be recovering when another shard answers.
-    deadline = time.time() + 30
-    while "recovered segment" not in broker.log() and time.time() < deadline:
-        time.sleep(0.1)
-    assert "recovered segment" in broker.log()
+    wait_for(lambda: "recovered segment" in broker.log(), timeout_s=30, what="the torn segment's recovery")
     by_partition = {}
     for p, offset, value in acked:
         by_partition.setdefault(p, {})[offset] = value

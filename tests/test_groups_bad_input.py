@@ -5,7 +5,7 @@ import struct
 
 import kwire
 from clients import consume_all, create_topic, produce
-from test_groups import GROUP_CONFIG
+from groups import GROUP_CONFIG
 
 FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
 OFFSET_COMMIT, OFFSET_FETCH, DELETE_GROUPS, OFFSET_DELETE = 8, 9, 42, 47

@@ -7,7 +7,7 @@ from confluent_kafka import TopicPartition
 
 from clients import create_topic, produce
 from conftest import SLUICE_BIN
-from test_groups import GROUP_CONFIG, member, poll_all, total
+from groups import GROUP_CONFIG, member, poll_all, total
 
 
 def cli(broker, *args, ok=True):

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from clients import create_topic
-from test_groups import GROUP_CONFIG, assignment, member, produce_range
+from groups import GROUP_CONFIG, assignment, member, produce_range
 
 JS = Path(__file__).parent / "js"
 

@@ -8,7 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from clients import create_topic
 from test_groups_cli import cli, rows
-from test_groups import GROUP_CONFIG, assignment, poll_all, produce_range, spawn_member, total, values
+from groups import GROUP_CONFIG, assignment, poll_all, produce_range, spawn_member, total, values
 
 CONFIG = GROUP_CONFIG + '"group.consumer.session.timeout.ms" = 3000\n"group.consumer.heartbeat.interval.ms" = 300\n'
 

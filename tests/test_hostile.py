@@ -205,10 +205,8 @@ def test_oversized_group_id_is_refused_and_its_offsets_partition_keeps_working(m
     longest = "l" * 32_767
     with kwire.Connection(broker.bootstrap) as conn:
         # The offsets topic is created by the first FindCoordinator; wait until it serves.
-        deadline = time.time() + 30
-        while conn.find_coordinator(victim)[0] != 0:
-            assert time.time() < deadline, "the coordinator became available"
-            time.sleep(0.2)
+        kwire.wait_for(lambda: conn.find_coordinator(victim)[0] == 0, timeout_s=30,
+                       what="the coordinator to become available")
         assert offset_commit_v8(conn, longest, "t", 0, 3) == 0, "32,767 bytes is a valid group id"
         assert offset_commit_v8(conn, victim, "t", 0, 7) == 0
     assert "panicked" not in broker.log()
@@ -276,15 +274,13 @@ def test_flush_policy_fsyncs_rolled_segments_and_reports_flushed_offsets(make_br
     with kwire.Connection(broker.bootstrap) as conn:
         for i in range(40):
             assert conn.produce("f", 0, kwire.record_batch([b"y" * 1000]), acks=1)[0] == 0
-    deadline = time.time() + 10
-    while True:
+    def flushed_to_40():
         metrics = broker_metrics(broker)
         flushed = next(l for l in metrics.splitlines() if l.startswith('sluice_partition_flushed_offset{topic="f"'))
         fsyncs = int(next(l for l in metrics.splitlines() if l.startswith("sluice_log_fsyncs_total ")).split()[1])
-        if flushed.endswith(" 40"):
-            break
-        assert time.time() < deadline, f"flushed offset did not reach 40: {flushed}"
-        time.sleep(0.2)
+        return flushed.endswith(" 40") and fsyncs
+
+    fsyncs = kwire.wait_for(flushed_to_40, timeout_s=10, what="the flushed offset to reach 40")
     # 40 messages at flush.messages = 10: four flushes at least, and the rolled segments too.
     segments = len(list((broker.data_dir / "f-0").glob("*.log")))
     assert segments > 1

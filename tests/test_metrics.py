@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import kwire
 from clients import consume_all, create_topic, produce
-from test_groups import GROUP_CONFIG, member, poll_all, total
+from groups import GROUP_CONFIG, member, poll_all, total
 
 
 def scrape(broker):
