@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn the_sample_config_is_valid_and_names_every_setting() {
-        let sample = include_str!("../tuning/sluice.toml");
+        let sample = include_str!("../../../tuning/sluice.toml");
         assert!(
             BrokerConfig::check_toml(sample).is_ok(),
             "{:?}",
