@@ -102,6 +102,12 @@ impl LeaderEpochCache {
         }
     }
 
+    /// Records that the history as it was at `version` reached the disk.
+    pub fn mark_durable_version(&mut self, version: u64) {
+        assert!(version <= self.version, "a checkpoint from the future");
+        self.durable_version = self.durable_version.max(version);
+    }
+
     /// Records that `checkpoint` reached the disk.
     pub fn mark_durable(&mut self, checkpoint: &Checkpoint) {
         assert!(checkpoint.version <= self.version, "a checkpoint from the future");

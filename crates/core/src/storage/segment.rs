@@ -70,12 +70,17 @@ fn read_header_at(file: &File, pos: u64, limit: u64) -> io::Result<Option<BatchH
 }
 
 impl Segment {
+    /// A new, empty segment at `base_offset`. Callers create one only past
+    /// every segment the log holds, so a file already at that name is a
+    /// leftover (a roll cancelled after its files were made, a crash): it is
+    /// emptied and reused.
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&log_path)?;
         let mut index = IndexFile::open(&dir.join(segment_file_name(base_offset, "index")))?;
         let mut time_index = IndexFile::open(&dir.join(segment_file_name(base_offset, "timeindex")))?;

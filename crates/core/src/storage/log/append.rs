@@ -52,11 +52,26 @@ pub(super) enum RollWhen {
     NotEmpty,
 }
 
-pub(super) enum RollClaim {
+pub(super) enum RollClaim<'a> {
     NotDue,
     InFlight(event_listener::EventListener),
     /// This append makes the next segment, starting at this offset.
-    Claimed(i64),
+    Claimed(i64, Reshape<'a>),
+}
+
+/// A reshape in flight (`LogState::reshaping`); dropping it ends the reshape.
+pub(super) struct Reshape<'a> {
+    pub(super) log: &'a PartitionLog,
+}
+
+impl Drop for Reshape<'_> {
+    fn drop(&mut self) {
+        let mut st = self.log.state.borrow_mut();
+        assert!(st.reshaping, "a reshape ends only once it began");
+        st.reshaping = false;
+        drop(st);
+        self.log.reshaped.notify(usize::MAX);
+    }
 }
 
 /// An append's turn to reserve; the next ticket is served once it drops.
@@ -119,8 +134,10 @@ impl LogState {
 }
 
 impl PartitionLog {
-    /// Waits until no reshape is in flight, then starts one.
-    pub(super) async fn begin_reshape(&self) {
+    /// Waits until no reshape is in flight, then starts one; it ends when
+    /// the guard drops, also if the future holding it is cancelled (a
+    /// follower's fetcher stopped, a request whose connection closed).
+    pub(super) async fn begin_reshape(&self) -> Reshape<'_> {
         // Bounded: each wake means a reshape ended; reshapes are one roll or
         // one truncation each.
         loop {
@@ -128,19 +145,12 @@ impl PartitionLog {
                 let mut st = self.state.borrow_mut();
                 if !st.reshaping {
                     st.reshaping = true;
-                    return;
+                    return Reshape { log: self };
                 }
                 self.reshaped.listen()
             };
             listener.await;
         }
-    }
-
-    pub(super) fn end_reshape(&self) {
-        let mut st = self.state.borrow_mut();
-        assert!(st.reshaping, "a reshape ends only once it began");
-        st.reshaping = false;
-        self.reshaped.notify(usize::MAX);
     }
 
     /// Validates, assigns offsets to and appends one producer batch. Returns
@@ -243,27 +253,19 @@ impl PartitionLog {
                     listener.await;
                     continue;
                 }
-                RollClaim::Claimed(_) if claims == ROLL_AHEAD_ROUNDS_MAX => {
-                    self.end_reshape();
-                    return Ok(false);
-                }
-                RollClaim::Claimed(base) => base,
+                RollClaim::Claimed(_, _reshape) if claims == ROLL_AHEAD_ROUNDS_MAX => return Ok(false),
+                RollClaim::Claimed(base, reshape) => (base, reshape),
             };
+            let (base, reshape) = base;
             claims += 1;
             let dir = self.dir.clone();
             let created = compio::runtime::spawn_blocking(move || Segment::create(&dir, base, now_ms)).await;
             let segment = match created {
                 Ok(Ok(segment)) => segment,
-                Ok(Err(e)) => {
-                    self.end_roll(None, base);
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.end_roll(None, base);
-                    return Err(io::Error::other("creating a segment panicked"));
-                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("creating a segment panicked")),
             };
-            let Some(raced) = self.end_roll(Some(segment), base) else {
+            let Some(raced) = self.end_roll(segment, base, reshape) else {
                 continue; // installed; the next round finds no roll due
             };
             let removed = compio::runtime::spawn_blocking(move || raced.delete_files()).await;
@@ -275,7 +277,7 @@ impl PartitionLog {
 
     /// Whether an append of `bytes` needs a roll first; if so and none is in
     /// flight, marks one in flight at the log end.
-    pub(super) fn claim_roll(&self, when: RollWhen, now_ms: i64) -> RollClaim {
+    pub(super) fn claim_roll(&self, when: RollWhen, now_ms: i64) -> RollClaim<'_> {
         let mut st = self.state.borrow_mut();
         if st.reshaping {
             return RollClaim::InFlight(self.reshaped.listen());
@@ -291,14 +293,13 @@ impl PartitionLog {
             return RollClaim::NotDue;
         }
         st.reshaping = true;
-        RollClaim::Claimed(st.next_offset)
+        RollClaim::Claimed(st.next_offset, Reshape { log: self })
     }
 
     /// Ends the roll claimed at `base`: installs `segment` as the active one
     /// if the log still ends at `base`, else hands it back to be removed.
-    pub(super) fn end_roll(&self, segment: Option<Segment>, base: i64) -> Option<Segment> {
-        self.end_reshape();
-        let segment = segment?;
+    pub(super) fn end_roll(&self, segment: Segment, base: i64, reshape: Reshape<'_>) -> Option<Segment> {
+        drop(reshape);
         let mut st = self.state.borrow_mut();
         let log_end_offset = st.next_offset;
         let active = st.segments.last_mut().expect("a log always has an active segment");

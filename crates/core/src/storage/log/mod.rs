@@ -38,6 +38,18 @@ use retention::retention_expired;
 /// Appends whose writes may be in flight at once on one partition.
 pub const INFLIGHT_APPENDS_MAX: usize = 256;
 
+/// The leader-epoch checkpoint writes of one log: shared with the task that
+/// writes (thread-safe, as a log may be opened on a pool thread).
+#[derive(Default)]
+pub(super) struct EpochWrites {
+    in_flight: std::sync::atomic::AtomicBool,
+    /// The newest history version on disk.
+    durable_version: std::sync::atomic::AtomicU64,
+    /// Why the last write failed, for the next caller to report.
+    error: std::sync::Mutex<Option<String>>,
+    done: event_listener::Event,
+}
+
 /// A partition no quorum leads (single-node mode) stays in leader epoch 0.
 pub const LEADER_EPOCH: i32 = 0;
 
@@ -108,8 +120,6 @@ struct LogState {
     first_unflushed_ms: Option<i64>,
     /// Set after a write error: the log has a hole and refuses further work.
     failed: bool,
-    /// A leader-epoch checkpoint is being written on the blocking pool.
-    epochs_saving: bool,
     /// The segment list is being changed off the event loop (a roll ahead
     /// creating the next segment's files, a truncation removing some):
     /// appends and other rolls wait, so the log end stays put meanwhile.
@@ -128,8 +138,8 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// Fires when the high watermark moves, waking long-poll fetches.
     appended: event_listener::Event,
-    /// Fires when a leader-epoch checkpoint write ends (one at a time).
-    epochs_saved: event_listener::Event,
+    /// The leader-epoch checkpoint writes, one at a time (`make_epochs_durable`).
+    epoch_writes: Arc<EpochWrites>,
     /// Fires when a reshape (`reshaping`) ends.
     reshaped: event_listener::Event,
     /// Fires when an append's turn passes (`wait_for_turn`).

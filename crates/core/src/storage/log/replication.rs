@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::info;
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 /// Removes the files of segments taken out of a log, on compio's blocking
@@ -74,7 +76,7 @@ impl PartitionLog {
     /// in-flight appends first. Returns the new log end offset.
     pub async fn truncate_to(&self, offset: i64) -> io::Result<i64> {
         self.assert_owner();
-        self.begin_reshape().await;
+        let reshape = self.begin_reshape().await;
         self.wait_for_inflight_below(1).await;
         let cut = self.cut_to(offset);
         // Their names may come back once the log grows again: removed before
@@ -83,7 +85,7 @@ impl PartitionLog {
             Ok((_, dropped)) if !dropped.is_empty() => remove_segments_off_loop(dropped).await,
             _ => Ok(()),
         };
-        self.end_reshape();
+        drop(reshape);
         let (end, _) = cut?;
         removed?;
         self.make_epochs_durable().await?;
@@ -129,10 +131,9 @@ impl PartitionLog {
     /// new) has nothing the leader can extend.
     pub async fn restart_at(&self, offset: i64, now_ms: i64) -> io::Result<()> {
         self.assert_owner();
-        self.begin_reshape().await;
+        let reshape = self.begin_reshape().await;
         self.wait_for_inflight_below(1).await;
         if offset <= self.state.borrow().next_offset {
-            self.end_reshape();
             return Ok(()); // the log reached the leader's start meanwhile
         }
         // Every segment now starts below `offset`, so the new name is free.
@@ -141,7 +142,7 @@ impl PartitionLog {
             .await
             .unwrap_or_else(|_| Err(io::Error::other("creating a segment panicked")));
         let created = created.map(|segment| self.empty_from(offset, segment));
-        self.end_reshape();
+        drop(reshape);
         for segment in created? {
             // Below the new log start: their names never come back.
             segment.delete_files_in_background();
@@ -186,38 +187,27 @@ impl PartitionLog {
     /// time, and returns once every change made before the call is on disk.
     pub async fn make_epochs_durable(&self) -> io::Result<()> {
         self.assert_owner();
-        // Bounded: each round ends durable, or waits out the one write in
-        // flight, or writes the newest history; it changes only on leader
-        // changes, truncations and retention.
+        // Bounded: each wake means a write ended, and a write starts only
+        // when the history changed since the last one.
         loop {
-            let next = {
+            let listener = {
                 let mut st = self.state.borrow_mut();
+                let writes = &self.epoch_writes;
+                st.epochs
+                    .mark_durable_version(writes.durable_version.load(Ordering::Acquire));
                 if st.epochs.is_durable() {
                     return Ok(());
                 }
-                if st.epochs_saving {
-                    Err(self.epochs_saved.listen())
-                } else {
-                    st.epochs_saving = true;
-                    Ok(st.epochs.checkpoint())
+                if !writes.in_flight.load(Ordering::Acquire) {
+                    if let Some(e) = writes.error.lock().expect("not poisoned").take() {
+                        return Err(io::Error::other(e));
+                    }
+                    writes.in_flight.store(true, Ordering::Release);
+                    spawn_epoch_write(Arc::clone(writes), st.epochs.checkpoint());
                 }
+                writes.done.listen()
             };
-            let checkpoint = match next {
-                Ok(checkpoint) => checkpoint,
-                Err(listener) => {
-                    listener.await;
-                    continue;
-                }
-            };
-            let written = compio::runtime::spawn_blocking(move || checkpoint.write().map(|()| checkpoint)).await;
-            let mut st = self.state.borrow_mut();
-            st.epochs_saving = false;
-            self.epochs_saved.notify(usize::MAX);
-            match written {
-                Ok(Ok(checkpoint)) => st.epochs.mark_durable(&checkpoint),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::Error::other("the leader-epoch checkpoint write panicked")),
-            }
+            listener.await;
         }
     }
 
@@ -358,4 +348,24 @@ impl PartitionLog {
         }
         Ok(header)
     }
+}
+
+/// Writes `checkpoint` on the blocking pool from a task of its own, which no
+/// caller can cancel halfway: a cancelled write would leave `in_flight` set,
+/// or a second write racing the first over the same file.
+fn spawn_epoch_write(writes: Arc<EpochWrites>, checkpoint: crate::storage::epoch::Checkpoint) {
+    compio::runtime::spawn(async move {
+        let version = checkpoint.version;
+        let written = compio::runtime::spawn_blocking(move || checkpoint.write()).await;
+        match written {
+            Ok(Ok(())) => {
+                writes.durable_version.fetch_max(version, Ordering::AcqRel);
+            }
+            Ok(Err(e)) => *writes.error.lock().expect("not poisoned") = Some(e.to_string()),
+            Err(_) => *writes.error.lock().expect("not poisoned") = Some("the write panicked".into()),
+        }
+        writes.in_flight.store(false, Ordering::Release);
+        writes.done.notify(usize::MAX);
+    })
+    .detach();
 }
