@@ -166,7 +166,10 @@ impl PartitionLog {
     /// recovered) on a blocking-pool thread, then handed to its shard, which
     /// adopts it before anything else touches it.
     pub fn adopt(&mut self) {
-        self.owner = std::thread::current().id();
+        #[cfg(debug_assertions)]
+        {
+            self.owner = std::thread::current().id();
+        }
     }
 
     /// Partition logs are touched only by their owning shard's thread.
