@@ -108,18 +108,12 @@ impl LeaderEpochCache {
         self.durable_version = self.durable_version.max(version);
     }
 
-    /// Records that `checkpoint` reached the disk.
-    pub fn mark_durable(&mut self, checkpoint: &Checkpoint) {
-        assert!(checkpoint.version <= self.version, "a checkpoint from the future");
-        self.durable_version = self.durable_version.max(checkpoint.version);
-    }
-
     /// Writes the history out here and now: for code already off the event
     /// loop (opening a log) and tests.
     pub fn save(&mut self) -> io::Result<()> {
         let checkpoint = self.checkpoint();
         checkpoint.write()?;
-        self.mark_durable(&checkpoint);
+        self.mark_durable_version(checkpoint.version);
         Ok(())
     }
 

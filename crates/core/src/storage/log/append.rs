@@ -247,7 +247,7 @@ impl PartitionLog {
         // while a reshape is in flight: appends waiting here are woken in the
         // order they came, which keeps pipelined produce requests in order.
         loop {
-            let base = match self.claim_roll(when, now_ms) {
+            let (base, reshape) = match self.claim_roll(when, now_ms) {
                 RollClaim::NotDue => return Ok(true),
                 RollClaim::InFlight(listener) => {
                     listener.await;
@@ -256,7 +256,6 @@ impl PartitionLog {
                 RollClaim::Claimed(_, _reshape) if claims == ROLL_AHEAD_ROUNDS_MAX => return Ok(false),
                 RollClaim::Claimed(base, reshape) => (base, reshape),
             };
-            let (base, reshape) = base;
             claims += 1;
             let dir = self.dir.clone();
             let created = compio::runtime::spawn_blocking(move || Segment::create(&dir, base, now_ms)).await;
