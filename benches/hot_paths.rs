@@ -52,7 +52,11 @@ fn append_and_lookup(c: &mut Criterion) {
     group.bench_function("append 100 KB batch", |bench| {
         bench.iter_batched(
             || b.clone(),
-            |b| runtime.block_on(log.append(b, 1_700_000_000_000)).expect("append"),
+            |b| {
+                runtime
+                    .block_on(log.append(b, 1_700_000_000_000, sluice::storage::log::LEADER_EPOCH))
+                    .expect("append")
+            },
             BatchSize::LargeInput,
         )
     });

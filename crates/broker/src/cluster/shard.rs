@@ -531,22 +531,13 @@ pub struct AppendSpec {
 /// then wait for. Results come back in the order of `specs`. The request's
 /// frame is no longer needed once this returns: its batches are written.
 pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Result<Appended, BatchError>> {
-    let checked: Vec<Result<AppendSpec, BatchError>> = specs
-        .into_iter()
-        .map(|spec| match check_leader(&spec.tp) {
-            Ok(()) => Ok(spec),
-            Err(code) => Err(not_leader(code, &spec.tp)),
-        })
-        .collect();
-    let (refused, led) = split_refused(checked);
-    let appended = on_owners(
-        led,
+    on_owners(
+        specs,
         |spec| &spec.tp,
         move |spec| append_here(spec, now, acks),
         || Err(shutting_down()),
     )
-    .await;
-    merge_refused(refused, appended)
+    .await
 }
 
 /// A written batch, and for acks=all on a replicated partition where the
@@ -623,26 +614,20 @@ fn shutting_down() -> BatchError {
     }
 }
 
-/// One partition's append, on its owner shard.
+/// One partition's append, on its owner shard. Leadership is decided here,
+/// once, by the owner's metadata: the receiving shard may have applied a
+/// change first or not yet. The log stamps that epoch or refuses the batch.
 async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, BatchError> {
     let AppendSpec { tp, batch } = spec;
     let shard = local();
     let Some(log) = shard.log(&tp) else {
         return Err(unknown_partition());
     };
-    // Checked again on the owner, whose metadata decides the epoch the
-    // log stamps: the receiving shard may have applied a change first.
     let epoch = leader_epoch_here(&tp).map_err(|code| not_leader(code, &tp))?;
     let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
     if replicated {
-        let metadata = shard.metadata();
-        let Some(topic) = metadata.topics.get(&tp.topic) else {
-            return Err(unknown_partition());
-        };
-        let isr = topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32;
-        let min_isr = metadata
-            .log_config(&shard.config.log_defaults, topic)
-            .min_insync_replicas;
+        let isr = in_sync_replica_count(&tp);
+        let min_isr = log.min_insync_replicas();
         if isr < min_isr {
             return Err(BatchError {
                 code: ErrorCode::NotEnoughReplicas,
@@ -650,12 +635,24 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
             });
         }
     }
-    let last_offset_delta = crate::record::BatchHeader::parse(&batch).map_or(0, |h| h.last_offset_delta);
-    let info = log.append(batch, now).await?;
+    let info = log.append(batch, now, epoch).await?;
+    assert_eq!(
+        info.leader_epoch, epoch,
+        "{tp}: the log stamps the epoch the owner decided"
+    );
     // A duplicate (a retry of a batch already in the log) waits too: the
     // first attempt may have timed out before the ISR had it.
-    let commit = replicated.then(|| (tp, info.base_offset + i64::from(last_offset_delta) + 1, epoch));
+    let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
     Ok(Appended { info, commit })
+}
+
+/// The size of `tp`'s ISR by this shard's metadata (0 if it is not placed).
+fn in_sync_replica_count(tp: &TopicPartition) -> i32 {
+    let shard = local();
+    let metadata = shard.metadata();
+    metadata.topics.get(&tp.topic).map_or(0, |topic| {
+        topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32
+    })
 }
 
 /// One partition of a multi-partition read (Fetch).

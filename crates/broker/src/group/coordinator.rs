@@ -385,7 +385,7 @@ impl Coordinator {
         // its copy now follows the new leader's log.
         let epoch = shard::leader_epoch_here(tp).map_err(|_| ErrorCode::NotCoordinator)?;
         let replicated = shard::local().leaderships.borrow().contains_key(tp);
-        let info = log.append(batch, now_ms()).await.map_err(|e| {
+        let info = log.append(batch, now_ms(), epoch).await.map_err(|e| {
             warn!(partition = %tp, "group record write failed: {}", e.message);
             ErrorCode::CoordinatorNotAvailable
         })?;

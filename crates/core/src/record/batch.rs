@@ -95,6 +95,25 @@ impl BatchHeader {
         self.attributes & CONTROL_BIT != 0
     }
 
+    /// Assigns the batch in `buf` (which this header was parsed from) its
+    /// base offset and leader epoch, in the bytes and in this header alike,
+    /// so the append path parses a batch once.
+    pub fn assign_offset(&mut self, buf: &mut [u8], base_offset: i64, leader_epoch: i32) {
+        assign_offset(buf, base_offset, leader_epoch);
+        self.base_offset = base_offset;
+        self.leader_epoch = leader_epoch;
+        debug_assert_eq!(BatchHeader::parse(buf), Some(*self), "header and bytes agree");
+    }
+
+    /// As [`stamp_log_append_time`], keeping this header equal to the bytes.
+    pub fn stamp_log_append_time(&mut self, buf: &mut [u8], now_ms: i64) {
+        stamp_log_append_time(buf, now_ms);
+        self.attributes |= TIMESTAMP_TYPE_BIT;
+        self.max_timestamp = now_ms;
+        self.crc = u32::from_be_bytes(buf[17..21].try_into().expect("4 bytes"));
+        debug_assert_eq!(BatchHeader::parse(buf), Some(*self), "header and bytes agree");
+    }
+
     pub fn last_sequence(&self) -> i32 {
         if self.base_sequence < 0 {
             return self.base_sequence;

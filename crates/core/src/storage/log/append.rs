@@ -153,10 +153,13 @@ impl PartitionLog {
         }
     }
 
-    /// Validates, assigns offsets to and appends one producer batch. Returns
-    /// once the io_uring write has completed (the data is in the page cache);
-    /// no fsync unless the flush policy asks for one.
-    pub async fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, BatchError> {
+    /// Validates, assigns offsets to and appends one producer batch, as
+    /// leader in `leader_epoch`: the epoch the caller decided it leads in.
+    /// A log that leads in another epoch (leadership moved while the append
+    /// waited for its turn) refuses the batch with NOT_LEADER_OR_FOLLOWER.
+    /// Returns once the io_uring write has completed (the data is in the
+    /// page cache); no fsync unless the flush policy asks for one.
+    pub async fn append(&self, mut batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
         self.assert_owner();
         let turn = self.wait_for_turn().await;
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
@@ -173,28 +176,39 @@ impl PartitionLog {
             if st.failed {
                 return Err(storage_error("the log had a write error and is offline"));
             }
-            let header = record::validate_single_batch(&batch, st.config.max_message_bytes)?;
+            if st.leader_epoch != leader_epoch {
+                return Err(BatchError {
+                    code: ErrorCode::NotLeaderOrFollower,
+                    message: format!(
+                        "{} leads in epoch {}, not {leader_epoch}: leadership moved",
+                        self.tp, st.leader_epoch
+                    ),
+                });
+            }
+            let mut header = record::validate_single_batch(&batch, st.config.max_message_bytes)?;
             if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset,
+                    last_offset: base_offset + i64::from(header.last_offset_delta),
+                    leader_epoch,
                     log_append_time_ms: -1,
                     log_start_offset: st.log_start_offset,
                     duplicate: true,
                 });
             }
             let base_offset = st.next_offset;
-            let epoch = st.leader_epoch;
-            st.note_epoch(epoch, base_offset);
-            record::assign_offset(&mut batch, base_offset, epoch);
+            st.note_epoch(leader_epoch, base_offset);
+            header.assign_offset(&mut batch, base_offset, leader_epoch);
             let mut log_append_time_ms = -1;
             if st.config.timestamp_type == TimestampType::LogAppendTime {
-                record::stamp_log_append_time(&mut batch, now_ms);
+                header.stamp_log_append_time(&mut batch, now_ms);
                 log_append_time_ms = now_ms;
             }
-            let header = BatchHeader::parse(&batch).expect("validated batch has a header");
             let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
             let info = AppendInfo {
                 base_offset,
+                last_offset: header.last_offset(),
+                leader_epoch,
                 log_append_time_ms,
                 log_start_offset: st.log_start_offset,
                 duplicate: false,

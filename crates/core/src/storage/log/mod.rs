@@ -57,6 +57,10 @@ pub const LEADER_EPOCH: i32 = 0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
+    pub last_offset: i64,
+    /// The epoch the batch carries: the one the caller decided it leads in.
+    /// A duplicate reports the epoch the log leads in now.
+    pub leader_epoch: i32,
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
@@ -191,6 +195,12 @@ impl PartitionLog {
     pub fn set_config(&self, config: LogConfig) {
         self.assert_owner();
         self.state.borrow_mut().config = config;
+    }
+
+    /// The topic's `min.insync.replicas`, from the config the shard last pushed down.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.assert_owner();
+        self.state.borrow().config.min_insync_replicas
     }
 
     /// What consumers may read up to: the replicated high watermark of a

@@ -24,7 +24,10 @@ fn a_replica_stores_the_leaders_batches_byte_for_byte() {
         let leader = PartitionLog::open(dirs.0.path(), tp.clone(), LogConfig::default(), 0).unwrap();
         let follower = PartitionLog::open(dirs.1.path(), tp.clone(), LogConfig::default(), 0).unwrap();
         for seq in 0..3 {
-            leader.append(batch(&[b"a", b"bb"], 7, seq * 2), 5).await.unwrap();
+            leader
+                .append(batch(&[b"a", b"bb"], 7, seq * 2), 5, LEADER_EPOCH)
+                .await
+                .unwrap();
         }
         let bytes = stored_bytes(&leader, 0);
         let mut at = 0;
@@ -85,7 +88,7 @@ fn appends_reads_duplicates_and_restart() {
         let log = PartitionLog::open(dir.path(), tp.clone(), config.clone(), 0).unwrap();
         for seq in 0..10 {
             let info = log
-                .append(batch(&[b"0123456789", b"abcdefghij"], 7, seq * 2), 5)
+                .append(batch(&[b"0123456789", b"abcdefghij"], 7, seq * 2), 5, LEADER_EPOCH)
                 .await
                 .unwrap();
             assert_eq!(info.base_offset, seq as i64 * 2);
@@ -93,7 +96,7 @@ fn appends_reads_duplicates_and_restart() {
         assert_eq!(log.high_watermark(), 20);
         assert!(log.segment_count() > 2, "segment.bytes=300 rolls");
         let dup = log
-            .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5)
+            .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5, LEADER_EPOCH)
             .await
             .unwrap();
         assert!(dup.duplicate);
@@ -110,13 +113,19 @@ fn appends_reads_duplicates_and_restart() {
         assert_eq!(log.high_watermark(), 20);
         // The producer's sequences survive the restart: a retry is still a duplicate.
         let dup = log
-            .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5)
+            .append(batch(&[b"0123456789", b"abcdefghij"], 7, 18), 5, LEADER_EPOCH)
             .await
             .unwrap();
         assert!(dup.duplicate && dup.base_offset == 18);
-        let gap = log.append(batch(&[b"x"], 7, 30), 5).await.unwrap_err();
+        let gap = log.append(batch(&[b"x"], 7, 30), 5, LEADER_EPOCH).await.unwrap_err();
         assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
-        assert_eq!(log.append(batch(&[b"x"], 7, 20), 5).await.unwrap().base_offset, 20);
+        assert_eq!(
+            log.append(batch(&[b"x"], 7, 20), 5, LEADER_EPOCH)
+                .await
+                .unwrap()
+                .base_offset,
+            20
+        );
     });
 }
 
@@ -129,15 +138,15 @@ fn flush_policy_by_messages_and_by_age() {
     };
     compio::runtime::Runtime::new().unwrap().block_on(async {
         let log = PartitionLog::open(dir.path(), TopicPartition::new("f", 0), config, 0).unwrap();
-        log.append(batch(&[b"a", b"b"], -1, -1), 0).await.unwrap();
+        log.append(batch(&[b"a", b"b"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
         assert_eq!(log.unflushed_messages(), 2);
-        log.append(batch(&[b"c"], -1, -1), 0).await.unwrap();
+        log.append(batch(&[b"c"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
         assert_eq!(log.unflushed_messages(), 0, "flush.messages=3 fsynced");
         log.set_config(LogConfig {
             flush_ms: 100,
             ..LogConfig::default()
         });
-        log.append(batch(&[b"d"], -1, -1), 1_000).await.unwrap();
+        log.append(batch(&[b"d"], -1, -1), 1_000, LEADER_EPOCH).await.unwrap();
         log.flush_if_due(1_050).await.unwrap();
         assert_eq!(log.unflushed_messages(), 1, "younger than flush.ms");
         log.flush_if_due(1_100).await.unwrap();
@@ -163,7 +172,7 @@ fn concurrent_appends_keep_their_order_through_rolls_ahead() {
             let log = std::rc::Rc::clone(&log);
             let value = format!("v{i}");
             appends.push(compio::runtime::spawn(async move {
-                log.append(batch(&[value.as_bytes()], -1, -1), 0)
+                log.append(batch(&[value.as_bytes()], -1, -1), 0, LEADER_EPOCH)
                     .await
                     .unwrap()
                     .base_offset
@@ -203,11 +212,19 @@ fn a_new_leader_epoch_is_on_disk_before_its_first_batch() {
         log.become_leader(3);
         assert_eq!(log.latest_epoch(), Some(3), "the epoch is known at once");
         assert!(!checkpoint.exists(), "and written only off the event loop");
-        log.append(batch(&[b"a"], -1, -1), 0).await.unwrap();
+        let stale = log.append(batch(&[b"a"], -1, -1), 0, LEADER_EPOCH).await.unwrap_err();
+        assert_eq!(
+            stale.code,
+            ErrorCode::NotLeaderOrFollower,
+            "a batch for another epoch is refused"
+        );
+        assert_eq!(log.log_end_offset(), 0, "and nothing of it is written");
+        let info = log.append(batch(&[b"a", b"b"], -1, -1), 0, 3).await.unwrap();
+        assert_eq!((info.base_offset, info.last_offset, info.leader_epoch), (0, 1, 3));
         assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n3 0\n");
         log.become_leader(5);
         log.make_epochs_durable().await.unwrap();
-        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n2\n3 0\n5 1\n");
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n2\n3 0\n5 2\n");
     });
 }
 
@@ -223,14 +240,14 @@ fn rolled_segments_are_flushed_each_with_its_own_offset() {
         let log = PartitionLog::open(dir.path(), TopicPartition::new("r", 0), config, 0).unwrap();
         let before = crate::storage::fsyncs();
         // Every append after the first rolls a segment (segment.bytes = 1).
-        log.append(batch(&[b"a"], -1, -1), 0).await.unwrap();
-        log.append(batch(&[b"b"], -1, -1), 0).await.unwrap();
+        log.append(batch(&[b"a"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
+        log.append(batch(&[b"b"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
         assert_eq!(
             log.flushed_offset(),
             0,
             "nothing fsynced before flush.messages is reached"
         );
-        log.append(batch(&[b"c"], -1, -1), 0).await.unwrap();
+        log.append(batch(&[b"c"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
         assert_eq!(
             log.flushed_offset(),
             3,
@@ -246,8 +263,8 @@ fn rolled_segments_are_flushed_each_with_its_own_offset() {
             segment_bytes: 1,
             ..LogConfig::default()
         });
-        log.append(batch(&[b"d"], -1, -1), 0).await.unwrap();
-        log.append(batch(&[b"e"], -1, -1), 0).await.unwrap();
+        log.append(batch(&[b"d"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
+        log.append(batch(&[b"e"], -1, -1), 0, LEADER_EPOCH).await.unwrap();
         assert_eq!(log.flushed_offset(), 3);
         log.flush_if_due(0).await.unwrap();
         assert_eq!(
