@@ -1,6 +1,10 @@
-//! The controller: the one place metadata changes. It runs on shard 0, stores
-//! every change durably, then hands the new snapshot to every shard and waits
-//! until all have applied it, so an acknowledged CreateTopics is usable at once.
+//! The controller: the one place metadata changes. It runs on shard 0. A
+//! topic change is written one way in both modes: as quorum records
+//! (`Record`), which cluster mode proposes to the metadata quorum and a
+//! single node applies at once through the same `ClusterImage` code the
+//! quorum replays. The new snapshot is stored durably, handed to every shard,
+//! and the controller waits until all have applied it, so an acknowledged
+//! CreateTopics is usable at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -11,7 +15,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use super::metadata::{BrokerEndpoint, Metadata, PartitionAssignment, TopicMeta};
-use super::quorum::Record;
+use super::quorum::{ClusterImage, Record};
 use super::shard::local;
 use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, is_internal_topic, validate_topic_name};
@@ -49,6 +53,27 @@ pub enum ConfigOp {
     Subtract,
 }
 
+/// What a controller operation writes.
+enum Change {
+    /// Nothing (a validate-only request, a producer id from the reserved block).
+    None,
+    /// Topic records: proposed to the quorum, or applied here on a single node.
+    Records(Vec<Record>),
+    /// The next snapshot, differing only in node-local fields (dynamic broker
+    /// configs, the producer-id reservation), which no quorum replicates.
+    Local(Metadata),
+}
+
+impl Change {
+    /// Replaces `old` with `new`, only if `old` is still that topic when the record applies.
+    fn replace_topic(old: &TopicMeta, new: TopicMeta) -> Self {
+        Change::Records(vec![Record::PutTopic {
+            expect_id: Some(old.id),
+            topic: new,
+        }])
+    }
+}
+
 pub struct Controller {
     data_dir: PathBuf,
     static_defaults: LogConfig,
@@ -57,10 +82,9 @@ pub struct Controller {
     next_producer_id: Cell<i64>,
     /// The latest snapshot, ahead of the shards' copies while a broadcast is under way.
     current: RefCell<Arc<Metadata>>,
-    /// Cluster mode: topic changes are proposed to the metadata quorum, not
-    /// committed here; a change's next snapshot waits in `staged` meanwhile.
+    /// Cluster mode: topic records go to the metadata quorum, and come back
+    /// as views (`apply_cluster_view`); otherwise they are applied here.
     cluster_mode: bool,
-    staged: RefCell<Option<Metadata>>,
     /// Cluster mode: the quorum log index of the last view folded in, and a
     /// notification for changes waiting to see their own record applied.
     view_index: Cell<u64>,
@@ -80,22 +104,13 @@ impl Controller {
             next_producer_id: Cell::new(first_producer_id(config, metadata)),
             current: RefCell::new(Arc::clone(metadata)),
             cluster_mode: !config.controller_voters.is_empty(),
-            staged: RefCell::new(None),
             view_index: Cell::new(0),
             view_changed: event_listener::Event::new(),
         }
     }
 
-    /// Makes `next` the metadata; in cluster mode it is staged for the quorum instead.
-    fn commit(&self, next: Metadata) -> Result<Arc<Metadata>, ApiError> {
-        if self.cluster_mode {
-            let staged = Arc::new(next.clone());
-            *self.staged.borrow_mut() = Some(next);
-            return Ok(staged);
-        }
-        self.commit_local(next)
-    }
-
+    /// Stores `next` (a change to node-local fields, or a view of topic
+    /// records applied) as the metadata the shards serve next.
     fn commit_local(&self, mut next: Metadata) -> Result<Arc<Metadata>, ApiError> {
         next.version = self.current.borrow().version + 1;
         next.store(&self.data_dir)
@@ -103,13 +118,6 @@ impl Controller {
         let next = Arc::new(next);
         *self.current.borrow_mut() = Arc::clone(&next);
         Ok(next)
-    }
-
-    /// Commits `current` with one topic replaced by `topic`.
-    fn commit_topic(&self, current: &Metadata, topic: TopicMeta) -> Result<Arc<Metadata>, ApiError> {
-        let mut next = current.clone();
-        next.topics.insert(topic.name.clone(), Arc::new(topic));
-        self.commit(next)
     }
 
     /// The brokers new replicas may go to: the registered, unfenced ones in
@@ -127,35 +135,41 @@ impl Controller {
         }
     }
 
-    /// Cluster mode: turns a staged snapshot into quorum records (topic
-    /// changes), commits the node-local rest here, and waits until the
-    /// quorum's answer has come back into this node's metadata.
-    async fn propose_staged(&self, next: Metadata) -> Result<(), ApiError> {
-        let current = Arc::clone(&self.current.borrow());
-        let mut local = next.clone();
-        local.topics = current.topics.clone();
-        local.brokers = current.brokers.clone();
-        local.controller_id = current.controller_id;
-        if local.broker_configs != current.broker_configs
-            || local.producer_id_block_end != current.producer_id_block_end
-        {
-            broadcast(self.commit_local(local)?).await;
+    /// Writes topic records. Cluster mode proposes them to the quorum and
+    /// waits until they are back in this node's metadata; a single node
+    /// applies them here through the same `ClusterImage::apply`, so both
+    /// modes decide a record's outcome with one piece of code.
+    async fn write_records(&self, records: Vec<Record>) -> Result<(), ApiError> {
+        if self.cluster_mode {
+            let Some(quorum) = crate::cluster::quorum::get() else {
+                return Err(ApiError::new(
+                    ErrorCode::NotController,
+                    "the metadata quorum is not running",
+                ));
+            };
+            let mut index = 0;
+            for record in records {
+                index = quorum
+                    .propose(record)
+                    .await
+                    .map_err(|e| ApiError::new(e.code, e.message))?;
+            }
+            return self.wait_for_view(index).await;
         }
-        let records = topic_records(&current, &next);
-        let Some(quorum) = crate::cluster::quorum::get() else {
-            return Err(ApiError::new(
-                ErrorCode::NotController,
-                "the metadata quorum is not running",
-            ));
+        let current = Arc::clone(&self.current.borrow());
+        let mut image = ClusterImage {
+            topics: current.topics.clone(),
+            ..ClusterImage::default()
         };
-        let mut index = 0;
         for record in records {
-            index = quorum
-                .propose(record)
-                .await
+            image
+                .apply(record)
                 .map_err(|e| ApiError::new(e.code, e.message))?;
         }
-        self.wait_for_view(index).await
+        let mut next = (*current).clone();
+        next.topics = image.topics;
+        broadcast(self.commit_local(next)?).await;
+        Ok(())
     }
 
     /// Resolves once the view folded into this node's metadata includes log index `index`.
@@ -202,7 +216,7 @@ impl Controller {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<(Option<Arc<Metadata>>, Arc<TopicMeta>), ApiError> {
+    ) -> Result<(Change, Arc<TopicMeta>), ApiError> {
         validate_topic_name(name).map_err(|e| ApiError::new(ErrorCode::InvalidTopicException, e))?;
         if is_internal_topic(name) {
             return Err(ApiError::new(
@@ -220,7 +234,7 @@ impl Controller {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<(Option<Arc<Metadata>>, Arc<TopicMeta>), ApiError> {
+    ) -> Result<(Change, Arc<TopicMeta>), ApiError> {
         let current = Arc::clone(&self.current.borrow());
         if current.topics.contains_key(name) {
             return Err(ApiError::new(
@@ -269,15 +283,17 @@ impl Controller {
             assignment,
         });
         if validate_only {
-            return Ok((None, topic));
+            return Ok((Change::None, topic));
         }
-        let mut next = (*current).clone();
-        next.topics.insert(name.to_string(), Arc::clone(&topic));
         info!(topic = name, partitions, "creating topic");
-        Ok((Some(self.commit(next)?), topic))
+        let create = Record::PutTopic {
+            topic: (*topic).clone(),
+            expect_id: None,
+        };
+        Ok((Change::Records(vec![create]), topic))
     }
 
-    fn delete_topic(&self, name: &str) -> Result<Arc<Metadata>, ApiError> {
+    fn delete_topic(&self, name: &str) -> Result<Change, ApiError> {
         if is_internal_topic(name) {
             return Err(ApiError::new(
                 ErrorCode::InvalidTopicException,
@@ -285,11 +301,12 @@ impl Controller {
             ));
         }
         let current = Arc::clone(&self.current.borrow());
-        existing_topic(&current, name)?;
-        let mut next = (*current).clone();
-        next.topics.remove(name);
+        let id = existing_topic(&current, name)?.id;
         info!(topic = name, "deleting topic");
-        self.commit(next)
+        Ok(Change::Records(vec![Record::DeleteTopic {
+            name: name.to_string(),
+            id,
+        }]))
     }
 
     fn create_partitions(
@@ -297,7 +314,7 @@ impl Controller {
         name: &str,
         count: i32,
         validate_only: bool,
-    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+    ) -> Result<Change, ApiError> {
         let current = Arc::clone(&self.current.borrow());
         let topic = existing_topic(&current, name)?;
         if count <= topic.partitions {
@@ -313,7 +330,7 @@ impl Controller {
             return Err(ApiError::new(ErrorCode::InvalidPartitions, "too many partitions"));
         }
         if validate_only {
-            return Ok(None);
+            return Ok(Change::None);
         }
         let mut grown = (**topic).clone();
         if self.cluster_mode {
@@ -332,7 +349,7 @@ impl Controller {
             grown.assignment.extend(added);
         }
         grown.partitions = count;
-        Ok(Some(self.commit_topic(&current, grown)?))
+        Ok(Change::replace_topic(topic, grown))
     }
 
     fn alter_topic_configs(
@@ -341,7 +358,7 @@ impl Controller {
         ops: &[(String, ConfigOp, Option<String>)],
         replace_all: bool,
         validate_only: bool,
-    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+    ) -> Result<Change, ApiError> {
         let current = Arc::clone(&self.current.borrow());
         let topic = existing_topic(&current, name)?;
         let mut configs = if replace_all {
@@ -352,11 +369,11 @@ impl Controller {
         apply_config_ops(&mut configs, ops)?;
         self.validate_topic_configs(&current, &configs)?;
         if validate_only {
-            return Ok(None);
+            return Ok(Change::None);
         }
         let mut altered = (**topic).clone();
         altered.configs = configs;
-        Ok(Some(self.commit_topic(&current, altered)?))
+        Ok(Change::replace_topic(topic, altered))
     }
 
     fn alter_broker_configs(
@@ -364,7 +381,7 @@ impl Controller {
         ops: &[(String, ConfigOp, Option<String>)],
         replace_all: bool,
         validate_only: bool,
-    ) -> Result<Option<Arc<Metadata>>, ApiError> {
+    ) -> Result<Change, ApiError> {
         let current = Arc::clone(&self.current.borrow());
         let mut configs = if replace_all {
             BTreeMap::new()
@@ -385,23 +402,23 @@ impl Controller {
                 .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e))?;
         }
         if validate_only {
-            return Ok(None);
+            return Ok(Change::None);
         }
         let mut next = (*current).clone();
         next.broker_configs = configs;
-        Ok(Some(self.commit(next)?))
+        Ok(Change::Local(next))
     }
 
-    fn allocate_producer_id(&self) -> Result<(i64, Option<Arc<Metadata>>), ApiError> {
+    fn allocate_producer_id(&self) -> (Change, i64) {
         let id = self.next_producer_id.get();
         self.next_producer_id.set(id + 1);
         let current = Arc::clone(&self.current.borrow());
         if id < current.producer_id_block_end {
-            return Ok((id, None));
+            return (Change::None, id);
         }
         let mut next = (*current).clone();
         next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
-        Ok((id, Some(self.commit(next)?)))
+        (Change::Local(next), id)
     }
 }
 
@@ -549,34 +566,6 @@ pub async fn apply_cluster_view(view: ClusterView) {
     controller.view_changed.notify(usize::MAX);
 }
 
-/// The quorum records that turn `current`'s topics into `next`'s.
-fn topic_records(current: &Metadata, next: &Metadata) -> Vec<crate::cluster::quorum::Record> {
-    use crate::cluster::quorum::Record;
-    let mut records = Vec::new();
-    for (name, topic) in &next.topics {
-        match current.topics.get(name) {
-            None => records.push(Record::PutTopic {
-                topic: (**topic).clone(),
-                expect_id: None,
-            }),
-            Some(old) if old != topic => records.push(Record::PutTopic {
-                topic: (**topic).clone(),
-                expect_id: Some(old.id),
-            }),
-            Some(_) => {}
-        }
-    }
-    for (name, topic) in &current.topics {
-        if !next.topics.contains_key(name) {
-            records.push(Record::DeleteTopic {
-                name: name.clone(),
-                id: topic.id,
-            });
-        }
-    }
-    records
-}
-
 async fn broadcast(snapshot: Arc<Metadata>) {
     let shards = runtime::shard_count();
     let applied = (0..shards).map(|shard| {
@@ -586,18 +575,18 @@ async fn broadcast(snapshot: Arc<Metadata>) {
     futures_util::future::join_all(applied).await;
 }
 
+/// Runs `f` on the controller shard and writes the change it decides.
 async fn on_controller<R: Send + 'static>(
-    f: impl FnOnce(&Controller) -> Result<(Option<Arc<Metadata>>, R), ApiError> + Send + 'static,
+    f: impl FnOnce(&Controller) -> Result<(Change, R), ApiError> + Send + 'static,
 ) -> Result<R, ApiError> {
     submit_to(CONTROLLER_SHARD, move || async move {
         let shard = local();
         let controller = shard.controller.as_ref().expect("controller lives on shard 0");
-        let (snapshot, result) = f(controller)?;
-        let staged = controller.staged.borrow_mut().take();
-        if let Some(next) = staged {
-            controller.propose_staged(next).await?;
-        } else if let Some(snapshot) = snapshot {
-            broadcast(snapshot).await;
+        let (change, result) = f(controller)?;
+        match change {
+            Change::None => {}
+            Change::Records(records) => controller.write_records(records).await?,
+            Change::Local(next) => broadcast(controller.commit_local(next)?).await,
         }
         Ok(result)
     })
@@ -631,17 +620,17 @@ pub async fn create_internal_topic(
             .min(i16::try_from(brokers).unwrap_or(i16::MAX))
             .max(1);
         c.create_topic_unchecked(&name, partitions, replication_factor, configs, false)
-            .map(|(m, _)| (m, ()))
+            .map(|(change, _)| (change, ()))
     })
     .await
 }
 
 pub async fn delete_topic(name: String) -> Result<(), ApiError> {
-    on_controller(move |c| c.delete_topic(&name).map(|m| (Some(m), ()))).await
+    on_controller(move |c| c.delete_topic(&name).map(|change| (change, ()))).await
 }
 
 pub async fn create_partitions(name: String, count: i32, validate_only: bool) -> Result<(), ApiError> {
-    on_controller(move |c| c.create_partitions(&name, count, validate_only).map(|m| (m, ()))).await
+    on_controller(move |c| c.create_partitions(&name, count, validate_only).map(|change| (change, ()))).await
 }
 
 pub async fn alter_topic_configs(
@@ -652,7 +641,7 @@ pub async fn alter_topic_configs(
 ) -> Result<(), ApiError> {
     on_controller(move |c| {
         c.alter_topic_configs(&name, &ops, replace_all, validate_only)
-            .map(|m| (m, ()))
+            .map(|change| (change, ()))
     })
     .await
 }
@@ -664,7 +653,7 @@ pub async fn alter_broker_configs(
 ) -> Result<(), ApiError> {
     on_controller(move |c| {
         c.alter_broker_configs(&ops, replace_all, validate_only)
-            .map(|m| (m, ()))
+            .map(|change| (change, ()))
     })
     .await
 }
@@ -734,5 +723,5 @@ pub async fn propose_prepared(prepared: Vec<Result<Record, ApiError>>) -> Vec<Re
 }
 
 pub async fn allocate_producer_id() -> Result<i64, ApiError> {
-    on_controller(|c| c.allocate_producer_id().map(|(id, m)| (m, id))).await
+    on_controller(|c| Ok(c.allocate_producer_id())).await
 }
