@@ -1,6 +1,7 @@
-//! One consumer group and the classic rebalance protocol (JoinGroup, SyncGroup,
-//! Heartbeat, LeaveGroup), as Kafka's GroupCoordinator runs it. Pure state: no
-//! I/O and no clock of its own. Callers pass `now_ms`, call `tick` for timeouts,
+//! A classic group: the membership of a group that speaks the classic
+//! rebalance protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), as
+//! Kafka's `ClassicGroup` runs it. Committed offsets live beside it in
+//! `Group` (kind.rs). Pure state: no I/O and no clock of its own. Callers pass `now_ms`, call `tick` for timeouts,
 //! and persist the group when `take_dirty` says its stored form changed.
 //!
 //! Join and sync responses that must wait (for the other members, or for the
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use futures_channel::oneshot;
 
-use super::records::{GroupValue, MemberValue, OffsetValue};
+use super::records::{GroupValue, MemberValue};
 use crate::model::ErrorCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,16 +156,7 @@ impl Member {
     }
 }
 
-/// A committed offset, with the position of the record that stored it: commits
-/// may complete out of order, and only a newer record may replace an older one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub value: OffsetValue,
-    pub log_offset: i64,
-}
-
-pub struct Group {
-    pub id: String,
+pub struct ClassicGroup {
     pub state: GroupState,
     pub state_since_ms: i64,
     pub generation: i32,
@@ -182,13 +174,10 @@ pub struct Group {
     /// one generation. Unlike Kafka, the delay is not extended when more members
     /// arrive during it: a simultaneous start takes one delay, not two.
     in_initial_delay: bool,
-    pub offsets: BTreeMap<(String, i32), Committed>,
     /// Position of the newest group record in the log (-1: never written).
     pub record_offset: i64,
     dirty: bool,
     limits: GroupLimits,
-    /// Set when the group speaks KIP-848's consumer protocol instead of the classic one.
-    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 /// A member id: the client id (or instance id) and a UUID, as Kafka makes
@@ -206,11 +195,10 @@ fn new_member_id(prefix: &str) -> String {
     id
 }
 
-impl Group {
-    pub fn new(id: String, limits: GroupLimits, now_ms: i64) -> Self {
+impl ClassicGroup {
+    pub fn new(limits: GroupLimits, now_ms: i64) -> Self {
         Self {
             limits,
-            id,
             state: GroupState::Empty,
             state_since_ms: now_ms,
             generation: 0,
@@ -222,10 +210,8 @@ impl Group {
             pending_members: HashMap::new(),
             join_deadline_ms: 0,
             in_initial_delay: false,
-            offsets: BTreeMap::new(),
             record_offset: -1,
             dirty: false,
-            consumer: None,
         }
     }
 
@@ -308,29 +294,12 @@ impl Group {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending_members.is_empty() && !self.has_consumer_members()
+        self.members.is_empty() && self.pending_members.is_empty()
     }
 
-    /// No members, no offsets, nothing stored and nothing to store: forgetting
-    /// the group changes nothing a client could observe.
-    pub fn leaves_no_trace(&self) -> bool {
-        self.is_empty() && self.offsets.is_empty() && self.record_offset < 0 && self.generation == 0 && !self.dirty
-    }
-
-    pub fn has_consumer_members(&self) -> bool {
-        self.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
-    }
-
-    /// "classic" or "consumer" (KIP-848), as ListGroups reports it.
-    pub fn type_name(&self) -> &'static str {
-        if self.consumer.is_some() { "consumer" } else { "classic" }
-    }
-
-    pub fn state_name(&self) -> &'static str {
-        match &self.consumer {
-            Some(c) => c.state_name(),
-            None => self.state.name(),
-        }
+    /// No members, nothing stored and nothing to store.
+    pub fn is_pristine(&self) -> bool {
+        self.is_empty() && self.record_offset < 0 && self.generation == 0 && !self.dirty
     }
 
     fn set_state(&mut self, state: GroupState, now_ms: i64) {
@@ -399,9 +368,6 @@ impl Group {
 
     fn validate_join(&self, request: &JoinRequest) -> Result<(), ErrorCode> {
         let limits = &self.limits;
-        if self.has_consumer_members() {
-            return Err(ErrorCode::InconsistentGroupProtocol);
-        }
         if !(limits.min_session_timeout_ms..=limits.max_session_timeout_ms).contains(&request.session_timeout_ms) {
             return Err(ErrorCode::InvalidSessionTimeout);
         }
@@ -802,21 +768,16 @@ impl Group {
 
     /// Session and rebalance timeouts. Members parked in a JoinGroup or
     /// SyncGroup are not expired: they are waiting on the group, not silent.
-    pub fn tick(&mut self, now_ms: i64) {
-        if let Some(consumer) = self.consumer.as_mut() {
-            for id in consumer.tick(now_ms) {
-                tracing::info!(group = %self.id, member = %id, "consumer group member timed out; removed");
-            }
-        }
+    /// Returns the members whose session expired.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<String> {
         let expired: Vec<String> = self
             .members
             .values()
             .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none() && now_ms > m.session_deadline_ms)
             .map(|m| m.id.clone())
             .collect();
-        for id in expired {
-            tracing::info!(group = %self.id, member = %id, "session timed out; removing member");
-            self.remove_member(&id, now_ms);
+        for id in &expired {
+            self.remove_member(id, now_ms);
         }
         let before = self.pending_members.len();
         self.pending_members.retain(|_, deadline| now_ms <= *deadline);
@@ -826,6 +787,7 @@ impl Group {
         if self.state == GroupState::PreparingRebalance && now_ms >= self.join_deadline_ms {
             self.try_complete_join(now_ms);
         }
+        expired
     }
 
     /// OffsetCommit's membership rule, as Kafka's `doCommitOffsets` has it:
@@ -838,9 +800,6 @@ impl Group {
         now_ms: i64,
     ) -> Result<(), ErrorCode> {
         self.check_fenced(member_id, instance_id)?;
-        if let Some(consumer) = self.consumer.as_ref().filter(|c| !c.members.is_empty()) {
-            return consumer.check_commit(member_id, generation);
-        }
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
@@ -857,32 +816,10 @@ impl Group {
         Ok(())
     }
 
-    /// Applies a committed offset read from or written to the log, unless a newer one is in.
-    pub fn apply_offset(&mut self, topic: String, partition: i32, value: Option<OffsetValue>, log_offset: i64) {
-        let key = (topic, partition);
-        if self.offsets.get(&key).is_some_and(|c| c.log_offset > log_offset) {
-            return;
-        }
-        match value {
-            Some(value) => {
-                self.offsets.insert(key, Committed { value, log_offset });
-            }
-            None => {
-                self.offsets.remove(&key);
-            }
-        }
-    }
-
     /// The topics the members subscribe to, from the consumer protocol's
     /// subscription metadata (v0+: version, then an array of topic names).
     pub fn subscribed_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self
-            .consumer
-            .iter()
-            .flat_map(|c| c.members.values().flat_map(|m| m.subscribed.iter().cloned()))
-            .collect();
-        topics.sort();
-        topics.dedup();
+        let mut topics: Vec<String> = Vec::new();
         if self.protocol_type.as_deref() != Some("consumer") {
             return topics;
         }
@@ -904,10 +841,10 @@ impl Group {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const LIMITS: GroupLimits = GroupLimits {
+    pub(in crate::group) const LIMITS: GroupLimits = GroupLimits {
         initial_rebalance_delay_ms: 100,
         min_session_timeout_ms: 10,
         max_session_timeout_ms: 100_000,
@@ -943,15 +880,15 @@ mod tests {
     }
 
     /// Joins a dynamic member the KIP-394 way; returns its id and pending answer.
-    fn join_new(g: &mut Group, now: i64) -> (String, oneshot::Receiver<JoinResult>) {
+    fn join_new(g: &mut ClassicGroup, now: i64) -> (String, oneshot::Receiver<JoinResult>) {
         let first = now_result(g.join(request("", None), now));
         assert_eq!(first.error, ErrorCode::MemberIdRequired);
         let rx = later(g.join(request(&first.member_id, None), now));
         (first.member_id, rx)
     }
 
-    fn stable_group_of_three() -> (Group, Vec<String>) {
-        let mut g = Group::new("g".into(), LIMITS, 0);
+    fn stable_group_of_three() -> (ClassicGroup, Vec<String>) {
+        let mut g = ClassicGroup::new(LIMITS, 0);
         let joined: Vec<_> = (0..3).map(|_| join_new(&mut g, 0)).collect();
         assert_eq!(g.state, GroupState::PreparingRebalance);
         g.tick(50);
@@ -1061,7 +998,7 @@ mod tests {
 
     #[test]
     fn a_static_member_rejoining_a_stable_group_causes_no_rebalance() {
-        let mut g = Group::new("g".into(), LIMITS, 0);
+        let mut g = ClassicGroup::new(LIMITS, 0);
         let mut rx = later(g.join(request("", Some("instance-1")), 0));
         g.tick(200);
         let first = rx.try_recv().unwrap().unwrap();
@@ -1090,7 +1027,7 @@ mod tests {
 
     #[test]
     fn the_protocol_all_members_support_wins_the_vote() {
-        let mut g = Group::new("g".into(), LIMITS, 0);
+        let mut g = ClassicGroup::new(LIMITS, 0);
         let mut a = request("", None);
         a.require_known_member_id = false;
         a.protocols = vec![("roundrobin".into(), Bytes::new()), ("range".into(), Bytes::new())];

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 use tracing::{info, warn};
 
+use super::classic::{ClassicGroup, GroupLimits};
+use super::kind::Group;
 use super::records::{self, GroupValue, Key, OffsetValue};
-use super::state::{Group, GroupLimits};
 use super::{OFFSETS_TOPIC, partition_for};
 use crate::cluster::shard::{self, owner_of};
 use crate::config::GroupConfig;
@@ -266,24 +267,20 @@ impl Coordinator {
                 if value.is_none() && !self.groups.borrow().contains_key(group_id) {
                     return;
                 }
-                self.with_group_or_new(group_id, |g| g.apply_offset(topic.clone(), *partition, value, offset));
+                self.with_group_or_new(group_id, |g| g.offsets.apply(topic.clone(), *partition, value, offset));
             }
             (Key::Group { .. }, Some(Value::Group(value))) => {
                 let value = value.clone();
                 self.with_group_or_new(group_id, |g| {
                     if replaying {
-                        g.restore(value, offset, now_ms());
-                    } else {
-                        g.record_offset = g.record_offset.max(offset);
+                        g.restore_classic(value, offset, now_ms());
+                    } else if let Some(classic) = g.classic_mut() {
+                        classic.record_offset = classic.record_offset.max(offset);
                     }
                 });
             }
             (Key::Group { .. }, _) => {
-                let mut groups = self.groups.borrow_mut();
-                if groups.get(group_id).is_some_and(|g| g.members.is_empty()) {
-                    groups.remove(group_id);
-                }
-                return;
+                self.with_group(group_id, |g| g.forget_classic_record(now_ms()));
             }
         }
         self.forget_if_unused(group_id);
@@ -313,7 +310,7 @@ impl Coordinator {
     }
 
     /// Queues `entries` without waiting; false if the queue is full.
-    fn write_later(&self, group_id: &str, entries: Vec<Entry>) -> bool {
+    pub(super) fn write_later(&self, group_id: &str, entries: Vec<Entry>) -> bool {
         self.writer_for(group_id)
             .is_ok_and(|w| w.try_send(WriteRequest { entries, reply: None }).is_ok())
     }
@@ -442,15 +439,15 @@ impl Coordinator {
             .values()
             .filter(|g| partition_for(&g.id, partitions) == partition)
         {
-            if group.record_offset >= 0 {
+            if let Some(record) = group.stored_record() {
                 entries.push(Entry {
                     key: Key::Group {
                         group: group.id.clone(),
                     },
-                    value: Some(Value::Group(group.to_record())),
+                    value: Some(Value::Group(record)),
                 });
             }
-            for ((topic, p), committed) in &group.offsets {
+            for ((topic, p), committed) in group.offsets.iter() {
                 entries.push(Entry {
                     key: Key::Offset {
                         group: group.id.clone(),
@@ -518,8 +515,8 @@ impl Coordinator {
         let mut records = Vec::new();
         for group in self.groups.borrow_mut().values_mut() {
             group.tick(now);
-            if group.take_dirty() {
-                records.push((group.id.clone(), group.to_record()));
+            if let Some(record) = group.take_changed_record() {
+                records.push((group.id.clone(), record));
             }
         }
         // Groups that were only ever probed (a JoinGroup never completed, a
@@ -534,7 +531,7 @@ impl Coordinator {
             };
             if !self.write_later(&group_id, vec![entry]) {
                 // Queue full: try again on the next tick.
-                self.with_group(&group_id, Group::mark_dirty);
+                self.with_group(&group_id, |g| g.classic_mut().map(ClassicGroup::mark_dirty));
             }
         }
     }
@@ -549,7 +546,8 @@ impl Coordinator {
             if !group.is_empty() {
                 continue;
             }
-            let group_expired = group.protocol_type.is_some() && now - group.state_since_ms >= retention;
+            let empty_since_ms = group.empty_since_ms();
+            let group_expired = empty_since_ms.is_some_and(|since| now - since >= retention);
             let expired: Vec<Entry> = group
                 .offsets
                 .iter()
@@ -565,7 +563,7 @@ impl Coordinator {
                 .collect();
             let mut entries = expired;
             let nothing_left = entries.len() == group.offsets.len();
-            if nothing_left && (group_expired || group.protocol_type.is_none()) && group.record_offset >= 0 {
+            if nothing_left && (group_expired || empty_since_ms.is_none()) && group.has_stored_record() {
                 entries.push(Entry {
                     key: Key::Group {
                         group: group.id.clone(),

@@ -4,14 +4,18 @@
 //! A group's coordinator is the shard that owns the group's partition of
 //! `__consumer_offsets` (Kafka's `abs(hashCode(group)) % partitions`). The
 //! functions here run on whichever shard received the request and hand the
-//! work to that shard; `state` is the per-group state machine, `coordinator`
-//! the per-shard owner of groups and of the offsets partitions' writers,
-//! `records` the stored format.
+//! work to that shard. A `Group` (kind.rs) holds its committed offsets
+//! (offsets.rs) and its membership: a `ClassicGroup` (classic.rs, the
+//! JoinGroup/SyncGroup state machine) or a KIP-848 `ConsumerGroup`
+//! (consumer.rs). `coordinator` is the per-shard owner of groups and of the
+//! offsets partitions' writers, `records` the stored format.
 
+pub mod classic;
 pub mod consumer;
 pub mod coordinator;
+pub mod kind;
+pub mod offsets;
 pub mod records;
-pub mod state;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,10 +27,11 @@ use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
 use crate::model::{ErrorCode, NAME_BYTES_MAX, names_fit, now_ms};
 use crate::runtime::{self, submit_to};
+use classic::{JoinReply, SyncReply};
+pub use classic::{JoinRequest, JoinResult, JoinedMember, SyncResult};
 use coordinator::{Coordinator, Entry, Value};
+use kind::Group;
 use records::{Key, OffsetValue};
-use state::{JoinReply, SyncReply};
-pub use state::{JoinRequest, JoinResult, JoinedMember, SyncResult};
 
 pub const OFFSETS_TOPIC: &str = crate::model::INTERNAL_TOPICS[0];
 
@@ -158,7 +163,11 @@ pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
             return Ok(JoinResult::error(ErrorCode::UnknownMemberId, &request.member_id));
         }
         let member = request.member_id.clone();
-        match c.with_group_or_new(&id, |g| g.join(request, now_ms())) {
+        let joined = c.with_group_or_new(&id, |g| match g.classic_for_join(now_ms()) {
+            Ok(classic) => classic.join(request, now_ms()),
+            Err(code) => JoinReply::Now(JoinResult::error(code, &request.member_id)),
+        });
+        match joined {
             JoinReply::Now(result) => Ok(result),
             JoinReply::Later(rx) => Ok(rx
                 .await
@@ -191,6 +200,9 @@ pub async fn sync(group_id: String, request: SyncRequest) -> SyncResult {
     let id = group_id.clone();
     let result = on_coordinator(&group_id, move |c| async move {
         let reply = c.with_group(&id, |g| {
+            let Some(g) = g.classic_mut() else {
+                return SyncReply::Now(SyncResult::error(ErrorCode::UnknownMemberId));
+            };
             let type_mismatch = request.protocol_type.is_some() && request.protocol_type != g.protocol_type;
             let name_mismatch = request.protocol_name.is_some() && request.protocol_name != g.protocol;
             if type_mismatch || name_mismatch {
@@ -220,8 +232,10 @@ pub async fn heartbeat(group_id: String, member_id: String, instance_id: Option<
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
         Ok(c.with_group(&id, |g| {
-            g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms())
+            g.classic_mut()
+                .map(|g| g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms()))
         })
+        .flatten()
         .unwrap_or(ErrorCode::UnknownMemberId))
     })
     .await
@@ -236,8 +250,11 @@ pub async fn leave(group_id: String, members: Vec<(String, Option<String>)>) -> 
         Ok(members
             .iter()
             .map(|(member, instance)| {
-                c.with_group(&id, |g| g.leave(member, instance.as_deref(), now))
-                    .unwrap_or(ErrorCode::UnknownMemberId)
+                c.with_group(&id, |g| {
+                    g.classic_mut().map(|g| g.leave(member, instance.as_deref(), now))
+                })
+                .flatten()
+                .unwrap_or(ErrorCode::UnknownMemberId)
             })
             .collect())
     })
@@ -258,7 +275,7 @@ pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
         let now = now_ms();
-        let check = |g: &mut state::Group| {
+        let check = |g: &mut Group| {
             g.check_commit(
                 &request.member_id,
                 request.group_instance_id.as_deref(),
@@ -359,10 +376,7 @@ pub async fn list_groups() -> Vec<GroupListing> {
         submit_to(shard, || async {
             coordinator::local().map_groups(|g| GroupListing {
                 group_id: g.id.clone(),
-                protocol_type: match &g.consumer {
-                    Some(_) => "consumer".to_string(),
-                    None => g.protocol_type.clone().unwrap_or_default(),
-                },
+                protocol_type: g.protocol_type(),
                 state: g.state_name(),
                 group_type: g.type_name(),
             })
@@ -399,22 +413,31 @@ pub struct GroupDescription {
 pub async fn describe(group_id: String) -> Result<GroupDescription, ErrorCode> {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
-        let described = c.with_group(&id, |g| GroupDescription {
-            state: g.state_name().to_string(),
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            protocol: g.protocol.clone().unwrap_or_default(),
-            members: g
-                .members
-                .values()
-                .map(|m| MemberDescription {
-                    member_id: m.id.clone(),
-                    group_instance_id: m.instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    metadata: m.metadata_for(g.protocol.as_deref()),
-                    assignment: m.assignment.clone(),
-                })
-                .collect(),
+        let described = c.with_group(&id, |g| match g.classic() {
+            Some(classic) => GroupDescription {
+                state: classic.state.name().to_string(),
+                protocol_type: classic.protocol_type.clone().unwrap_or_default(),
+                protocol: classic.protocol.clone().unwrap_or_default(),
+                members: classic
+                    .members
+                    .values()
+                    .map(|m| MemberDescription {
+                        member_id: m.id.clone(),
+                        group_instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: m.metadata_for(classic.protocol.as_deref()),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect(),
+            },
+            // A consumer group shows its state and no classic members.
+            None => GroupDescription {
+                state: g.state_name().to_string(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
         });
         Ok(described.unwrap_or_else(|| GroupDescription {
             state: "Dead".to_string(),
@@ -437,7 +460,7 @@ pub async fn delete_group(group_id: String) -> ErrorCode {
                 }
                 let mut entries: Vec<Entry> = g
                     .offsets
-                    .keys()
+                    .partitions()
                     .map(|(topic, partition)| Entry {
                         key: Key::Offset {
                             group: id.clone(),
@@ -523,18 +546,27 @@ pub async fn consumer_heartbeat(
         let metadata = shard::local().metadata();
         let partitions_of = |topic: &str| metadata.topics.get(topic).map(|t| t.partitions);
         let config = c.config().clone();
-        Ok(c.with_group_or_new(&id, |g| {
-            if !g.members.is_empty() {
-                return Err((
-                    ErrorCode::GroupIdNotFound,
-                    format!("group '{id}' is not a consumer group"),
-                ));
+        let (response, classic_record_may_exist) = c.with_group_or_new(&id, |g| {
+            let make = || consumer::ConsumerGroup::new(config.consumer_session_timeout_ms, config.max_size);
+            match g.consumer_for_heartbeat(make) {
+                Ok((consumer, converted)) => (
+                    consumer.heartbeat(request, &partitions_of, now_ms()),
+                    converted.classic_record_may_exist,
+                ),
+                Err(code) => (Err((code, format!("group '{id}' is not a consumer group"))), false),
             }
-            let consumer = g.consumer.get_or_insert_with(|| {
-                consumer::ConsumerGroup::new(config.consumer_session_timeout_ms, config.max_size)
-            });
-            consumer.heartbeat(request, &partitions_of, now_ms())
-        }))
+        });
+        if classic_record_may_exist {
+            // The classic group's record goes, so a restart cannot bring its members back.
+            let tombstone = Entry {
+                key: Key::Group { group: id.clone() },
+                value: None,
+            };
+            if !c.write_later(&id, vec![tombstone]) {
+                tracing::warn!(group = %id, "cannot queue the deletion of the classic group's record");
+            }
+        }
+        Ok(response)
     })
     .await;
     result.map_err(|code| (code, String::new()))?
@@ -561,7 +593,7 @@ pub async fn consumer_describe(group_id: String) -> Result<ConsumerGroupDescript
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
         c.with_group(&id, |g| {
-            let consumer = g.consumer.as_ref()?;
+            let consumer = g.consumer()?;
             Some(ConsumerGroupDescription {
                 state: consumer.state_name(),
                 epoch: consumer.epoch,
