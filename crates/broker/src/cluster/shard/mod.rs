@@ -1,6 +1,15 @@
 //! What one shard owns: its copy of the metadata and the logs of the
-//! partitions assigned to it. Also the routing helpers every handler uses to
-//! reach a partition's owner, wherever the request arrived.
+//! partitions assigned to it. The routing helpers every handler uses to reach
+//! a partition's owner, wherever the request arrived, are beside it:
+//! `leadership`, `append` (produce) and `read` (fetch, lookups).
+
+mod append;
+mod leadership;
+mod read;
+
+pub use append::{AppendSpec, Appended, append_many, wait_committed_many};
+pub use leadership::{NO_LEADER_EPOCH, check_leader, check_leader_epoch, leader_epoch_here, wait_until_committed};
+pub use read::{LookupSpec, ReadSpec, end_offsets_for_epochs, offsets_for, read_many, wait_for_any};
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -8,7 +17,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -17,11 +25,13 @@ use crate::config::BrokerConfig;
 use crate::model::{ErrorCode, TopicPartition, now_ms};
 use crate::record::BatchError;
 use crate::runtime::{self, submit_to};
-use crate::storage::{AppendInfo, PartitionLog, ReadResult, Reader};
+use crate::storage::PartitionLog;
 
 /// How often a shard writes indexes behind and checks `flush.ms`.
 const MAINTENANCE_TICK_MS: u64 = 1000;
+
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
 /// A deleted partition's directory is renamed `<topic>-<partition>.<topic id><this>`
 /// before it is removed (as Kafka's `-delete` directories); start-up removes leftovers.
 pub const DELETED_SUFFIX: &str = "-delete";
@@ -445,161 +455,6 @@ fn unknown_partition() -> BatchError {
     }
 }
 
-/// Cluster mode: clients must produce to and fetch from the partition's
-/// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
-/// their metadata. Unknown partitions are left to the log lookup.
-pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
-    check_leader_epoch(tp, NO_LEADER_EPOCH).map(|_| ())
-}
-
-/// Waits (on `tp`'s owner shard) until the high watermark covers offsets
-/// below `end`, which this broker appended as leader in `epoch`.
-pub async fn wait_until_committed(
-    tp: &TopicPartition,
-    log: &PartitionLog,
-    end: i64,
-    epoch: i32,
-    timeout: Duration,
-) -> Result<(), (ErrorCode, String)> {
-    log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
-        .await;
-    // A leader demoted meanwhile may have cut the batch off and refilled its
-    // offsets from the new leader: the high watermark then covers other
-    // records, so only an unchanged epoch may answer.
-    if leader_epoch_here(tp) != Ok(epoch) {
-        return Err((
-            ErrorCode::NotLeaderOrFollower,
-            format!("leadership of {tp} moved before the batch was committed"),
-        ));
-    }
-    if log.high_watermark() < end {
-        return Err((
-            ErrorCode::RequestTimedOut,
-            format!("the in-sync replicas of {tp} did not confirm the batch in time"),
-        ));
-    }
-    Ok(())
-}
-
-/// The leader epoch this broker leads `tp` in, by this shard's metadata
-/// (`LEADER_EPOCH` for a partition no quorum places).
-pub fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
-    check_leader_epoch(tp, NO_LEADER_EPOCH)
-}
-
-/// A request's `current_leader_epoch` when the client sent none.
-pub const NO_LEADER_EPOCH: i32 = -1;
-
-/// As `check_leader`, and fences a client that knows a different leader
-/// epoch (KIP-320): an older one gets FENCED_LEADER_EPOCH, a newer one (this
-/// broker's metadata lags) UNKNOWN_LEADER_EPOCH; both refresh metadata.
-/// Returns the epoch this broker leads in. On the produce and fetch paths:
-/// it borrows the placement, never copies it.
-pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<i32, ErrorCode> {
-    let shard = local();
-    let metadata = shard.metadata();
-    let placed = metadata
-        .topic_with_partition(&tp.topic, tp.partition)
-        .and_then(|t| t.assignment.get(tp.partition as usize));
-    let Some(placement) = placed else {
-        // A single node leads all it has; unknown partitions are left to the log lookup.
-        return Ok(crate::storage::log::LEADER_EPOCH);
-    };
-    if placement.leader < 0 {
-        Err(ErrorCode::LeaderNotAvailable)
-    } else if placement.leader != shard.config.broker_id {
-        Err(ErrorCode::NotLeaderOrFollower)
-    } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
-        Ok(placement.leader_epoch)
-    } else if current_leader_epoch < placement.leader_epoch {
-        Err(ErrorCode::FencedLeaderEpoch)
-    } else {
-        Err(ErrorCode::UnknownLeaderEpoch)
-    }
-}
-
-/// One partition's batch of a Produce request.
-pub struct AppendSpec {
-    pub tp: TopicPartition,
-    pub batch: BytesMut,
-}
-
-/// Appends each batch on its partition's owner shard, with one task per
-/// owner shard (the partitions of that shard append concurrently inside it).
-/// With acks=all on a replicated partition it needs `min.insync.replicas` in
-/// the ISR first, and the append answers with what `wait_committed_many` must
-/// then wait for. Results come back in the order of `specs`. The request's
-/// frame is no longer needed once this returns: its batches are written.
-pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Result<Appended, BatchError>> {
-    on_owners(
-        specs,
-        |spec| &spec.tp,
-        move |spec| append_here(spec, now, acks),
-        || Err(shutting_down()),
-    )
-    .await
-}
-
-/// A written batch, and for acks=all on a replicated partition where the
-/// high watermark must reach (end offset, and the leader epoch it was
-/// appended in).
-pub struct Appended {
-    pub info: AppendInfo,
-    pub commit: Option<(TopicPartition, i64, i32)>,
-}
-
-/// acks=all: waits on the owner shards (one task each) until the high
-/// watermark passes each batch, or `timeout`; results in the order of `appended`.
-pub async fn wait_committed_many(
-    appended: Vec<Result<Appended, BatchError>>,
-    timeout: Duration,
-) -> Vec<Result<AppendInfo, BatchError>> {
-    // `None` marks a batch whose answer waits for its commit.
-    let mut answers: Vec<Option<Result<AppendInfo, BatchError>>> = Vec::with_capacity(appended.len());
-    let mut waits = Vec::new();
-    let mut waiting_infos = Vec::new();
-    for result in appended {
-        match result {
-            Ok(Appended {
-                info,
-                commit: Some(commit),
-            }) => {
-                waits.push(commit);
-                waiting_infos.push(info);
-                answers.push(None);
-            }
-            Ok(Appended { info, commit: None }) => answers.push(Some(Ok(info))),
-            Err(e) => answers.push(Some(Err(e))),
-        }
-    }
-    let waited = on_owners(
-        waits,
-        |(tp, _, _)| tp,
-        move |(tp, end, epoch)| async move {
-            let Some(log) = local().log(&tp) else {
-                return Err(unknown_partition());
-            };
-            wait_until_committed(&tp, &log, end, epoch, timeout)
-                .await
-                .map_err(|(code, message)| BatchError { code, message })
-        },
-        || Err(shutting_down()),
-    )
-    .await;
-    let mut waited = waited.into_iter().zip(waiting_infos);
-    let answers: Vec<_> = answers
-        .into_iter()
-        .map(|answer| {
-            answer.unwrap_or_else(|| {
-                let (committed, info) = waited.next().expect("one wait per batch that waits");
-                committed.map(|()| info)
-            })
-        })
-        .collect();
-    assert!(waited.next().is_none(), "every wait is answered");
-    answers
-}
-
 fn not_leader(code: ErrorCode, tp: &TopicPartition) -> BatchError {
     BatchError {
         code,
@@ -612,56 +467,6 @@ fn shutting_down() -> BatchError {
         code: ErrorCode::LeaderNotAvailable,
         message: "broker is shutting down".into(),
     }
-}
-
-/// One partition's append, on its owner shard. Leadership is decided here,
-/// once, by the owner's metadata: the receiving shard may have applied a
-/// change first or not yet. The log stamps that epoch or refuses the batch.
-async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, BatchError> {
-    let AppendSpec { tp, batch } = spec;
-    let shard = local();
-    let Some(log) = shard.log(&tp) else {
-        return Err(unknown_partition());
-    };
-    let epoch = leader_epoch_here(&tp).map_err(|code| not_leader(code, &tp))?;
-    let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
-    if replicated {
-        let isr = in_sync_replica_count(&tp);
-        let min_isr = log.min_insync_replicas();
-        if isr < min_isr {
-            return Err(BatchError {
-                code: ErrorCode::NotEnoughReplicas,
-                message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
-            });
-        }
-    }
-    let info = log.append(batch, now, epoch).await?;
-    assert_eq!(
-        info.leader_epoch, epoch,
-        "{tp}: the log stamps the epoch the owner decided"
-    );
-    // A duplicate (a retry of a batch already in the log) waits too: the
-    // first attempt may have timed out before the ISR had it.
-    let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
-    Ok(Appended { info, commit })
-}
-
-/// The size of `tp`'s ISR by this shard's metadata (0 if it is not placed).
-fn in_sync_replica_count(tp: &TopicPartition) -> i32 {
-    let shard = local();
-    let metadata = shard.metadata();
-    metadata.topics.get(&tp.topic).map_or(0, |topic| {
-        topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32
-    })
-}
-
-/// One partition of a multi-partition read (Fetch).
-pub struct ReadSpec {
-    pub tp: TopicPartition,
-    pub offset: i64,
-    pub max_bytes: u64,
-    /// The leader epoch the client knows (KIP-320), `NO_LEADER_EPOCH` for none.
-    pub current_leader_epoch: i32,
 }
 
 /// Runs `f` for every item on the owner shard of its partition, with one
@@ -707,162 +512,6 @@ where
         results[i] = Some(outcome);
     }
     results.into_iter().map(|r| r.expect("every item answered")).collect()
-}
-
-/// Reads many partitions, one task per owner shard (`on_owners`). Results
-/// come back in the order of `specs`.
-pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result<ReadResult, ErrorCode>> {
-    let checked: Vec<Result<ReadSpec, ErrorCode>> = specs
-        .into_iter()
-        .map(|spec| check_leader_epoch(&spec.tp, spec.current_leader_epoch).map(|_| spec))
-        .collect();
-    let (refused, led) = split_refused(checked);
-    let reads = on_owners(
-        led,
-        |spec| &spec.tp,
-        move |spec| async move { read_here(&spec, replica) },
-        || Err(ErrorCode::LeaderNotAvailable),
-    )
-    .await;
-    merge_refused(refused, reads)
-}
-
-/// Items refused before any cross-shard work keep their place: `(slots,
-/// accepted)`, where a slot is `Some(error)` or `None` for the next accepted one.
-fn split_refused<T, E>(items: Vec<Result<T, E>>) -> (Vec<Option<E>>, Vec<T>) {
-    let mut slots = Vec::with_capacity(items.len());
-    let mut accepted = Vec::new();
-    for item in items {
-        match item {
-            Ok(t) => {
-                accepted.push(t);
-                slots.push(None);
-            }
-            Err(e) => slots.push(Some(e)),
-        }
-    }
-    (slots, accepted)
-}
-
-/// The inverse of `split_refused`, with the accepted items' results.
-fn merge_refused<R, E>(slots: Vec<Option<E>>, results: Vec<Result<R, E>>) -> Vec<Result<R, E>> {
-    let mut results = results.into_iter();
-    let merged = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Some(e) => Err(e),
-            None => results.next().expect("one result per accepted item"),
-        })
-        .collect();
-    assert!(results.next().is_none(), "every result is used");
-    merged
-}
-
-/// One partition's read, on its owner shard.
-fn read_here(spec: &ReadSpec, replica: Option<i32>) -> Result<ReadResult, ErrorCode> {
-    let Some(log) = local().log(&spec.tp) else {
-        return Err(ErrorCode::UnknownTopicOrPartition);
-    };
-    match replica {
-        Some(follower) => {
-            super::leader::follower_fetched(&spec.tp, &log, follower, spec.offset);
-            log.read_as(spec.offset, spec.max_bytes, true, Reader::Replica)
-        }
-        None => log.read(spec.offset, spec.max_bytes, true),
-    }
-}
-
-/// Resolves when any of `wanted` (partition, offset) has data past its
-/// offset, or at `deadline`. Each owner shard is asked once for listeners on
-/// its partitions; the wait itself runs here, so no shard holds a task for a
-/// long poll, and returning drops (unregisters) every listener.
-pub async fn wait_for_any(wanted: Vec<(TopicPartition, i64)>, deadline: Instant, reader: Reader) {
-    // Per partition: Ok(None) no such log here, Ok(Some(l)) a listener, Err(()) data is there.
-    let answers = on_owners(
-        wanted,
-        |(tp, _)| tp,
-        move |(tp, offset)| async move {
-            match local().log(&tp) {
-                None => Ok(None),
-                Some(log) => log.data_listener(offset, reader).map(Some).ok_or(()),
-            }
-        },
-        // A shard that is stopping: no wait.
-        || Err(()),
-    )
-    .await;
-    let mut listeners = Vec::with_capacity(answers.len());
-    for answer in answers {
-        match answer {
-            Ok(Some(listener)) => listeners.push(listener),
-            Ok(None) => {}
-            Err(()) => return,
-        }
-    }
-    if listeners.is_empty() {
-        compio::time::sleep_until(deadline).await;
-        return;
-    }
-    let _ = compio::time::timeout_at(deadline, futures_util::future::select_all(listeners)).await;
-}
-
-/// One partition of a request that asks its owner shard a question
-/// (ListOffsets, OffsetForLeaderEpoch): `arg` is the timestamp or the epoch.
-pub struct LookupSpec {
-    pub tp: TopicPartition,
-    /// The leader epoch the client knows (KIP-320), `NO_LEADER_EPOCH` for none.
-    pub current_leader_epoch: i32,
-    pub arg: i64,
-}
-
-/// Checks each partition's leader epoch here, then answers `f` on the owner
-/// shards, one task per shard (`on_owners`), in the order of `specs`.
-async fn lookup_many<R, F>(specs: Vec<LookupSpec>, f: F) -> Vec<Result<R, ErrorCode>>
-where
-    R: Send + 'static,
-    F: Fn(&PartitionLog, i64) -> Result<R, ErrorCode> + Clone + Send + 'static,
-{
-    let checked = specs
-        .into_iter()
-        .map(|spec| check_leader_epoch(&spec.tp, spec.current_leader_epoch).map(|_| spec))
-        .collect();
-    let (refused, led) = split_refused(checked);
-    let answers = on_owners(
-        led,
-        |spec| &spec.tp,
-        move |spec| {
-            let f = f.clone();
-            async move {
-                match local().log(&spec.tp) {
-                    Some(log) => f(&log, spec.arg),
-                    None => Err(ErrorCode::UnknownTopicOrPartition),
-                }
-            }
-        },
-        || Err(ErrorCode::LeaderNotAvailable),
-    )
-    .await;
-    merge_refused(refused, answers)
-}
-
-/// ListOffsets: for each partition (`arg` the timestamp) the offset, its
-/// timestamp and the leader epoch it was written in.
-pub async fn offsets_for(specs: Vec<LookupSpec>) -> Vec<Result<(i64, i64, i32), ErrorCode>> {
-    lookup_many(specs, |log, timestamp_ms| {
-        let (offset, timestamp) = log.offset_for(timestamp_ms)?;
-        Ok((offset, timestamp, log.epoch_at(offset)))
-    })
-    .await
-}
-
-/// OffsetForLeaderEpoch: for each partition (`arg` the epoch asked about)
-/// the largest epoch not above it and where it ends in this leader's log.
-pub async fn end_offsets_for_epochs(specs: Vec<LookupSpec>) -> Vec<Result<(i32, i64), ErrorCode>> {
-    lookup_many(specs, |log, leader_epoch| {
-        let epoch = i32::try_from(leader_epoch).map_err(|_| ErrorCode::InvalidRequest)?;
-        Ok(log.end_offset_for_epoch(epoch))
-    })
-    .await
 }
 
 /// The size on disk of every partition, gathered from every shard.

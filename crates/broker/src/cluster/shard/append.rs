@@ -1,0 +1,135 @@
+//! The produce path's fan-out: each batch appended on its partition's owner
+//! shard, which decides leadership once, then the acks=all waits.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::leadership::{leader_epoch_here, wait_until_committed};
+use super::{local, not_leader, on_owners, shutting_down, unknown_partition};
+use crate::model::{ErrorCode, TopicPartition};
+use crate::record::BatchError;
+use crate::storage::AppendInfo;
+
+/// One partition's batch of a Produce request.
+pub struct AppendSpec {
+    pub tp: TopicPartition,
+    pub batch: BytesMut,
+}
+
+/// Appends each batch on its partition's owner shard, with one task per
+/// owner shard (the partitions of that shard append concurrently inside it).
+/// With acks=all on a replicated partition it needs `min.insync.replicas` in
+/// the ISR first, and the append answers with what `wait_committed_many` must
+/// then wait for. Results come back in the order of `specs`. The request's
+/// frame is no longer needed once this returns: its batches are written.
+pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Result<Appended, BatchError>> {
+    on_owners(
+        specs,
+        |spec| &spec.tp,
+        move |spec| append_here(spec, now, acks),
+        || Err(shutting_down()),
+    )
+    .await
+}
+
+/// A written batch, and for acks=all on a replicated partition where the
+/// high watermark must reach (end offset, and the leader epoch it was
+/// appended in).
+pub struct Appended {
+    pub info: AppendInfo,
+    pub commit: Option<(TopicPartition, i64, i32)>,
+}
+
+/// acks=all: waits on the owner shards (one task each) until the high
+/// watermark passes each batch, or `timeout`; results in the order of `appended`.
+pub async fn wait_committed_many(
+    appended: Vec<Result<Appended, BatchError>>,
+    timeout: Duration,
+) -> Vec<Result<AppendInfo, BatchError>> {
+    // `None` marks a batch whose answer waits for its commit.
+    let mut answers: Vec<Option<Result<AppendInfo, BatchError>>> = Vec::with_capacity(appended.len());
+    let mut waits = Vec::new();
+    let mut waiting_infos = Vec::new();
+    for result in appended {
+        match result {
+            Ok(Appended {
+                info,
+                commit: Some(commit),
+            }) => {
+                waits.push(commit);
+                waiting_infos.push(info);
+                answers.push(None);
+            }
+            Ok(Appended { info, commit: None }) => answers.push(Some(Ok(info))),
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    let waited = on_owners(
+        waits,
+        |(tp, _, _)| tp,
+        move |(tp, end, epoch)| async move {
+            let Some(log) = local().log(&tp) else {
+                return Err(unknown_partition());
+            };
+            wait_until_committed(&tp, &log, end, epoch, timeout)
+                .await
+                .map_err(|(code, message)| BatchError { code, message })
+        },
+        || Err(shutting_down()),
+    )
+    .await;
+    let mut waited = waited.into_iter().zip(waiting_infos);
+    let answers: Vec<_> = answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                let (committed, info) = waited.next().expect("one wait per batch that waits");
+                committed.map(|()| info)
+            })
+        })
+        .collect();
+    assert!(waited.next().is_none(), "every wait is answered");
+    answers
+}
+
+/// One partition's append, on its owner shard. Leadership is decided here,
+/// once, by the owner's metadata: the receiving shard may have applied a
+/// change first or not yet. The log stamps that epoch or refuses the batch.
+async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, BatchError> {
+    let AppendSpec { tp, batch } = spec;
+    let shard = local();
+    let Some(log) = shard.log(&tp) else {
+        return Err(unknown_partition());
+    };
+    let epoch = leader_epoch_here(&tp).map_err(|code| not_leader(code, &tp))?;
+    let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
+    if replicated {
+        let isr = in_sync_replica_count(&tp);
+        let min_isr = log.min_insync_replicas();
+        if isr < min_isr {
+            return Err(BatchError {
+                code: ErrorCode::NotEnoughReplicas,
+                message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
+            });
+        }
+    }
+    let info = log.append(batch, now, epoch).await?;
+    assert_eq!(
+        info.leader_epoch, epoch,
+        "{tp}: the log stamps the epoch the owner decided"
+    );
+    // A duplicate (a retry of a batch already in the log) waits too: the
+    // first attempt may have timed out before the ISR had it.
+    let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
+    Ok(Appended { info, commit })
+}
+
+/// The size of `tp`'s ISR by this shard's metadata (0 if it is not placed).
+fn in_sync_replica_count(tp: &TopicPartition) -> i32 {
+    let shard = local();
+    let metadata = shard.metadata();
+    metadata.topics.get(&tp.topic).map_or(0, |topic| {
+        topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32
+    })
+}

@@ -1,0 +1,81 @@
+//! Who leads a partition here, by this shard's metadata, and the acks=all
+//! wait that answers only while that leadership holds.
+
+use std::time::{Duration, Instant};
+
+use super::local;
+use crate::model::{ErrorCode, TopicPartition};
+use crate::storage::{PartitionLog, Reader};
+
+/// Cluster mode: clients must produce to and fetch from the partition's
+/// leader; another broker answers NOT_LEADER_OR_FOLLOWER so they refresh
+/// their metadata. Unknown partitions are left to the log lookup.
+pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
+    check_leader_epoch(tp, NO_LEADER_EPOCH).map(|_| ())
+}
+
+/// Waits (on `tp`'s owner shard) until the high watermark covers offsets
+/// below `end`, which this broker appended as leader in `epoch`.
+pub async fn wait_until_committed(
+    tp: &TopicPartition,
+    log: &PartitionLog,
+    end: i64,
+    epoch: i32,
+    timeout: Duration,
+) -> Result<(), (ErrorCode, String)> {
+    log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
+        .await;
+    // A leader demoted meanwhile may have cut the batch off and refilled its
+    // offsets from the new leader: the high watermark then covers other
+    // records, so only an unchanged epoch may answer.
+    if leader_epoch_here(tp) != Ok(epoch) {
+        return Err((
+            ErrorCode::NotLeaderOrFollower,
+            format!("leadership of {tp} moved before the batch was committed"),
+        ));
+    }
+    if log.high_watermark() < end {
+        return Err((
+            ErrorCode::RequestTimedOut,
+            format!("the in-sync replicas of {tp} did not confirm the batch in time"),
+        ));
+    }
+    Ok(())
+}
+
+/// The leader epoch this broker leads `tp` in, by this shard's metadata
+/// (`LEADER_EPOCH` for a partition no quorum places).
+pub fn leader_epoch_here(tp: &TopicPartition) -> Result<i32, ErrorCode> {
+    check_leader_epoch(tp, NO_LEADER_EPOCH)
+}
+
+/// A request's `current_leader_epoch` when the client sent none.
+pub const NO_LEADER_EPOCH: i32 = -1;
+
+/// As `check_leader`, and fences a client that knows a different leader
+/// epoch (KIP-320): an older one gets FENCED_LEADER_EPOCH, a newer one (this
+/// broker's metadata lags) UNKNOWN_LEADER_EPOCH; both refresh metadata.
+/// Returns the epoch this broker leads in. On the produce and fetch paths:
+/// it borrows the placement, never copies it.
+pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<i32, ErrorCode> {
+    let shard = local();
+    let metadata = shard.metadata();
+    let placed = metadata
+        .topic_with_partition(&tp.topic, tp.partition)
+        .and_then(|t| t.assignment.get(tp.partition as usize));
+    let Some(placement) = placed else {
+        // A single node leads all it has; unknown partitions are left to the log lookup.
+        return Ok(crate::storage::log::LEADER_EPOCH);
+    };
+    if placement.leader < 0 {
+        Err(ErrorCode::LeaderNotAvailable)
+    } else if placement.leader != shard.config.broker_id {
+        Err(ErrorCode::NotLeaderOrFollower)
+    } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
+        Ok(placement.leader_epoch)
+    } else if current_leader_epoch < placement.leader_epoch {
+        Err(ErrorCode::FencedLeaderEpoch)
+    } else {
+        Err(ErrorCode::UnknownLeaderEpoch)
+    }
+}
