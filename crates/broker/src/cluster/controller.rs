@@ -162,9 +162,7 @@ impl Controller {
             ..ClusterImage::default()
         };
         for record in records {
-            image
-                .apply(record)
-                .map_err(|e| ApiError::new(e.code, e.message))?;
+            image.apply(record).map_err(|e| ApiError::new(e.code, e.message))?;
         }
         let mut next = (*current).clone();
         next.topics = image.topics;
@@ -309,12 +307,7 @@ impl Controller {
         }]))
     }
 
-    fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<Change, ApiError> {
+    fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Change, ApiError> {
         let current = Arc::clone(&self.current.borrow());
         let topic = existing_topic(&current, name)?;
         if count <= topic.partitions {
@@ -630,7 +623,11 @@ pub async fn delete_topic(name: String) -> Result<(), ApiError> {
 }
 
 pub async fn create_partitions(name: String, count: i32, validate_only: bool) -> Result<(), ApiError> {
-    on_controller(move |c| c.create_partitions(&name, count, validate_only).map(|change| (change, ()))).await
+    on_controller(move |c| {
+        c.create_partitions(&name, count, validate_only)
+            .map(|change| (change, ()))
+    })
+    .await
 }
 
 pub async fn alter_topic_configs(

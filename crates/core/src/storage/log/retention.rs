@@ -39,22 +39,21 @@ impl PartitionLog {
         }
         self.roll_ahead(RollWhen::RetentionExpired, now_ms).await?;
         let mut st = self.state.borrow_mut();
-        let config = st.config.clone();
-        let expired = |s: &Segment| retention_expired(&config, s, now_ms);
+        let LogState { config, segments, .. } = &mut *st;
         let mut deleted = 0;
-        let mut total: i64 = st.segments.iter().map(|s| s.size_bytes as i64).sum();
-        let retention_bytes = st.config.retention_bytes;
+        let mut total: i64 = segments.iter().map(|s| s.size_bytes as i64).sum();
+        let retention_bytes = config.retention_bytes;
         // Bounded by the number of segments; the active one always stays.
-        while st.segments.len() > 1 {
-            let oldest = &st.segments[0];
+        while segments.len() > 1 {
+            let oldest = &segments[0];
             if oldest.readable_bytes < oldest.size_bytes {
                 break; // writes to it are still in flight
             }
             let over_size = retention_bytes >= 0 && total - oldest.size_bytes as i64 >= retention_bytes;
-            if !(expired(oldest) || over_size) {
+            if !(retention_expired(config, oldest, now_ms) || over_size) {
                 break;
             }
-            let oldest = st.segments.remove(0);
+            let oldest = segments.remove(0);
             total -= oldest.size_bytes as i64;
             oldest.delete_files_in_background();
             deleted += 1;
