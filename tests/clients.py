@@ -38,18 +38,25 @@ def produce(broker, topic, messages, **conf):
     return reports
 
 
+def consume_until(consumer, done, timeout_s=60):
+    """Yields `consumer`'s records (failing on an error) until `done()` holds,
+    checked between batches, or `timeout_s` passed; the caller asserts what it got."""
+    deadline = time.time() + timeout_s
+    while not done() and time.time() < deadline:
+        for m in consumer.consume(num_messages=10_000, timeout=0.5):
+            assert m.error() is None, m.error()
+            yield m
+
+
 def consume_all(broker, topic, partitions, expected, timeout_s=30, **conf):
     """Reads partitions from the beginning until `expected` messages arrived."""
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": False, **conf})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out = []
-    deadline = time.time() + timeout_s
     try:
-        while len(out) < expected and time.time() < deadline:
-            for m in c.consume(num_messages=10_000, timeout=0.5):
-                assert m.error() is None, m.error()
-                out.append(m)
+        for m in consume_until(c, lambda: len(out) >= expected, timeout_s):
+            out.append(m)
     finally:
         c.close()
     assert len(out) == expected, f"consumed {len(out)} of {expected}"

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,16 @@ class Broker:
 
     def log(self):
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def metrics_text(self):
+        """The broker's Prometheus exposition, as text."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+
+    def open_connections(self):
+        """Client connections the broker holds now (its `sluice_connections` gauge)."""
+        lines = self.metrics_text().splitlines()
+        return sum(int(l.split()[1]) for l in lines if l.startswith("sluice_connections{"))
 
     def cpu_seconds(self):
         """utime + stime of the broker process, from /proc."""

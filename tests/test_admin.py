@@ -1,6 +1,5 @@
 """Topic and config administration, ListOffsets, DescribeCluster, as AdminClient users see them."""
 
-import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition

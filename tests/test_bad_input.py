@@ -182,7 +182,7 @@ def test_a_thousand_idle_connections(make_broker):
     rss_before = rss_kib(b.proc.pid)
     conns = [socket.create_connection(("127.0.0.1", b.port)) for _ in range(1000)]
     try:
-        time.sleep(0.5)
+        kwire.wait_for(lambda: b.open_connections() >= 1000, what="the broker to accept 1000 connections")
         still_serving(b)
         grown_mib = (rss_kib(b.proc.pid) - rss_before) / 1024
         assert grown_mib < 100, f"1000 idle connections cost {grown_mib:.0f} MiB"

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+import kwire
 from clients import kcat
 from conftest import SLUICE_BIN
 
@@ -132,12 +133,13 @@ def test_console_round_trip_with_keys_headers_and_kcat(broker):
 
 def test_console_consumer_stops_cleanly_on_ctrl_c(broker):
     import signal
-    import time
     sluice(broker, "topic", "create", "idle")
     env = {**os.environ, "SLUICE_BOOTSTRAP": broker.bootstrap}
+    kwire.wait_for(lambda: broker.open_connections() == 0, what="earlier clients' connections to be released")
     proc = subprocess.Popen([SLUICE_BIN, "consume", "idle"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-    time.sleep(2)
+    # Interrupted only once it is consuming: connected to the broker it was given.
+    kwire.wait_for(lambda: broker.open_connections() >= 1, what="the console consumer to connect")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err

@@ -7,7 +7,6 @@ the broker stays up and bounded, and the bystander loses nothing."""
 import struct
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -210,24 +209,14 @@ def test_oversized_group_id_is_refused_and_its_offsets_partition_keeps_working(m
         assert offset_commit_v8(conn, longest, "t", 0, 3) == 0, "32,767 bytes is a valid group id"
         assert offset_commit_v8(conn, victim, "t", 0, 7) == 0
     assert "panicked" not in broker.log()
-    metrics = broker_metrics(broker)
+    metrics = broker.metrics_text()
     assert 'sluice_task_panics_total{task="group_writer"} 0' in metrics
-
-
-def broker_metrics(broker):
-    import urllib.request
-    return urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=5).read().decode()
-
-
-def open_connections(broker):
-    lines = broker_metrics(broker).splitlines()
-    return sum(int(l.split()[1]) for l in lines if l.startswith("sluice_connections{"))
 
 
 def test_connections_over_the_limits_are_closed(make_broker):
     broker = make_broker(config='"max.connections.per.ip" = 3\n"max.connections" = 5\n')
     # The readiness probe's connection counts until the broker has seen it close.
-    kwire.wait_for(lambda: open_connections(broker) == 0, what="the readiness probe's connection to be released")
+    kwire.wait_for(lambda: broker.open_connections() == 0, what="the readiness probe's connection to be released")
     held = [kwire.Connection(broker.bootstrap) for _ in range(3)]
     for c in held:
         assert c.api_versions()[0] == 0
@@ -236,16 +225,16 @@ def test_connections_over_the_limits_are_closed(make_broker):
     for c in held:
         assert c.api_versions()[0] == 0, "the admitted connections keep being served"
     held.pop().close()
-    deadline = time.time() + 10
-    while True:
+
+    def admitted():
         try:
             with kwire.Connection(broker.bootstrap) as again:
-                assert again.api_versions()[0] == 0
-            break
+                return again.api_versions()[0] == 0
         except (ConnectionError, OSError):
-            assert time.time() < deadline, "a freed slot is given out again"
-            time.sleep(0.1)
-    metrics = broker_metrics(broker)
+            return False
+
+    kwire.wait_for(admitted, timeout_s=10, what="a freed slot to be given out again")
+    metrics = broker.metrics_text()
     refused = int(next(l for l in metrics.splitlines() if l.startswith("sluice_connections_refused_total ")).split()[1])
     assert refused >= 1
     assert "sluice_connections_max 5" in metrics
@@ -255,14 +244,14 @@ def test_connections_over_the_limits_are_closed(make_broker):
 
 def test_queued_request_bytes_budget_is_reported_and_released(make_broker):
     broker = make_broker(config='"queued.max.request.bytes" = 4000000\n', shards=2)
-    metrics = broker_metrics(broker)
+    metrics = broker.metrics_text()
     assert 'sluice_queued_request_bytes_max{shard="0"} 2000000' in metrics
     create_topic(broker, "q")
     with kwire.Connection(broker.bootstrap) as conn:
         for i in range(50):
             err, _ = conn.produce("q", 0, kwire.record_batch([b"x" * 50_000]), acks=1)
             assert err == 0
-    metrics = broker_metrics(broker)
+    metrics = broker.metrics_text()
     for line in metrics.splitlines():
         if line.startswith("sluice_queued_request_bytes{"):
             assert line.endswith(" 0"), f"answered requests release their bytes: {line}"
@@ -275,7 +264,7 @@ def test_flush_policy_fsyncs_rolled_segments_and_reports_flushed_offsets(make_br
         for i in range(40):
             assert conn.produce("f", 0, kwire.record_batch([b"y" * 1000]), acks=1)[0] == 0
     def flushed_to_40():
-        metrics = broker_metrics(broker)
+        metrics = broker.metrics_text()
         flushed = next(l for l in metrics.splitlines() if l.startswith('sluice_partition_flushed_offset{topic="f"'))
         fsyncs = int(next(l for l in metrics.splitlines() if l.startswith("sluice_log_fsyncs_total ")).split()[1])
         return flushed.endswith(" 40") and fsyncs

@@ -203,6 +203,8 @@ where
 }
 
 pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    // First: a Ctrl-C while the partitions are being looked up stops cleanly too.
+    let stop = stop_flag()?;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &args.connect.bootstrap)
@@ -227,7 +229,6 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             .context("cannot assign partitions")?;
     }
     let template = Template::parse(&args.format);
-    let stop = stop_flag()?;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = Vec::with_capacity(256);
     let mut count: u64 = 0;
