@@ -11,7 +11,7 @@ use crate::storage::log_config::broker_config_key;
 
 /// How fetched record bytes reach the socket (`fetch.send.method`); both are zero-copy.
 /// sendfile is the default: on loopback with 100-byte records it served 2.7M
-/// records/s at 0.26 CPU s/GB against splice's 2.5M at 0.57 (ARCHITECTURE.md).
+/// records/s at 0.26 CPU s/GB against splice's 2.5M at 0.57 (perf/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendMethod {
     Splice,

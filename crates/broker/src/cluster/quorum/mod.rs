@@ -1,9 +1,17 @@
 //! The metadata quorum, embedded like KRaft: a node started with
 //! `--controller-quorum` and the controller role (the default,
 //! `process.roles = broker,controller`) is a Raft voter on
-//! `--controller-listen`, and the cluster metadata is the Raft log (raft-rs;
-//! why in ARCHITECTURE.md). A broker-only node (`process.roles = broker`)
-//! observes the log instead, so the voters can be dedicated controllers.
+//! `--controller-listen`, and the cluster metadata is the Raft log. A
+//! broker-only node (`process.roles = broker`) observes the log instead, so
+//! the voters can be dedicated controllers.
+//!
+//! Why raft-rs (TiKV's, 0.7) and not openraft: raft-rs is a pure state
+//! machine (`tick`, `step`, `propose`, and a `Ready` to persist and send)
+//! with no runtime of its own, so it runs on one plain thread beside the
+//! compio shards, with our own fsynced log file and a small TCP transport.
+//! openraft's stable release is built on tokio (its runtime-agnostic version
+//! is an alpha), which would put a second async runtime in the broker.
+//! raft-rs's protobuf-2 messages come pre-generated: the build needs no `protoc`.
 //!
 //! `node` drives Raft on its own "controller" thread, `log_store` keeps the
 //! log and hard state durable, `transport` carries Raft messages between
