@@ -51,6 +51,8 @@ def test_metrics_move_with_traffic(make_broker):
     assert value(after, "sluice_topic_bytes_out_total", topic="metered") >= 100 * 1000
     ends = [value(after, "sluice_partition_log_end_offset", topic="metered", partition=str(p)) for p in (0, 1)]
     assert ends == [500, 500]
+    watermarks = [value(after, "sluice_partition_high_watermark", topic="metered", partition=str(p)) for p in (0, 1)]
+    assert watermarks == [500, 500], "a single copy's high watermark is its log end offset"
     assert value(after, "sluice_partition_size_bytes", topic="metered", partition="0") > 50_000
     count = value(after, "sluice_request_duration_seconds_count", api="Produce")
     assert count == value(after, "sluice_request_duration_seconds_bucket", api="Produce", le="+Inf") > 0

@@ -27,12 +27,23 @@ const BUCKETS_S: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// One partition's offsets and size at a scrape; ordered by topic, then partition.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct PartitionReport {
+    topic: String,
+    partition: i32,
+    log_end_offset: i64,
+    high_watermark: i64,
+    size_bytes: u64,
+    flushed_offset: i64,
+}
+
 /// What one shard reports at a scrape.
 struct ShardReport {
     metrics: ShardMetrics,
     cpu_seconds: f64,
-    /// (topic, partition, log end offset, bytes on disk, flushed offset) of the partitions it owns.
-    partitions: Vec<(String, i32, i64, u64, i64)>,
+    /// The partitions it owns.
+    partitions: Vec<PartitionReport>,
     /// (group, topic, partition, committed offset) of the groups it coordinates.
     committed: Vec<(String, String, i32, i64)>,
     /// Cluster mode: partitions it leads whose ISR is smaller than their replicas.
@@ -49,14 +60,14 @@ fn report() -> ShardReport {
         .iter()
         .map(|log| {
             let tp = log.topic_partition();
-            let flushed = log.flushed_offset();
-            (
-                tp.topic.clone(),
-                tp.partition,
-                log.high_watermark(),
-                log.size_bytes(),
-                flushed,
-            )
+            PartitionReport {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                log_end_offset: log.log_end_offset(),
+                high_watermark: log.high_watermark(),
+                size_bytes: log.size_bytes(),
+                flushed_offset: log.flushed_offset(),
+            }
         })
         .collect();
     let shard = shard::local();
@@ -311,29 +322,34 @@ fn render_topics_and_partitions(out: &mut String, reports: &[ShardReport]) {
     for (topic, (_, bytes_out)) in &topics {
         let _ = writeln!(out, "sluice_topic_bytes_out_total{{topic=\"{topic}\"}} {bytes_out}");
     }
-    let mut partitions: Vec<&(String, i32, i64, u64, i64)> = reports.iter().flat_map(|r| &r.partitions).collect();
+    let mut partitions: Vec<&PartitionReport> = reports.iter().flat_map(|r| &r.partitions).collect();
     partitions.sort();
-    // (topic, partition, log end offset, bytes on disk, flushed offset), one gauge a column.
-    type Column = fn(&(String, i32, i64, u64, i64)) -> String;
-    let gauges: [(&str, &str, Column); 3] = [
+    // One gauge per field.
+    type Column = fn(&PartitionReport) -> String;
+    let gauges: [(&str, &str, Column); 4] = [
         (
             "sluice_partition_log_end_offset",
-            "Log end offset, per partition.",
-            |p| p.2.to_string(),
+            "Log end offset (the end of the completed writes), per partition.",
+            |p| p.log_end_offset.to_string(),
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "High watermark (what consumers may read up to), per partition.",
+            |p| p.high_watermark.to_string(),
         ),
         ("sluice_partition_size_bytes", "Bytes on disk, per partition.", |p| {
-            p.3.to_string()
+            p.size_bytes.to_string()
         }),
         (
             "sluice_partition_flushed_offset",
             "Everything below this offset is fsynced (flush.messages, flush.ms, rolled segments), per partition.",
-            |p| p.4.to_string(),
+            |p| p.flushed_offset.to_string(),
         ),
     ];
     for (name, help, column) in gauges {
         header(out, name, "gauge", help);
         for p in &partitions {
-            let (topic, partition, value) = (&p.0, p.1, column(p));
+            let (topic, partition, value) = (&p.topic, p.partition, column(p));
             let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{partition}\"}} {value}");
         }
     }
@@ -433,7 +449,7 @@ fn render_group_lag(out: &mut String, reports: &[ShardReport]) {
     let ends: HashMap<(&str, i32), i64> = reports
         .iter()
         .flat_map(|r| &r.partitions)
-        .map(|(t, p, end, _, _)| ((t.as_str(), *p), *end))
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
         .collect();
     let mut committed: Vec<&(String, String, i32, i64)> = reports.iter().flat_map(|r| &r.committed).collect();
     committed.sort();
@@ -441,7 +457,7 @@ fn render_group_lag(out: &mut String, reports: &[ShardReport]) {
         out,
         "sluice_consumer_group_lag",
         "gauge",
-        "Log end offset minus the committed offset, per group and partition.",
+        "High watermark minus the committed offset, per group and partition (what Kafka's tools call lag).",
     );
     for (group, topic, p, offset) in committed {
         if let Some(end) = ends.get(&(topic.as_str(), *p)) {
