@@ -7,6 +7,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewPartitions, NewTopic, OffsetSpec)
 from confluent_kafka import TopicPartition as TP
 
+import kwire
 from clients import consume_all, create_topic, produce
 
 
@@ -156,3 +157,35 @@ def test_auto_create_and_its_switch(make_broker):
     p.produce("nope", value=b"x", on_delivery=lambda err, msg: errors.append(err))
     p.flush(10)
     assert errors and errors[0] is not None
+
+
+
+def metadata_topic_names(conn, version):
+    """The topic names a Metadata v0 or v1 request with an empty topic array gets."""
+    r = kwire.Reader(conn.metadata([], version=version))
+    for _ in range(r.i32()):  # brokers: id, host, port (v1: and rack)
+        r.i32(), r.string(), r.i32()
+        if version >= 1:
+            r.string()
+    if version >= 1:
+        r.i32()  # controller
+    names = set()
+    for _ in range(r.i32()):
+        _error, name = r.i16(), r.string()
+        if version >= 1:
+            r.take(1)  # is_internal
+        names.add(name)
+        for _ in range(r.i32()):  # partitions: error, index, leader, replicas, isr
+            r.i16(), r.i32(), r.i32()
+            [r.i32() for _ in range(r.i32())], [r.i32() for _ in range(r.i32())]
+    return names
+
+
+def test_metadata_v0_with_no_topics_means_every_topic(broker):
+    """v0 has no null array, so there an empty one asks for every topic; from v1 on null
+    does and an empty one asks for none. Kafka 4.4 answers both so."""
+    create_topic(broker, "first")
+    create_topic(broker, "second")
+    with kwire.Connection(broker.bootstrap) as conn:
+        assert {"first", "second"} <= metadata_topic_names(conn, 0)
+        assert metadata_topic_names(conn, 1) == set()

@@ -5,13 +5,13 @@ use bytes::Bytes;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 
-use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
+use super::{
+    Malformed, RequestHeader, Response, authorized_operations, check_names, decode, encode_response, str_bytes,
+};
 use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::local;
 use crate::group::{self, consumer};
 
-/// "Not requested", Kafka's Integer.MIN_VALUE.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// KIP-1099: 1 for a member using the consumer protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
@@ -39,7 +39,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     for group_id in request.group_ids {
         let mut described = DescribedGroup::default()
             .with_group_id(group_id.clone())
-            .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            .with_authorized_operations(authorized_operations::group(request.include_authorized_operations));
         match group::consumer_describe(group_id.0.to_string()).await {
             Ok(d) => {
                 described.group_state = str_bytes(d.state);

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, authorized_operations, decode, encode_response, str_bytes};
 use crate::cluster::shard::local;
 
 pub fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
@@ -41,6 +41,8 @@ pub fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed
         .with_cluster_id(str_bytes(metadata.cluster_id.clone()))
         .with_controller_id(BrokerId(metadata.controller(config)))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(authorized_operations::cluster(
+            request.include_cluster_authorized_operations,
+        ));
     encode_response(header, &response)
 }

@@ -4,11 +4,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
+use super::{
+    Malformed, RequestHeader, Response, authorized_operations, check_names, decode, encode_response, str_bytes,
+};
 use crate::group;
-
-/// "Not requested", Kafka's Integer.MIN_VALUE.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: DescribeGroupsRequest = decode(body, header.api_version)?;
@@ -18,7 +17,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     for group_id in request.groups {
         let mut described = DescribedGroup::default().with_group_id(group_id.clone());
         if version >= 3 {
-            described.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+            described.authorized_operations = authorized_operations::group(request.include_authorized_operations);
         }
         match group::describe(group_id.0.to_string()).await {
             Ok(d) => {

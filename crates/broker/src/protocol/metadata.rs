@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
+use super::{Malformed, RequestHeader, Response, authorized_operations, decode, encode_response, str_bytes};
 use crate::cluster::controller;
 use crate::cluster::metadata::TopicMeta;
 use crate::cluster::shard::local;
@@ -19,9 +19,18 @@ use crate::model::ErrorCode;
 
 /// Topics one request may auto-create; the rest get an error to retry later.
 const AUTO_CREATE_PER_REQUEST_MAX: usize = 100;
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-fn topic_entry(topic: &TopicMeta, broker_id: i32, version: i16) -> MetadataResponseTopic {
+/// How to describe each topic: the request's version, and whether it asked
+/// for the topic's authorized operations (v8+).
+#[derive(Clone, Copy)]
+struct Describe {
+    broker_id: i32,
+    version: i16,
+    operations_asked: bool,
+}
+
+fn topic_entry(topic: &TopicMeta, how: Describe) -> MetadataResponseTopic {
+    let Describe { broker_id, version, .. } = how;
     let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..topic.partitions)
         .map(|p| {
@@ -44,7 +53,7 @@ fn topic_entry(topic: &TopicMeta, broker_id: i32, version: i16) -> MetadataRespo
         .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
         .with_is_internal(version >= 1 && crate::model::is_internal_topic(&topic.name))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(authorized_operations::topic(how.operations_asked))
 }
 
 fn error_entry(name: Option<String>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -52,7 +61,7 @@ fn error_entry(name: Option<String>, id: Uuid, code: ErrorCode) -> MetadataRespo
         .with_error_code(code.code())
         .with_name(name.map(|n| TopicName(str_bytes(n))))
         .with_topic_id(id)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(authorized_operations::OMITTED)
 }
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
@@ -62,16 +71,21 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let config = Arc::clone(&shard.config);
     // v0 has no flag and always auto-creates; v4+ lets the client choose.
     let allow_auto_create = config.auto_create_topics && (header.api_version < 4 || request.allow_auto_topic_creation);
+    let how = Describe {
+        broker_id: config.broker_id,
+        version,
+        operations_asked: version >= 8 && request.include_topic_authorized_operations,
+    };
+    // v0 has no null array: there an empty one asks for every topic.
+    let wanted = match request.topics {
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        topics => topics,
+    };
     let mut topics = Vec::new();
-    match request.topics {
+    match wanted {
         None => {
             let metadata = shard.metadata();
-            topics.extend(
-                metadata
-                    .topics
-                    .values()
-                    .map(|t| topic_entry(t, config.broker_id, version)),
-            );
+            topics.extend(metadata.topics.values().map(|t| topic_entry(t, how)));
         }
         Some(requested) => {
             let mut auto_created = 0;
@@ -81,16 +95,16 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                     Some(name) => {
                         let name = name.0.to_string();
                         match metadata.topics.get(&name) {
-                            Some(t) => topic_entry(t, config.broker_id, version),
+                            Some(t) => topic_entry(t, how),
                             None if allow_auto_create && auto_created < AUTO_CREATE_PER_REQUEST_MAX => {
                                 auto_created += 1;
-                                auto_create(name, config.broker_id, version).await
+                                auto_create(name, how).await
                             }
                             None => error_entry(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition),
                         }
                     }
                     None => match metadata.topic_by_id(wanted.topic_id) {
-                        Some(t) => topic_entry(t, config.broker_id, version),
+                        Some(t) => topic_entry(t, how),
                         None => error_entry(None, wanted.topic_id, ErrorCode::UnknownTopicId),
                     },
                 };
@@ -114,16 +128,19 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         .with_cluster_id(Some(str_bytes(metadata.cluster_id.clone())))
         .with_controller_id(BrokerId(metadata.controller(&config)))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        // Asked for in v8 to v10; v11 moved it to DescribeCluster.
+        .with_cluster_authorized_operations(authorized_operations::cluster(
+            (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+        ));
     encode_response(header, &response)
 }
 
-async fn auto_create(name: String, broker_id: i32, version: i16) -> MetadataResponseTopic {
+async fn auto_create(name: String, how: Describe) -> MetadataResponseTopic {
     match controller::create_topic(name.clone(), -1, -1, BTreeMap::new(), false).await {
-        Ok(topic) => topic_entry(&topic, broker_id, version),
+        Ok(topic) => topic_entry(&topic, how),
         // Another request created it first: describe what exists now.
         Err(e) if e.code == ErrorCode::TopicAlreadyExists => match local().metadata().topics.get(&name) {
-            Some(t) => topic_entry(t, broker_id, version),
+            Some(t) => topic_entry(t, how),
             None => error_entry(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
         },
         Err(e) => error_entry(Some(name), Uuid::nil(), e.code),
