@@ -1,0 +1,387 @@
+package sluice;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+/**
+ * Drives a broker with the Java client (kafka-clients 4.4), one scenario per
+ * run: {@code java -cp ... sluice.ClientCheck BOOTSTRAP SCENARIO [ARG]}. A
+ * scenario prints what it checked and exits 0, or throws (exit 1) with the
+ * first expectation that failed. tests/test_java_client.py runs them.
+ */
+public final class ClientCheck {
+    private static final Duration POLL = Duration.ofMillis(200);
+    private static final long DEADLINE_MS = 60_000;
+
+    private final String bootstrap;
+
+    private ClientCheck(String bootstrap) {
+        this.bootstrap = bootstrap;
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 2) {
+            throw new IllegalArgumentException("usage: ClientCheck BOOTSTRAP SCENARIO [ARG]");
+        }
+        ClientCheck check = new ClientCheck(args[0]);
+        String arg = args.length > 2 ? args[2] : "";
+        switch (args[1]) {
+            case "codecs" -> check.codecs();
+            case "positions" -> check.positions();
+            case "group" -> check.group(arg);
+            case "cooperative" -> check.cooperative();
+            case "admin" -> check.adminOperations();
+            default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
+        }
+        System.out.println("OK " + args[1] + (arg.isEmpty() ? "" : " " + arg));
+    }
+
+    static void check(boolean condition, String what) {
+        if (!condition) {
+            throw new AssertionError(what);
+        }
+    }
+
+    /** Polls `done` until it holds or DEADLINE_MS passed; fails with `what`. */
+    static void await(BooleanSupplier done, String what) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + DEADLINE_MS;
+        while (!done.getAsBoolean()) {
+            check(System.currentTimeMillis() < deadline, "timed out waiting for " + what);
+            Thread.sleep(50);
+        }
+    }
+
+    Admin adminClient() {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        return Admin.create(p);
+    }
+
+    KafkaProducer<byte[], byte[]> producer(Map<String, Object> extra) {
+        Map<String, Object> p = new HashMap<>();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        p.putAll(extra);
+        return new KafkaProducer<>(p);
+    }
+
+    KafkaConsumer<byte[], byte[]> consumer(Map<String, Object> extra) {
+        Map<String, Object> p = new HashMap<>();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.putAll(extra);
+        return new KafkaConsumer<>(p);
+    }
+
+    void createTopic(String name, int partitions) throws Exception {
+        try (Admin admin = adminClient()) {
+            admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1))).all().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            if (!(e.getCause() instanceof TopicExistsException)) {
+                throw e;
+            }
+        }
+    }
+
+    static byte[] bytes(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    static String text(byte[] b) {
+        return b == null ? null : new String(b, StandardCharsets.UTF_8);
+    }
+
+    /** Reads every partition of `topic` from the start until `expected` records arrived. */
+    List<ConsumerRecord<byte[], byte[]>> readAll(String topic, int partitions, int expected) throws Exception {
+        List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of())) {
+            List<TopicPartition> all = new ArrayList<>();
+            for (int p = 0; p < partitions; p++) {
+                all.add(new TopicPartition(topic, p));
+            }
+            c.assign(all);
+            c.seekToBeginning(all);
+            long deadline = System.currentTimeMillis() + DEADLINE_MS;
+            while (out.size() < expected && System.currentTimeMillis() < deadline) {
+                c.poll(POLL).forEach(out::add);
+            }
+        }
+        check(out.size() == expected, "read " + out.size() + " of " + expected + " records of " + topic);
+        return out;
+    }
+
+    /**
+     * The idempotent producer with Java's defaults (acks=all), keys, headers and
+     * timestamps, in every codec; each record comes back exactly as sent.
+     */
+    void codecs() throws Exception {
+        long base = System.currentTimeMillis() - 60_000;
+        for (String codec : List.of("none", "gzip", "snappy", "lz4", "zstd")) {
+            String topic = "java-" + codec;
+            createTopic(topic, 3);
+            int count = 300;
+            try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                    ProducerConfig.COMPRESSION_TYPE_CONFIG, codec,
+                    ProducerConfig.LINGER_MS_CONFIG, 5))) {
+                List<java.util.concurrent.Future<RecordMetadata>> sent = new ArrayList<>();
+                for (int i = 0; i < count; i++) {
+                    ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(topic, null, base + i,
+                            bytes("key-" + (i % 10)), bytes(codec + "-" + i));
+                    r.headers().add("n", bytes(Integer.toString(i))).add("codec", bytes(codec));
+                    sent.add(p.send(r));
+                }
+                for (var f : sent) {
+                    RecordMetadata m = f.get(30, TimeUnit.SECONDS);
+                    check(m.offset() >= 0, "acknowledged with an offset");
+                }
+            }
+            Map<String, Integer> partitionOfKey = new HashMap<>();
+            Set<Integer> indices = new HashSet<>();
+            for (ConsumerRecord<byte[], byte[]> r : readAll(topic, 3, count)) {
+                int i = Integer.parseInt(text(r.headers().lastHeader("n").value()));
+                check(indices.add(i), "record " + i + " stored once");
+                check(text(r.value()).equals(codec + "-" + i), "value of record " + i);
+                check(text(r.key()).equals("key-" + (i % 10)), "key of record " + i);
+                check(r.timestamp() == base + i, "timestamp of record " + i + ": " + r.timestamp());
+                check(text(r.headers().lastHeader("codec").value()).equals(codec), "headers of record " + i);
+                Integer before = partitionOfKey.putIfAbsent(text(r.key()), r.partition());
+                check(before == null || before == r.partition(), "one key, one partition");
+            }
+            System.out.println("codec " + codec + ": " + count + " records round-tripped");
+        }
+    }
+
+    /** assign, seek, offsetsForTimes, beginning and end offsets, committed positions. */
+    void positions() throws Exception {
+        String topic = "java-positions";
+        createTopic(topic, 1);
+        long base = System.currentTimeMillis() - 100_000;
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            for (int i = 0; i < 100; i++) {
+                p.send(new ProducerRecord<>(topic, 0, base + 1000L * i, null, bytes("v" + i))).get();
+            }
+        }
+        TopicPartition tp = new TopicPartition(topic, 0);
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of(ConsumerConfig.GROUP_ID_CONFIG, "java-positions"))) {
+            c.assign(List.of(tp));
+            check(c.beginningOffsets(List.of(tp)).get(tp) == 0, "beginning offset 0");
+            check(c.endOffsets(List.of(tp)).get(tp) == 100, "end offset 100");
+            Map<TopicPartition, OffsetAndTimestamp> found = c.offsetsForTimes(Map.of(tp, base + 41_500L));
+            check(found.get(tp).offset() == 42, "offsetsForTimes finds the first record at or after: " + found);
+            check(found.get(tp).timestamp() == base + 42_000L, "and its timestamp");
+            check(c.offsetsForTimes(Map.of(tp, base + 1_000_000L)).get(tp) == null, "nothing after the last");
+            c.seek(tp, 90);
+            List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+            await(() -> {
+                c.poll(POLL).forEach(got::add);
+                return got.size() >= 10;
+            }, "the records after a seek");
+            check(got.get(0).offset() == 90 && text(got.get(0).value()).equals("v90"), "seek lands on offset 90");
+            c.commitSync(Map.of(tp, new OffsetAndMetadata(95, "java")));
+            OffsetAndMetadata committed = c.committed(Set.of(tp)).get(tp);
+            check(committed.offset() == 95 && committed.metadata().equals("java"), "committed: " + committed);
+        }
+    }
+
+    /**
+     * Three members of one group over `protocol` (classic or consumer, KIP-848)
+     * share six partitions exactly, consume every record once, commit, and a
+     * later member resumes after the commits.
+     */
+    void group(String protocol) throws Exception {
+        String topic = "java-group-" + protocol;
+        String groupId = "java-group-" + protocol;
+        createTopic(topic, 6);
+        Map<String, Object> conf = new HashMap<>();
+        conf.put(ConsumerConfig.GROUP_ID_CONFIG, groupId);
+        conf.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+        List<KafkaConsumer<byte[], byte[]>> members = new ArrayList<>();
+        Map<String, Integer> seen = new ConcurrentHashMap<>();
+        try {
+            for (int i = 0; i < 3; i++) {
+                KafkaConsumer<byte[], byte[]> m = consumer(conf);
+                m.subscribe(List.of(topic));
+                members.add(m);
+            }
+            await(() -> {
+                // Every member polls each round: each drives its own part of the rebalance.
+                Set<TopicPartition> union = new HashSet<>();
+                boolean even = true;
+                for (KafkaConsumer<byte[], byte[]> m : members) {
+                    m.poll(POLL).forEach(r -> seen.merge(text(r.value()), 1, Integer::sum));
+                    union.addAll(m.assignment());
+                    even &= m.assignment().size() == 2;
+                }
+                return even && union.size() == 6;
+            }, "three members with two partitions each");
+            try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+                for (int i = 0; i < 600; i++) {
+                    p.send(new ProducerRecord<>(topic, bytes("k" + i), bytes("v" + i)));
+                }
+                p.flush();
+            }
+            await(() -> {
+                for (KafkaConsumer<byte[], byte[]> m : members) {
+                    m.poll(POLL).forEach(r -> seen.merge(text(r.value()), 1, Integer::sum));
+                }
+                return seen.size() >= 600;
+            }, "every record consumed");
+            check(seen.size() == 600 && seen.values().stream().allMatch(n -> n == 1),
+                    "each record once: " + seen.size() + " distinct");
+            for (KafkaConsumer<byte[], byte[]> m : members) {
+                m.commitSync();
+            }
+        } finally {
+            for (KafkaConsumer<byte[], byte[]> m : members) {
+                m.close(Duration.ofSeconds(10));
+            }
+        }
+        try (KafkaConsumer<byte[], byte[]> later = consumer(conf)) {
+            later.subscribe(List.of(topic));
+            long until = System.currentTimeMillis() + 5_000;
+            int leftover = 0;
+            while (System.currentTimeMillis() < until) {
+                leftover += later.poll(POLL).count();
+            }
+            check(later.assignment().size() == 6, "the later member owns all six partitions");
+            check(leftover == 0, "resumes after the commits, read " + leftover);
+        }
+    }
+
+    /** CooperativeStickyAssignor: a second member joining revokes only what moves. */
+    void cooperative() throws Exception {
+        String topic = "java-cooperative";
+        createTopic(topic, 4);
+        Map<String, Object> conf = Map.of(
+                ConsumerConfig.GROUP_ID_CONFIG, "java-cooperative",
+                ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        List<Collection<TopicPartition>> revokedFromFirst = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> first = consumer(conf); KafkaConsumer<byte[], byte[]> second = consumer(conf)) {
+            first.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                    if (!partitions.isEmpty()) {
+                        revokedFromFirst.add(new ArrayList<>(partitions));
+                    }
+                }
+
+                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                }
+            });
+            await(() -> {
+                first.poll(POLL);
+                return first.assignment().size() == 4;
+            }, "the first member owning all four partitions");
+            second.subscribe(List.of(topic));
+            await(() -> {
+                first.poll(POLL);
+                second.poll(POLL);
+                return first.assignment().size() == 2 && second.assignment().size() == 2;
+            }, "two partitions each");
+            int revoked = revokedFromFirst.stream().mapToInt(Collection::size).sum();
+            check(revoked == 2, "only the two partitions that moved were revoked: " + revokedFromFirst);
+        }
+    }
+
+    /** AdminClient: topics, partitions, configs, cluster, offsets, groups, log dirs. */
+    void adminOperations() throws Exception {
+        String topic = "java-admin";
+        try (Admin admin = adminClient()) {
+            admin.createTopics(List.of(new NewTopic(topic, 2, (short) 1)
+                    .configs(Map.of("retention.ms", "3600000")))).all().get();
+            check(admin.listTopics().names().get().contains(topic), "listed");
+            TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+            check(d.partitions().size() == 2, "two partitions");
+            admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(4))).all().get();
+            await(() -> {
+                try {
+                    return admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size() == 4;
+                } catch (Exception e) {
+                    return false;
+                }
+            }, "four partitions");
+            ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            admin.incrementalAlterConfigs(Map.of(resource, List.of(new AlterConfigOp(
+                    new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET)))).all().get();
+            Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+            check("7200000".equals(config.get("retention.ms").value()), "retention.ms altered: " + config.get("retention.ms"));
+            check(config.get("cleanup.policy") != null, "every topic config described");
+            var cluster = admin.describeCluster();
+            check(cluster.nodes().get().size() >= 1 && cluster.clusterId().get() != null, "cluster described");
+            try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+                for (int i = 0; i < 10; i++) {
+                    p.send(new ProducerRecord<>(topic, 0, null, bytes("v" + i))).get();
+                }
+            }
+            TopicPartition tp = new TopicPartition(topic, 0);
+            long latest = admin.listOffsets(Map.of(tp, OffsetSpec.latest())).all().get().get(tp).offset();
+            long earliest = admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp).offset();
+            check(latest == 10 && earliest == 0, "list offsets: " + earliest + ".." + latest);
+            String groupId = "java-admin-group";
+            try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of(ConsumerConfig.GROUP_ID_CONFIG, groupId))) {
+                c.assign(List.of(tp));
+                c.commitSync(Map.of(tp, new OffsetAndMetadata(7)));
+            }
+            check(admin.listConsumerGroups().all().get().stream().anyMatch(g -> g.groupId().equals(groupId)), "group listed");
+            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(groupId)).all().get().get(groupId);
+            check(g.groupState() == GroupState.EMPTY, "an offsets-only group is empty: " + g.groupState());
+            var offsets = admin.listConsumerGroupOffsets(groupId).partitionsToOffsetAndMetadata().get();
+            check(offsets.get(tp).offset() == 7, "group offsets: " + offsets);
+            var logDirs = admin.describeLogDirs(cluster.nodes().get().stream().map(n -> n.id()).toList()).allDescriptions().get();
+            check(logDirs.values().stream().anyMatch(dirs -> dirs.values().stream()
+                    .anyMatch(dir -> dir.replicaInfos().containsKey(tp))), "log dirs hold the partition");
+            admin.deleteConsumerGroups(List.of(groupId)).all().get();
+            check(admin.listConsumerGroups().all().get().stream().noneMatch(x -> x.groupId().equals(groupId)), "group deleted");
+            admin.deleteTopics(List.of(topic)).all().get();
+            await(() -> {
+                try {
+                    return !admin.listTopics().names().get().contains(topic);
+                } catch (Exception e) {
+                    return false;
+                }
+            }, "the topic deleted");
+        }
+    }
+}
