@@ -181,3 +181,13 @@ def make_cluster(tmp_path):
             code = node.stop()
             assert code == 0, f"node did not shut down cleanly (exit {code}):\n{node.log()[-4000:]}"
             assert "panicked" not in node.log(), node.log()[-4000:]
+
+
+@pytest.fixture(scope="session")
+def java_classpath():
+    """tests/java built with Maven (kafka-clients and kafka-tools 4.4 from Maven Central the first
+    time): the classpath of sluice.ClientCheck and of Kafka's own command-line tools."""
+    java_dir = ROOT / "tests" / "java"
+    built = subprocess.run(["mvn", "-q", "-B", "package"], cwd=java_dir, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return f"{java_dir}/target/classes:{java_dir}/target/lib/*"

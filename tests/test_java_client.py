@@ -8,19 +8,10 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
-
-JAVA_DIR = ROOT / "tests" / "java"
-
 
 @pytest.fixture(scope="session")
-def client_check():
-    """The command line of sluice.ClientCheck, built with Maven (from Maven Central the first time)."""
-    built = subprocess.run(["mvn", "-q", "-B", "package"], cwd=JAVA_DIR, capture_output=True, text=True,
-                           timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
-    classpath = f"{JAVA_DIR}/target/classes:{JAVA_DIR}/target/lib/*"
-    return ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath, "sluice.ClientCheck"]
+def client_check(java_classpath):
+    return ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath, "sluice.ClientCheck"]
 
 
 @pytest.mark.parametrize("scenario", [

@@ -28,17 +28,24 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     if requested > PARTITIONS_MAX {
         return Err(Malformed("too many partitions in one AlterPartitionReassignments"));
     }
-    let prepared = request
+    let me = local().config.broker_id;
+    let prepared: Vec<Result<Option<Record>, ApiError>> = request
         .topics
         .iter()
         .flat_map(|topic| {
             topic.partitions.iter().map(|p| {
                 let target = p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
-                reassignment(&metadata, &topic.name.0, p.partition_index, target, allow_rf_change)
+                reassignment(&metadata, me, &topic.name.0, p.partition_index, target, allow_rf_change)
             })
         })
         .collect();
-    let mut outcomes = controller::propose_prepared(prepared).await.into_iter();
+    // Only the partitions that move become records; the rest already have their answer.
+    let needed: Vec<Result<Record, ApiError>> = prepared.iter().filter_map(|p| p.clone().transpose()).collect();
+    let mut proposed = controller::propose_prepared(needed).await.into_iter();
+    let mut outcomes = prepared.into_iter().map(|p| match p {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) | Err(_) => proposed.next().expect("one outcome per proposed partition"),
+    });
     let responses = request
         .topics
         .into_iter()
@@ -67,14 +74,17 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     encode_response(header, &response)
 }
 
-/// The record that moves `topic`-`partition` to `target` (or cancels its move).
+/// The record that moves `topic`-`partition` to `target` (or cancels its move);
+/// `None` when there is nothing to move: a single node's partition asked to
+/// stay on that node, which Kafka also accepts.
 fn reassignment(
     metadata: &Metadata,
+    me: i32,
     topic: &str,
     partition: i32,
     target: Option<Vec<i32>>,
     allow_rf_change: bool,
-) -> Result<Record, ApiError> {
+) -> Result<Option<Record>, ApiError> {
     let Some(t) = metadata.topic_with_partition(topic, partition) else {
         return Err(ApiError::new(
             ErrorCode::UnknownTopicOrPartition,
@@ -82,10 +92,17 @@ fn reassignment(
         ));
     };
     let Some(placement) = t.assignment.get(partition as usize) else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidReplicaAssignment,
-            "this broker is not in cluster mode: its partitions cannot move",
-        ));
+        return match target {
+            Some(target) if target == [me] => Ok(None),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::InvalidReplicaAssignment,
+                "this broker is not in cluster mode: its partitions cannot move",
+            )),
+            None => Err(ApiError::new(
+                ErrorCode::NoReassignmentInProgress,
+                format!("{topic}-{partition} is not being reassigned"),
+            )),
+        };
     };
     if let Some(target) = &target
         && !allow_rf_change
@@ -99,10 +116,10 @@ fn reassignment(
             ),
         ));
     }
-    Ok(Record::Reassign {
+    Ok(Some(Record::Reassign {
         topic: topic.to_string(),
         id: t.id,
         partition,
         target,
-    })
+    }))
 }

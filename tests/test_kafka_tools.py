@@ -1,0 +1,92 @@
+"""Apache Kafka's own command-line tools (kafka-tools 4.4, the classes behind
+kafka-topics.sh and friends) against a live Sluice, checking what they print.
+Each tool's output was first read against Kafka 4.4 (perf/peer-kafka.sh)."""
+
+import json
+import subprocess
+
+import pytest
+
+from clients import create_topic, produce
+
+
+@pytest.fixture
+def tool(java_classpath, broker):
+    """Runs one of Kafka's tools (its main class) against `broker`; returns its stdout."""
+
+    def run(main_class, *args, stdin=None, ok=True):
+        done = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath,
+                               main_class, "--bootstrap-server", broker.bootstrap, *args],
+                              input=stdin, capture_output=True, text=True, timeout=120)
+        if ok:
+            assert done.returncode == 0, f"{main_class} {args}: {done.stdout}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    return run
+
+
+TOPICS = "org.apache.kafka.tools.TopicCommand"
+CONFIGS = "org.apache.kafka.tools.ConfigCommand"
+GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+
+
+def test_kafka_topics_and_kafka_configs(tool):
+    assert tool(TOPICS, "--create", "--topic", "tools", "--partitions", "3").strip() == "Created topic tools."
+    assert "tools" in tool(TOPICS, "--list").split()
+    described = tool(TOPICS, "--describe", "--topic", "tools")
+    assert "PartitionCount: 3" in described and "ReplicationFactor: 1" in described
+    assert [line.split("\t")[2] for line in described.splitlines() if "Partition: " in line] == \
+        ["Partition: 0", "Partition: 1", "Partition: 2"]
+    tool(TOPICS, "--alter", "--topic", "tools", "--partitions", "4")
+    assert "PartitionCount: 4" in tool(TOPICS, "--describe", "--topic", "tools")
+    altered = tool(CONFIGS, "--entity-type", "topics", "--entity-name", "tools", "--alter",
+                   "--add-config", "retention.ms=1000000")
+    assert "Completed updating config for topic tools." in altered
+    configs = tool(CONFIGS, "--entity-type", "topics", "--entity-name", "tools", "--describe")
+    assert "retention.ms=1000000" in configs and "DYNAMIC_TOPIC_CONFIG:retention.ms=1000000" in configs
+    every = tool(CONFIGS, "--entity-type", "topics", "--entity-name", "tools", "--describe", "--all")
+    assert "cleanup.policy=delete" in every and "retention.ms=1000000" in every
+    assert "Dynamic configs for broker 0 are:" in tool(CONFIGS, "--entity-type", "brokers", "--entity-name", "0",
+                                                        "--describe")
+    tool(TOPICS, "--delete", "--topic", "tools")
+    assert "tools" not in tool(TOPICS, "--list").split()
+
+
+def test_console_producer_consumer_groups_and_offsets(tool):
+    tool(TOPICS, "--create", "--topic", "console", "--partitions", "2")
+    lines = "".join(f"k{i}:v{i}\n" for i in range(10))
+    tool("org.apache.kafka.tools.ConsoleProducer", "--topic", "console", "--reader-property", "parse.key=true",
+         "--reader-property", "key.separator=:", stdin=lines)
+    consumed = tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--topic", "console", "--from-beginning",
+                    "--max-messages", "10", "--group", "console-group", "--formatter-property", "print.key=true")
+    assert sorted(consumed.splitlines()) == sorted(f"k{i}\tv{i}" for i in range(10))
+    assert "console-group" in tool(GROUPS, "--list").split()
+    described = tool(GROUPS, "--describe", "--group", "console-group")
+    rows = [line.split() for line in described.splitlines() if line.startswith("console-group")]
+    assert len(rows) == 2 and sum(int(r[3]) for r in rows) == 10, described  # CURRENT-OFFSET
+    assert all(r[5] == "0" for r in rows), "no lag left"
+    reset = tool(GROUPS, "--reset-offsets", "--group", "console-group", "--topic", "console", "--to-earliest",
+                 "--execute")
+    assert [line.split()[3] for line in reset.splitlines() if line.startswith("console-group")] == ["0", "0"]
+    offsets = tool("org.apache.kafka.tools.GetOffsetShell", "--topic", "console")
+    assert sum(int(line.rsplit(":", 1)[1]) for line in offsets.split()) == 10
+    assert "Deletion of requested consumer groups ('console-group') was successful." in \
+        tool(GROUPS, "--delete", "--group", "console-group")
+
+
+def test_log_dirs_leader_election_and_reassignment(tool, broker, tmp_path):
+    create_topic(broker, "placed", partitions=2)
+    produce(broker, "placed", [(None, b"x" * 100)] * 5)
+    out = tool("org.apache.kafka.tools.LogDirsCommand", "--describe", "--topic-list", "placed")
+    report = json.loads(out.splitlines()[-1])
+    partitions = {p["partition"]: p["size"] for d in report["brokers"][0]["logDirs"] for p in d["partitions"]}
+    assert set(partitions) == {"placed-0", "placed-1"} and sum(partitions.values()) > 500
+    # A single node's leaders are its preferred replicas already: nothing to elect.
+    tool("org.apache.kafka.tools.LeaderElectionCommand", "--election-type", "preferred", "--all-topic-partitions")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": "placed", "partition": 0, "replicas": [0]}]}))
+    reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+    assert "Successfully started partition reassignment for placed-0" in \
+        tool(reassign, "--reassignment-json-file", str(plan), "--execute")
+    assert "Reassignment of partition placed-0 is completed." in \
+        tool(reassign, "--reassignment-json-file", str(plan), "--verify")
