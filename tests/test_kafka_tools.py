@@ -8,21 +8,22 @@ import subprocess
 import pytest
 
 from clients import create_topic, produce
+from kwire import wait_for
+
+
+def run_tool(java_classpath, bootstrap, main_class, *args, stdin=None):
+    """Runs one of Kafka's tools (its main class) against `bootstrap`; returns its stdout."""
+    done = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath,
+                           main_class, "--bootstrap-server", bootstrap, *args],
+                          input=stdin, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{main_class} {args}: {done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 @pytest.fixture
 def tool(java_classpath, broker):
-    """Runs one of Kafka's tools (its main class) against `broker`; returns its stdout."""
-
-    def run(main_class, *args, stdin=None, ok=True):
-        done = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath,
-                               main_class, "--bootstrap-server", broker.bootstrap, *args],
-                              input=stdin, capture_output=True, text=True, timeout=120)
-        if ok:
-            assert done.returncode == 0, f"{main_class} {args}: {done.stdout}\n{done.stderr[-3000:]}"
-        return done.stdout
-
-    return run
+    return lambda main_class, *args, stdin=None: run_tool(java_classpath, broker.bootstrap, main_class, *args,
+                                                          stdin=stdin)
 
 
 TOPICS = "org.apache.kafka.tools.TopicCommand"
@@ -90,3 +91,42 @@ def test_log_dirs_leader_election_and_reassignment(tool, broker, tmp_path):
         tool(reassign, "--reassignment-json-file", str(plan), "--execute")
     assert "Reassignment of partition placed-0 is completed." in \
         tool(reassign, "--reassignment-json-file", str(plan), "--verify")
+
+
+QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
+
+
+def status_fields(out):
+    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def test_kafka_metadata_quorum_on_a_single_node(tool):
+    status = status_fields(tool(QUORUM, "describe", "--status"))
+    assert status["LeaderId"].strip() == "0" and status["MaxFollowerLag"].strip() == "0"
+    assert json.loads(status["CurrentVoters"])[0]["id"] == 0, "a single node is a quorum of one"
+    rows = [line.split() for line in tool(QUORUM, "describe", "--replication").splitlines()[1:]]
+    assert [(r[0], r[-1]) for r in rows] == [("0", "Leader")]
+
+
+def test_kafka_metadata_quorum_on_a_cluster(java_classpath, make_cluster):
+    nodes = make_cluster(3)
+    bootstrap = nodes[0].bootstrap
+
+    def leader_known():
+        done = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath,
+                               QUORUM, "--bootstrap-server", bootstrap, "describe", "--status"],
+                              capture_output=True, text=True, timeout=120)
+        return done.returncode == 0 and status_fields(done.stdout)["LeaderId"].strip() in ("1", "2", "3")
+
+    wait_for(leader_known, timeout_s=60, what="a quorum leader in DescribeQuorum")
+    status = status_fields(run_tool(java_classpath, bootstrap, QUORUM, "describe", "--status"))
+    leader = int(status["LeaderId"])
+    assert sorted(v["id"] for v in json.loads(status["CurrentVoters"])) == [1, 2, 3]
+    assert int(status["HighWatermark"]) > 0 and int(status["LeaderEpoch"]) >= 1
+    # Each voter's log end is known on the leader: ask it.
+    rows = [line.split() for line in
+            run_tool(java_classpath, nodes[leader - 1].bootstrap, QUORUM, "describe", "--replication")
+            .splitlines()[1:]]
+    assert sorted(r[0] for r in rows) == ["1", "2", "3"]
+    assert [r[0] for r in rows if r[-1] == "Leader"] == [str(leader)]
+    assert all(int(r[2]) > 0 for r in rows), f"every voter's log end offset is known on the leader: {rows}"

@@ -16,6 +16,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_quorum;
 mod elect_leaders;
 pub mod fetch;
 mod find_coordinator;
@@ -78,6 +79,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -245,6 +247,7 @@ async fn dispatch(
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments::handle(&header, body).await?,
         ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(&header, body).await?,
         ApiKey::UnregisterBroker => unregister_broker::handle(&header, body).await?,
+        ApiKey::DescribeQuorum => describe_quorum::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -287,6 +290,7 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
         ApiKey::AlterPartitionReassignments => drop(decode::<AlterPartitionReassignmentsRequest>(body, version)),
         ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
         ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
+        ApiKey::DescribeQuorum => drop(decode::<DescribeQuorumRequest>(body, version)),
         ApiKey::Produce => drop(produce::parse(&body, version)),
         // Callers pick from SUPPORTED_APIS; the decoder property covers every entry.
         other => panic!("{other:?} is advertised but not decoded here"),
@@ -340,6 +344,7 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
                 ApiKey::AlterPartitionReassignments => encode_default::<AlterPartitionReassignmentsRequest>(version),
                 ApiKey::ListPartitionReassignments => encode_default::<ListPartitionReassignmentsRequest>(version),
                 ApiKey::UnregisterBroker => encode_default::<UnregisterBrokerRequest>(version),
+                ApiKey::DescribeQuorum => encode_default::<DescribeQuorumRequest>(version),
                 ApiKey::Produce => encode_default::<ProduceRequest>(version),
                 _ => None,
             };

@@ -116,6 +116,15 @@ impl Quorum {
         offer(&self.inbox, Input::Status(tx)).ok()?;
         rx.recv_timeout(timeout).ok()
     }
+
+    /// As `status_blocking`, waiting on compio's blocking pool: for shards.
+    pub async fn status(&self, timeout: Duration) -> Option<QuorumStatus> {
+        let quorum = self.clone();
+        compio::runtime::spawn_blocking(move || quorum.status_blocking(timeout))
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 #[cfg(test)]

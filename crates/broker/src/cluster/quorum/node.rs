@@ -89,6 +89,9 @@ pub struct QuorumStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub voters: Vec<u64>,
+    /// On the leader: each voter's last log index known to match the
+    /// leader's (raft-rs's `matched`); empty elsewhere.
+    pub matched: Vec<(u64, u64)>,
 }
 
 /// Called on the controller thread after every applied batch and leader change.
@@ -421,6 +424,14 @@ impl Node {
             commit_index: raft.raft_log.committed,
             applied_index: self.image.applied_index,
             voters: raft.prs().conf().voters().ids().iter().collect(),
+            matched: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .map(|(id, progress)| (*id, progress.matched))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
