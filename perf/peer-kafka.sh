@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.4 as a side-by-side peer (and oracle) on this machine.
 #
-#   perf/peer-kafka.sh start [--nodes 1|3] [--dir DIR]   formats and starts KRaft combined-mode
-#                                                        nodes on free loopback ports; prints
-#                                                        BOOTSTRAP=... PIDS=... DIR=... (also in DIR/peer.env)
-#   perf/peer-kafka.sh stop DIR                          stops them (SIGTERM, then SIGKILL after 30 s)
+#   perf/peer-kafka.sh start [--nodes N] [--dir DIR] [--first-id ID] [--properties FILE]
+#                                 formats and starts N KRaft combined-mode nodes (ids ID.., default 1)
+#                                 on free loopback ports, FILE's settings appended to each node's;
+#                                 prints BOOTSTRAP=... PIDS=... DIR=... (also in DIR/peer.env)
+#   perf/peer-kafka.sh stop DIR   stops them (SIGTERM, then SIGKILL after 30 s)
+#   perf/peer-kafka.sh resume DIR starts stopped nodes again on their data and ports
 #   perf/peer-kafka.sh classpath                         the resolved jars, for Kafka's own tools:
 #                                                        java -cp "$(perf/peer-kafka.sh classpath)" org.apache.kafka.tools.TopicCommand ...
 #
@@ -93,12 +95,36 @@ transaction.state.log.min.isr=1
 EOF
 }
 
+# Starts the node whose directory is $1 and waits until it says it started.
+launch() {
+    local node_dir=$1
+    KAFKA_HEAP_OPTS="" setsid java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$CACHE/log4j2.properties" \
+        -cp "$CACHE/lib/*" kafka.Kafka "$node_dir/server.properties" >> "$node_dir/kafka.log" 2>&1 &
+    echo $!
+}
+
+# Bounded: 120 s for the node logging to $1 to say it started (its Nth start: $2).
+await_started() {
+    local log=$1 starts=$2 waited=0
+    until [ "$(grep -c "Kafka Server started" "$log" 2>/dev/null)" -ge "$starts" ]; do
+        if [ $waited -ge 1200 ]; then
+            echo "Kafka did not start; see $log" >&2
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
 start() {
-    local nodes=1 dir=""
+    local nodes=1 dir="" first_id=1 properties=""
     while [ $# -gt 0 ]; do
         case $1 in
             --nodes) nodes=$2; shift 2 ;;
             --dir) dir=$2; shift 2 ;;
+            --first-id) first_id=$2; shift 2 ;;
+            --properties) properties=$2; shift 2 ;;
             *) echo "unknown argument $1" >&2; exit 2 ;;
         esac
     done
@@ -108,7 +134,7 @@ start() {
     read -r -a ports <<< "$(free_ports $((2 * nodes)))"
     local voters="" bootstrap="" pids=""
     for i in $(seq 1 "$nodes"); do
-        voters+="${voters:+,}$i@127.0.0.1:${ports[$((nodes + i - 1))]}"
+        voters+="${voters:+,}$((first_id + i - 1))@127.0.0.1:${ports[$((nodes + i - 1))]}"
         bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$((i - 1))]}"
     done
     local cluster_id
@@ -117,27 +143,32 @@ start() {
     for i in $(seq 1 "$nodes"); do
         local node_dir="$dir/node$i"
         mkdir -p "$node_dir"
-        node_properties "$i" "${ports[$((i - 1))]}" "${ports[$((nodes + i - 1))]}" "$voters" "$node_dir" "$rf" \
-            > "$node_dir/server.properties"
+        node_properties "$((first_id + i - 1))" "${ports[$((i - 1))]}" "${ports[$((nodes + i - 1))]}" "$voters" \
+            "$node_dir" "$rf" > "$node_dir/server.properties"
+        if [ -n "$properties" ]; then
+            cat "$properties" >> "$node_dir/server.properties"
+        fi
         java -cp "$CACHE/lib/*" -Dlog4j2.configurationFile="$CACHE/log4j2.properties" \
             kafka.tools.StorageTool format -t "$cluster_id" -c "$node_dir/server.properties" > "$node_dir/format.log" 2>&1
-        KAFKA_HEAP_OPTS="" setsid java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$CACHE/log4j2.properties" \
-            -cp "$CACHE/lib/*" kafka.Kafka "$node_dir/server.properties" > "$node_dir/kafka.log" 2>&1 &
-        pids+="${pids:+ }$!"
+        pids+="${pids:+ }$(launch "$node_dir")"
     done
-    # Bounded: 120 s for every node to say it started.
     for i in $(seq 1 "$nodes"); do
-        local waited=0
-        until grep -q "Kafka Server started" "$dir/node$i/kafka.log" 2>/dev/null; do
-            if [ $waited -ge 1200 ]; then
-                echo "Kafka node $i did not start; see $dir/node$i/kafka.log" >&2
-                exit 1
-            fi
-            sleep 0.1
-            waited=$((waited + 1))
-        done
+        await_started "$dir/node$i/kafka.log" 1
     done
+    printf 'BOOTSTRAP=%s\nPIDS="%s"\nDIR=%s\n' "$bootstrap" "$pids" "$dir" | tee "$dir/peer.env"
+}
+
+resume() {
+    local dir=$1 pids="" bootstrap
+    # shellcheck disable=SC1091
+    . "$dir/peer.env"
+    for node_dir in "$dir"/node*/; do
+        local starts
+        starts=$(grep -c "Kafka Server started" "$node_dir/kafka.log" || true)
+        pids+="${pids:+ }$(launch "$node_dir")"
+        await_started "$node_dir/kafka.log" $((starts + 1))
+    done
+    bootstrap=$BOOTSTRAP
     printf 'BOOTSTRAP=%s\nPIDS="%s"\nDIR=%s\n' "$bootstrap" "$pids" "$dir" | tee "$dir/peer.env"
 }
 
@@ -161,6 +192,7 @@ stop() {
 case ${1:-} in
     start) shift; start "$@" ;;
     stop) stop "$2" ;;
+    resume) resolve; resume "$2" ;;
     classpath) resolve; echo "$CACHE/lib/*" ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac
