@@ -3,9 +3,11 @@
 //! broker (`--bootstrap`). `load` generates the traffic with librdkafka,
 //! `local` runs the temporary broker, `worker` is the child process used for
 //! the rows that LinkedIn ran from separate machines. `native` is the lean
-//! alternative to `load` (`--client native`). `chart` draws the figures.
+//! alternative to `load` (`--client native`); `java` runs Kafka's own
+//! ProducerPerformance and ConsumerPerformance (`--client java`). `chart` draws the figures.
 
 mod chart;
+pub mod java;
 pub mod linkedin;
 pub mod load;
 pub mod local;
@@ -56,8 +58,10 @@ pub struct LinkedinArgs {
     /// Brokers in the temporary local cluster; 3 runs the replicated rows.
     #[arg(long, default_value_t = 1)]
     pub brokers: usize,
-    /// The load generator: `rdkafka` (librdkafka, the reference) or
-    /// `native` (Sluice's own pipelined client, to find the broker's ceiling).
+    /// The load generator: `rdkafka` (librdkafka, the reference),
+    /// `native` (Sluice's own pipelined client, to find the broker's ceiling), or
+    /// `java` (Kafka's ProducerPerformance and ConsumerPerformance, as LinkedIn ran;
+    /// needs SLUICE_KAFKA_CLASSPATH="$(perf/peer-kafka.sh classpath)").
     #[arg(long, value_enum, default_value_t = Engine::Rdkafka)]
     pub client: Engine,
     /// Run only the rows whose names contain one of these `|`-separated
@@ -84,6 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 pub enum Engine {
     Rdkafka,
     Native,
+    Java,
 }
 
 impl Engine {
@@ -91,6 +96,7 @@ impl Engine {
         match self {
             Engine::Rdkafka => "rdkafka",
             Engine::Native => "native",
+            Engine::Java => "java",
         }
     }
 
@@ -98,6 +104,7 @@ impl Engine {
         match self {
             Engine::Rdkafka => load::produce(bootstrap, spec),
             Engine::Native => native::produce(bootstrap, spec),
+            Engine::Java => java::produce(bootstrap, spec),
         }
     }
 
@@ -105,6 +112,7 @@ impl Engine {
         match self {
             Engine::Rdkafka => load::consume(bootstrap, spec),
             Engine::Native => native::consume(bootstrap, spec),
+            Engine::Java => java::consume(bootstrap, spec),
         }
     }
 
@@ -119,6 +127,9 @@ impl Engine {
         match self {
             Engine::Rdkafka => load::end_to_end(bootstrap, topic, records, size, rate),
             Engine::Native => native::end_to_end(bootstrap, topic, records, size, rate),
+            Engine::Java => {
+                anyhow::bail!("Kafka's tools have no paced end-to-end run (EndToEndLatency sends one record at a time)")
+            }
         }
     }
 }
