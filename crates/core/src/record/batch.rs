@@ -144,8 +144,10 @@ impl BatchError {
 /// matches, and which fits in `max_message_bytes`. Produce v3+ requires exactly
 /// one batch per partition, as Kafka does.
 pub fn validate_single_batch(buf: &[u8], max_message_bytes: usize) -> Result<BatchHeader, BatchError> {
+    // An incomplete batch is no batch at all: Kafka 4.4 answers INVALID_RECORD
+    // ("exactly one record batch"), and CORRUPT_MESSAGE only for a whole one.
     let header = BatchHeader::parse(buf)
-        .ok_or_else(|| BatchError::new(ErrorCode::CorruptMessage, "record set shorter than a batch header"))?;
+        .ok_or_else(|| BatchError::new(ErrorCode::InvalidRecord, "record set shorter than a batch header"))?;
     if header.magic != 2 {
         return Err(BatchError::new(
             ErrorCode::UnsupportedForMessageFormat,
@@ -157,7 +159,7 @@ pub fn validate_single_batch(buf: &[u8], max_message_bytes: usize) -> Result<Bat
     }
     let total = header.total_bytes();
     if total > buf.len() {
-        return Err(BatchError::new(ErrorCode::CorruptMessage, "batch is truncated"));
+        return Err(BatchError::new(ErrorCode::InvalidRecord, "batch is truncated"));
     }
     if total < buf.len() {
         return Err(BatchError::new(
@@ -314,13 +316,14 @@ pub mod tests {
             validate_single_batch(&b, 100).unwrap_err().code,
             ErrorCode::MessageTooLarge
         );
+        // Incomplete batches are no batch (INVALID_RECORD), as Kafka 4.4 answers.
         assert_eq!(
             validate_single_batch(&b[..30], 1 << 20).unwrap_err().code,
-            ErrorCode::CorruptMessage
+            ErrorCode::InvalidRecord
         );
         assert_eq!(
             validate_single_batch(&b[..b.len() - 1], 1 << 20).unwrap_err().code,
-            ErrorCode::CorruptMessage
+            ErrorCode::InvalidRecord
         );
         let mut two = b.clone();
         two.extend_from_slice(&b);
