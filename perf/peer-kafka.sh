@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.4 as a side-by-side peer (and oracle) on this machine.
 #
-#   perf/peer-kafka.sh start [--nodes N] [--dir DIR] [--first-id ID] [--properties FILE]
+#   perf/peer-kafka.sh start [--nodes N] [--dir DIR] [--first-id ID] [--properties FILE] [--kafka-defaults]
 #                                 formats and starts N KRaft combined-mode nodes (ids ID.., default 1)
-#                                 on free loopback ports, FILE's settings appended to each node's;
+#                                 on free loopback ports, FILE's settings appended to each node's
+#                                 (--kafka-defaults: without LinkedIn's settings, as the tests' oracle);
 #                                 prints BOOTSTRAP=... PIDS=... DIR=... (also in DIR/peer.env)
 #   perf/peer-kafka.sh stop DIR   stops them (SIGTERM, then SIGKILL after 30 s)
 #   perf/peer-kafka.sh resume DIR starts stopped nodes again on their data and ports
@@ -12,9 +13,9 @@
 #
 # The jars (org.apache.kafka:kafka_2.13 and kafka-tools 4.4.0 with their dependencies)
 # are resolved from Maven Central once into $SLUICE_KAFKA_CACHE (default
-# ~/.cache/sluice/kafka-4.4.0). Each node gets a 1 GB heap and LinkedIn's 2014 broker
-# settings from seed 003 (socket buffers, request size, segment size); Kafka's defaults
-# otherwise, so what it does is what a Kafka user gets.
+# ~/.cache/sluice/kafka-4.4.0). Each node gets a 1 GB heap and, unless --kafka-defaults,
+# LinkedIn's 2014 broker settings from seed 003 (socket buffers, request size, segment
+# size); Kafka's defaults otherwise, so what it does is what a Kafka user gets.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -70,7 +71,7 @@ EOF
 }
 
 node_properties() {
-    local id=$1 port=$2 cport=$3 voters=$4 dir=$5
+    local id=$1 port=$2 cport=$3 voters=$4 dir=$5 rf=$6 linkedin=$7
     cat <<EOF
 process.roles=broker,controller
 node.id=$id
@@ -81,6 +82,13 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
+# A small cluster: internal topics as replicated as the nodes allow.
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=1
+EOF
+    if [ "$linkedin" = 1 ]; then
+        cat <<EOF
 # LinkedIn 2014 (seed 003): request size, socket buffers, segment size, threads.
 num.network.threads=4
 num.io.threads=8
@@ -88,11 +96,8 @@ socket.send.buffer.bytes=1048576
 socket.receive.buffer.bytes=1048576
 socket.request.max.bytes=104857600
 log.segment.bytes=536870912
-# A small cluster: internal topics as replicated as the nodes allow.
-offsets.topic.replication.factor=$6
-transaction.state.log.replication.factor=$6
-transaction.state.log.min.isr=1
 EOF
+    fi
 }
 
 # Starts the node whose directory is $1 and waits until it says it started.
@@ -118,9 +123,10 @@ await_started() {
 }
 
 start() {
-    local nodes=1 dir="" first_id=1 properties=""
+    local nodes=1 dir="" first_id=1 properties="" linkedin=1
     while [ $# -gt 0 ]; do
         case $1 in
+            --kafka-defaults) linkedin=0; shift ;;
             --nodes) nodes=$2; shift 2 ;;
             --dir) dir=$2; shift 2 ;;
             --first-id) first_id=$2; shift 2 ;;
@@ -144,7 +150,7 @@ start() {
         local node_dir="$dir/node$i"
         mkdir -p "$node_dir"
         node_properties "$((first_id + i - 1))" "${ports[$((i - 1))]}" "${ports[$((nodes + i - 1))]}" "$voters" \
-            "$node_dir" "$rf" > "$node_dir/server.properties"
+            "$node_dir" "$rf" "$linkedin" > "$node_dir/server.properties"
         if [ -n "$properties" ]; then
             cat "$properties" >> "$node_dir/server.properties"
         fi

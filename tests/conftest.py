@@ -163,7 +163,7 @@ class KafkaPeer:
             properties = self.data_dir.parent / f"{self.data_dir.name}.properties"
             properties.write_text(toml_to_properties(self.config))
             out = subprocess.run([self.SCRIPT, "start", "--dir", str(self.data_dir), "--first-id", "0",
-                                  "--properties", str(properties)], capture_output=True, text=True,
+                                  "--kafka-defaults", "--properties", str(properties)], capture_output=True, text=True,
                                  timeout=timeout_s, check=True).stdout
             self.started = True
         self._env(out)
