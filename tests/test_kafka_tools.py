@@ -3,12 +3,14 @@ kafka-topics.sh and friends) against a live Sluice, checking what they print.
 Each tool's output was first read against Kafka 4.4 (perf/peer-kafka.sh)."""
 
 import json
+import struct
 import subprocess
 
 import pytest
 
 from clients import create_topic, produce
-from kwire import wait_for
+import kwire
+from kwire import compact_string, uvarint, wait_for
 
 
 def run_tool(java_classpath, bootstrap, main_class, *args, stdin=None):
@@ -123,10 +125,39 @@ def test_kafka_metadata_quorum_on_a_cluster(java_classpath, make_cluster):
     leader = int(status["LeaderId"])
     assert sorted(v["id"] for v in json.loads(status["CurrentVoters"])) == [1, 2, 3]
     assert int(status["HighWatermark"]) > 0 and int(status["LeaderEpoch"]) >= 1
-    # Each voter's log end is known on the leader: ask it.
-    rows = [line.split() for line in
-            run_tool(java_classpath, nodes[leader - 1].bootstrap, QUORUM, "describe", "--replication")
+    # --replication comes from whichever broker the tool picked; every broker agrees on the rows.
+    rows = [line.split() for line in run_tool(java_classpath, bootstrap, QUORUM, "describe", "--replication")
             .splitlines()[1:]]
     assert sorted(r[0] for r in rows) == ["1", "2", "3"]
     assert [r[0] for r in rows if r[-1] == "Leader"] == [str(leader)]
-    assert all(int(r[2]) > 0 for r in rows), f"every voter's log end offset is known on the leader: {rows}"
+    # Each voter's log end offset is known on the quorum leader (Kafka's brokers forward
+    # DescribeQuorum to it; Sluice's answer from the others with -1, unknown): ask it directly.
+    def from_the_leader():
+        for node in nodes:
+            leader_id, voters = describe_quorum_v0(node.bootstrap)
+            if leader_id == node.node_id:
+                return voters
+        return None
+
+    voters = wait_for(from_the_leader, what="the quorum leader's DescribeQuorum")
+    assert sorted(voters) == [1, 2, 3] and all(end > 0 for end in voters.values()), voters
+
+
+def describe_quorum_v0(bootstrap):
+    """(leader id, {voter id: log end offset}) from a raw DescribeQuorum v0 (flexible) for
+    __cluster_metadata-0, as the node at `bootstrap` answers it."""
+    body = uvarint(2) + compact_string("__cluster_metadata") + uvarint(2) + struct.pack(">i", 0) + b"\0\0\0"
+    with kwire.Connection(bootstrap) as conn:
+        conn.send(55, 0, body, header_tags=True)
+        r = kwire.Reader(conn.recv()[1])
+    r.tags()  # response header
+    assert r.i16() == 0
+    assert r.uvarint() == 2 and r.compact_string() == "__cluster_metadata" and r.uvarint() == 2
+    _index, error, leader_id, _epoch, _high_watermark = r.i32(), r.i16(), r.i32(), r.i32(), r.i64()
+    assert error == 0
+    voters = {}
+    for _ in range(r.uvarint() - 1):
+        voter, end = r.i32(), r.i64()
+        r.tags()
+        voters[voter] = end
+    return leader_id, voters
