@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::leadership::{leader_epoch_here, wait_until_committed};
+use super::leadership::{leading_here, wait_until_committed};
 use super::{local, not_leader, on_owners, shutting_down, unknown_partition};
 use crate::model::{ErrorCode, TopicPartition};
 use crate::record::BatchError;
@@ -102,10 +102,11 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
     let Some(log) = shard.log(&tp) else {
         return Err(unknown_partition());
     };
-    let epoch = leader_epoch_here(&tp).map_err(|code| not_leader(code, &tp))?;
+    let leading = leading_here(&tp).map_err(|code| not_leader(code, &tp))?;
+    let epoch = leading.epoch;
     let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
     if replicated {
-        let isr = in_sync_replica_count(&tp);
+        let isr = leading.isr_size as i32;
         let min_isr = log.min_insync_replicas();
         if isr < min_isr {
             return Err(BatchError {
@@ -123,13 +124,4 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
     // first attempt may have timed out before the ISR had it.
     let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
     Ok(Appended { info, commit })
-}
-
-/// The size of `tp`'s ISR by this shard's metadata (0 if it is not placed).
-fn in_sync_replica_count(tp: &TopicPartition) -> i32 {
-    let shard = local();
-    let metadata = shard.metadata();
-    metadata.topics.get(&tp.topic).map_or(0, |topic| {
-        topic.placement(tp.partition, shard.config.broker_id).isr.len() as i32
-    })
 }

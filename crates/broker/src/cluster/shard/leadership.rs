@@ -55,9 +55,27 @@ pub const NO_LEADER_EPOCH: i32 = -1;
 /// As `check_leader`, and fences a client that knows a different leader
 /// epoch (KIP-320): an older one gets FENCED_LEADER_EPOCH, a newer one (this
 /// broker's metadata lags) UNKNOWN_LEADER_EPOCH; both refresh metadata.
-/// Returns the epoch this broker leads in. On the produce and fetch paths:
-/// it borrows the placement, never copies it.
+/// Returns the epoch this broker leads in.
 pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Result<i32, ErrorCode> {
+    leading(tp, current_leader_epoch).map(|l| l.epoch)
+}
+
+/// What this broker's leadership of a partition is, by this shard's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leading {
+    pub epoch: i32,
+    /// The in-sync replicas, this broker included (1 for a partition no quorum places).
+    pub isr_size: usize,
+}
+
+/// `leader_epoch_here` with the ISR's size, from the same look at the
+/// placement: the produce path's acks=all check needs both.
+pub fn leading_here(tp: &TopicPartition) -> Result<Leading, ErrorCode> {
+    leading(tp, NO_LEADER_EPOCH)
+}
+
+/// On the produce and fetch paths: borrows the placement, never copies it.
+fn leading(tp: &TopicPartition, current_leader_epoch: i32) -> Result<Leading, ErrorCode> {
     let shard = local();
     let metadata = shard.metadata();
     let placed = metadata
@@ -65,14 +83,20 @@ pub fn check_leader_epoch(tp: &TopicPartition, current_leader_epoch: i32) -> Res
         .and_then(|t| t.assignment.get(tp.partition as usize));
     let Some(placement) = placed else {
         // A single node leads all it has; unknown partitions are left to the log lookup.
-        return Ok(crate::storage::log::LEADER_EPOCH);
+        return Ok(Leading {
+            epoch: crate::storage::log::LEADER_EPOCH,
+            isr_size: 1,
+        });
     };
     if placement.leader < 0 {
         Err(ErrorCode::LeaderNotAvailable)
     } else if placement.leader != shard.config.broker_id {
         Err(ErrorCode::NotLeaderOrFollower)
     } else if current_leader_epoch == NO_LEADER_EPOCH || current_leader_epoch == placement.leader_epoch {
-        Ok(placement.leader_epoch)
+        Ok(Leading {
+            epoch: placement.leader_epoch,
+            isr_size: placement.isr.len(),
+        })
     } else if current_leader_epoch < placement.leader_epoch {
         Err(ErrorCode::FencedLeaderEpoch)
     } else {
