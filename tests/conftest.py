@@ -52,7 +52,24 @@ def free_ports(n):
             s.close()
 
 
-class Broker:
+class BrokerProcess:
+    """What Broker and KafkaPeer share: a process with start(), stop(sig) and `proc`."""
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def cpu_seconds(self):
+        """utime + stime of the broker process, from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Broker(BrokerProcess):
     """One broker process. `config` is TOML text with Kafka's setting names."""
 
     def __init__(self, data_dir, config="", shards=2, extra_args=(), host="127.0.0.1", prefix=()):
@@ -104,13 +121,6 @@ class Broker:
         self.proc = None
         return code
 
-    def kill9(self):
-        return self.stop(signal.SIGKILL)
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
     def log(self):
         return self.log_path.read_text() if self.log_path.exists() else ""
 
@@ -124,14 +134,8 @@ class Broker:
         lines = self.metrics_text().splitlines()
         return sum(int(l.split()[1]) for l in lines if l.startswith("sluice_connections{"))
 
-    def cpu_seconds(self):
-        """utime + stime of the broker process, from /proc."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
 
-
-class KafkaPeer:
+class KafkaPeer(BrokerProcess):
     """Apache Kafka 4.4 in place of a Broker (`ci/test --against kafka`): one KRaft node with
     id 0, as a single Sluice broker has. The TOML `config` of Kafka setting names becomes
     server.properties lines; what only Sluice has (its metrics endpoint, its files) is absent."""
@@ -179,13 +183,6 @@ class KafkaPeer:
         self.proc = None
         return 0
 
-    def kill9(self):
-        return self.stop(signal.SIGKILL)
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
     def log(self):
         path = self.data_dir / "node1" / "kafka.log"
         return path.read_text() if path.exists() else ""
@@ -195,9 +192,6 @@ class KafkaPeer:
 
     def open_connections(self):
         raise AssertionError("Apache Kafka does not export Sluice's connection gauge")
-
-    def cpu_seconds(self):
-        return Broker.cpu_seconds(self)
 
 
 class _Pid:
