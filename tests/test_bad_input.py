@@ -192,20 +192,3 @@ def test_a_thousand_idle_connections(make_broker):
         for s in conns:
             s.close()
     still_serving(b)
-
-
-def fetch_v7(session_id, epoch, topic="t"):
-    """Fetch v7 body: fetch sessions (KIP-227) appear at this version."""
-    body = struct.pack(">iiiibii", -1, 100, 1, 1 << 20, 0, session_id, epoch)
-    body += struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", 1)
-    body += struct.pack(">iqqi", 0, 0, 0, 1 << 20)
-    return body + struct.pack(">i", 0)  # no forgotten topics
-
-
-def test_fetch_sessions_are_declined_the_way_clients_understand(strict):
-    with kwire.Connection(strict.bootstrap) as c:
-        for session_id, epoch, want_error in [(0, -1, 0), (0, 0, 0), (77, 3, 70), (0, 5, 71)]:
-            c.send(1, 7, fetch_v7(session_id, epoch))
-            _, body = c.recv()
-            _throttle, error_code, got_session = struct.unpack(">ihi", body[:10])
-            assert (error_code, got_session) == (want_error, 0), (session_id, epoch)

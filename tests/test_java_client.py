@@ -27,3 +27,23 @@ def test_java_client(broker, client_check, scenario):
                          timeout=300)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}\n{broker.log()[-2000:]}"
     assert f"OK {scenario}" in run.stdout
+
+
+def test_java_consumer_fetches_1000_partitions_through_a_fetch_session(broker, client_check):
+    """KIP-227: the Java consumer opens a session over its 1,000 partitions, sends incremental
+    fetches, and closes the session when it closes; no fetch was refused for a session error
+    (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH)."""
+    run = subprocess.run([*client_check, broker.bootstrap, "wide"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}\n{broker.log()[-2000:]}"
+    assert "OK wide" in run.stdout
+    if broker.metrics_port is None:
+        return  # Kafka as the peer: the scenario passing is what it checks.
+    metrics = broker.metrics_text().splitlines()
+    value = {l.split()[0]: float(l.split()[1]) for l in metrics if l and not l.startswith("#")}
+    assert value["sluice_fetch_sessions_opened_total"] >= 1, "the consumer opened a session"
+    assert value["sluice_fetch_session_incremental_total"] >= 10, "and fetched through it"
+    assert (value["sluice_fetch_sessions"], value["sluice_fetch_session_partitions"]) == (0, 0), \
+        "closing the consumer closed its session"
+    refused = [l for l in metrics if l.startswith("sluice_request_errors_total") and 'api="Fetch"' in l
+               and ("FetchSession" in l or "InvalidFetchSessionEpoch" in l)]
+    assert not refused, refused

@@ -145,6 +145,9 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: i64,
     pub connection_limits: ConnectionLimits,
     pub connections_max_idle_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions kept,
+    /// broker-wide (split between the shards); 0 keeps none.
+    pub max_incremental_fetch_session_cache_slots: usize,
     pub retention_check_interval_ms: u64,
     /// How fetched record bytes reach the socket; both are zero-copy.
     pub fetch_send_method: SendMethod,
@@ -207,6 +210,7 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
             connection_limits: ConnectionLimits::default(),
             connections_max_idle_ms: 600_000,
+            max_incremental_fetch_session_cache_slots: 1000,
             retention_check_interval_ms: 300_000,
             fetch_send_method: SendMethod::Sendfile,
             log_defaults: LogConfig::default(),
@@ -501,6 +505,9 @@ impl BrokerConfig {
             "max.connections.per.ip" => self.connection_limits.max_connections_per_ip = parse_num(key, value)?,
             "max.connections.per.ip.overrides" => self.connection_limits.per_ip_overrides = parse_overrides(value)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, value)?,
+            "max.incremental.fetch.session.cache.slots" => {
+                self.max_incremental_fetch_session_cache_slots = parse_num(key, value)?
+            }
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num::<u64>(key, value)?.max(1)
             }

@@ -76,6 +76,7 @@ pub enum ErrorCode {
     FencedLeaderEpoch = 74,
     UnknownLeaderEpoch = 75,
     InvalidFetchSessionEpoch = 71,
+    FetchSessionTopicIdError = 106,
     UnknownProducerId = 59,
     InvalidTimestamp = 32,
     InvalidRecord = 87,

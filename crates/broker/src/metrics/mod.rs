@@ -61,6 +61,19 @@ pub struct ShardMetrics {
     pub task_panics: HashMap<&'static str, u64>,
     /// Connections closed at accept by `max.connections` / `max.connections.per.ip`.
     pub connections_refused: u64,
+    pub fetch_sessions: FetchSessionMetrics,
+}
+
+/// One shard's fetch session cache (KIP-227).
+#[derive(Clone, Copy, Default)]
+pub struct FetchSessionMetrics {
+    /// Sessions cached now, and the partitions they hold.
+    pub sessions: usize,
+    pub partitions: usize,
+    /// Since start: sessions opened, evicted to make room, and incremental fetches served.
+    pub opened: u64,
+    pub evicted: u64,
+    pub incremental_fetches: u64,
 }
 
 /// Long-lived tasks that serve many clients; a panic in one is counted and
@@ -100,6 +113,11 @@ pub fn record_task_panic(kind: TaskKind) {
 
 pub fn record_connection_refused() {
     with_local(|m| m.connections_refused += 1);
+}
+
+/// The shard's fetch session cache as it is now.
+pub fn record_fetch_sessions(now: FetchSessionMetrics) {
+    with_local(|m| m.fetch_sessions = now);
 }
 
 thread_local! {

@@ -197,6 +197,10 @@ fn broker_entries(metadata: &Metadata, config: &BrokerConfig, name: &str) -> Res
         ("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
         ("connections.max.idle.ms", config.connections_max_idle_ms.to_string()),
         (
+            "max.incremental.fetch.session.cache.slots",
+            config.max_incremental_fetch_session_cache_slots.to_string(),
+        ),
+        (
             "log.retention.check.interval.ms",
             config.retention_check_interval_ms.to_string(),
         ),

@@ -1,16 +1,17 @@
 //! Fetch: requests decode with the generated codec; responses are framed by
 //! hand so that record bytes stay in the segment files and reach the socket
 //! as `Part::File` (spliced by `net`), never through a user-space buffer.
-//!
-//! Fetch sessions (KIP-227) are declined: a request to open one gets session
-//! id 0, which tells clients to keep sending full fetches.
+//! Fetch sessions (KIP-227) are in `fetch_session`.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
+use super::fetch_session::{CachedPartition, INVALID_SESSION_ID, Observed, Plan, SessionCache, TopicRef};
 use super::wire::{put_array_len, put_str, put_uvarint};
 use super::{Malformed, Part, RequestHeader, Response, decode};
 use crate::cluster::shard::ReadSpec;
@@ -25,6 +26,38 @@ const FETCH_MAX_BYTES: u64 = 57_671_680;
 /// Partitions one Fetch may name; more is a malformed request.
 const PARTITIONS_PER_FETCH_MAX: usize = 100_000;
 
+thread_local! {
+    /// This shard's fetch sessions, made on its first Fetch.
+    static SESSIONS: RefCell<Option<SessionCache>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this shard's session cache. Never held across an await.
+fn with_sessions<T>(f: impl FnOnce(&mut SessionCache) -> T) -> T {
+    SESSIONS.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        let cache = cache.get_or_insert_with(|| {
+            let shard = local();
+            let seed = crate::model::now_ms() as u64 ^ ((shard.id as u64) << 32);
+            SessionCache::new(
+                shard.id,
+                shard.config.shards,
+                shard.config.max_incremental_fetch_session_cache_slots,
+                seed,
+            )
+        });
+        let result = f(cache);
+        let counts = cache.counts;
+        crate::metrics::record_fetch_sessions(crate::metrics::FetchSessionMetrics {
+            sessions: cache.len(),
+            partitions: cache.cached_partitions(),
+            opened: counts.opened,
+            evicted: counts.evicted,
+            incremental_fetches: counts.incremental,
+        });
+        result
+    })
+}
+
 struct WantedPartition {
     topic_index: usize,
     tp: Option<TopicPartition>,
@@ -37,6 +70,7 @@ struct WantedPartition {
     error: Option<ErrorCode>,
 }
 
+#[derive(Clone)]
 struct TopicKey {
     name: String,
     id: Uuid,
@@ -51,20 +85,20 @@ struct PartitionOutcome {
     slice: Option<FileSlice>,
 }
 
+impl PartitionOutcome {
+    fn observed(&self) -> Observed {
+        Observed {
+            has_records: self.slice.as_ref().is_some_and(|s| s.bytes > 0),
+            failed: self.error != ErrorCode::None,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+        }
+    }
+}
+
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: FetchRequest = decode(body, header.api_version)?;
     let version = header.api_version;
-    if let Some(error) = session_error(&request) {
-        return Ok(encode(header, error, &[], &[], &[], &[]));
-    }
-    let (topics, wanted) = resolve(&request, version)?;
-    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
-    let response_max_bytes = if request.max_bytes <= 0 {
-        FETCH_MAX_BYTES
-    } else {
-        (request.max_bytes as u64).min(FETCH_MAX_BYTES)
-    };
-    let min_bytes = request.min_bytes.max(0) as u64;
     // A follower replica (Fetch v15 moved its id into replica_state).
     let replica_id = if version >= 15 {
         request.replica_state.replica_id.0
@@ -72,9 +106,83 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         request.replica_id.0
     };
     let replica = (replica_id >= 0).then_some(replica_id);
+    let requested = requested_partitions(&request, version)?;
+    let plan = if version >= 7 {
+        let forgotten = forgotten_partitions(&request, version);
+        with_sessions(|c| {
+            let now_ms = crate::model::now_ms();
+            c.begin(
+                request.session_id,
+                request.session_epoch,
+                version >= 13,
+                &requested,
+                &forgotten,
+                now_ms,
+            )
+        })
+    } else {
+        Plan::Sessionless
+    };
+    let asked = match &plan {
+        Plan::Refused(error) => return Ok(encode(header, *error, INVALID_SESSION_ID, &[], &[], &[], &[])),
+        Plan::Incremental { partitions, .. } => partitions,
+        Plan::Sessionless | Plan::Full => &requested,
+    };
+    let (topics, wanted) = resolve(asked, version);
+    let outcomes = fetch(&request, &wanted, replica).await;
+    let observed: Vec<Observed> = outcomes.iter().map(PartitionOutcome::observed).collect();
+    let now_ms = crate::model::now_ms();
+    let (session_id, include) = match plan {
+        Plan::Incremental { id, epoch, partitions } => {
+            match with_sessions(|c| c.finish(id, epoch, &partitions, &observed)) {
+                Ok(include) => (id, Some(include)),
+                Err(error) => return Ok(encode(header, error, id, &[], &[], &[], &[])),
+            }
+        }
+        Plan::Full => {
+            let answered = answered(requested, &observed);
+            (
+                with_sessions(|c| c.open(replica.is_some(), version >= 13, answered, now_ms)),
+                None,
+            )
+        }
+        Plan::Sessionless | Plan::Refused(_) => (INVALID_SESSION_ID, None),
+    };
+    let (topics, wanted, mut outcomes) = match include {
+        Some(include) => retain(topics, wanted, outcomes, &include),
+        None => (topics, wanted, outcomes),
+    };
+    // Only a refused partition names a leader: no metadata lookup otherwise.
+    let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
+    let endpoints = if version >= 16 && any_error {
+        point_to_leaders(&topics, &wanted, &mut outcomes)
+    } else {
+        Vec::new()
+    };
+    Ok(encode(
+        header,
+        ErrorCode::None,
+        session_id,
+        &topics,
+        &wanted,
+        &outcomes,
+        &endpoints,
+    ))
+}
+
+/// Reads `wanted` until the request's `min_bytes` are there, a partition
+/// fails, or `max_wait_ms` passes.
+async fn fetch(request: &FetchRequest, wanted: &[WantedPartition], replica: Option<i32>) -> Vec<PartitionOutcome> {
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let response_max_bytes = if request.max_bytes <= 0 {
+        FETCH_MAX_BYTES
+    } else {
+        (request.max_bytes as u64).min(FETCH_MAX_BYTES)
+    };
+    let min_bytes = request.min_bytes.max(0) as u64;
     // Bounded: each round either returns or waits until data arrives or the deadline passes.
     loop {
-        let mut outcomes = read_all(&wanted, response_max_bytes, replica).await;
+        let outcomes = read_all(wanted, response_max_bytes, replica).await;
         let bytes: u64 = outcomes.iter().filter_map(|o| o.slice.as_ref()).map(|s| s.bytes).sum();
         let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
         if bytes >= min_bytes.max(1)
@@ -83,16 +191,48 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             || wanted.is_empty()
             || local().is_stopping()
         {
-            // Only a refused partition names a leader: no metadata lookup otherwise.
-            let endpoints = if version >= 16 && any_error {
-                point_to_leaders(&topics, &wanted, &mut outcomes)
-            } else {
-                Vec::new()
-            };
-            return Ok(encode(header, ErrorCode::None, &topics, &wanted, &outcomes, &endpoints));
+            return outcomes;
         }
-        wait_any(&wanted, deadline, replica).await;
+        wait_any(wanted, deadline, replica).await;
     }
+}
+
+/// A full fetch's partitions with what its answer told the client: a new session's contents.
+fn answered(mut requested: Vec<CachedPartition>, observed: &[Observed]) -> Vec<CachedPartition> {
+    assert_eq!(requested.len(), observed.len(), "one outcome per requested partition");
+    for (cached, seen) in requested.iter_mut().zip(observed) {
+        cached.high_watermark = if seen.failed { -1 } else { seen.high_watermark };
+        cached.log_start_offset = seen.log_start_offset;
+    }
+    requested
+}
+
+/// Keeps the partitions an incremental answer carries; a topic left with
+/// none is left out too.
+fn retain(
+    topics: Vec<TopicKey>,
+    wanted: Vec<WantedPartition>,
+    outcomes: Vec<PartitionOutcome>,
+    include: &[bool],
+) -> (Vec<TopicKey>, Vec<WantedPartition>, Vec<PartitionOutcome>) {
+    assert_eq!(wanted.len(), include.len(), "one decision per partition");
+    let mut kept_topics: Vec<TopicKey> = Vec::new();
+    let mut kept_wanted = Vec::new();
+    let mut kept_outcomes = Vec::new();
+    let mut last_topic = None;
+    for ((mut w, o), keep) in wanted.into_iter().zip(outcomes).zip(include) {
+        if !keep {
+            continue;
+        }
+        if last_topic != Some(w.topic_index) {
+            last_topic = Some(w.topic_index);
+            kept_topics.push(topics[w.topic_index].clone());
+        }
+        w.topic_index = kept_topics.len() - 1;
+        kept_wanted.push(w);
+        kept_outcomes.push(o);
+    }
+    (kept_topics, kept_wanted, kept_outcomes)
 }
 
 /// KIP-951: partitions refused because this broker does not lead them (or the
@@ -120,46 +260,17 @@ fn point_to_leaders(
     endpoints
 }
 
-fn session_error(request: &FetchRequest) -> Option<ErrorCode> {
-    match (request.session_id, request.session_epoch) {
-        (_, -1) | (0, 0) => None,
-        (0, _) => Some(ErrorCode::InvalidFetchSessionEpoch),
-        _ => Some(ErrorCode::FetchSessionIdNotFound),
-    }
-}
-
-fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<WantedPartition>), Malformed> {
-    let metadata = local().metadata();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    let mut wanted = Vec::new();
-    for (topic_index, topic) in request.topics.iter().enumerate() {
-        let (name, known) = if version >= 13 {
-            match metadata.topic_by_id(topic.topic_id) {
-                Some(t) => (t.name.clone(), Some(t)),
-                None => (String::new(), None),
-            }
-        } else {
-            let name = topic.topic.0.to_string();
-            let known = metadata.topics.get(&name);
-            (name, known)
-        };
-        let unknown = if version >= 13 {
-            ErrorCode::UnknownTopicId
-        } else {
-            ErrorCode::UnknownTopicOrPartition
-        };
+/// The partitions a request names, in its order; a session caches them as they are.
+fn requested_partitions(request: &FetchRequest, version: i16) -> Result<Vec<CachedPartition>, Malformed> {
+    let mut requested = Vec::new();
+    for topic in &request.topics {
+        let topic_ref = topic_ref(version, &topic.topic.0, topic.topic_id);
         for p in &topic.partitions {
-            if wanted.len() >= PARTITIONS_PER_FETCH_MAX {
+            if requested.len() >= PARTITIONS_PER_FETCH_MAX {
                 return Err(Malformed("too many partitions in one fetch"));
             }
-            let error = match known {
-                None => Some(unknown),
-                Some(t) if !(0..t.partitions).contains(&p.partition) => Some(ErrorCode::UnknownTopicOrPartition),
-                Some(_) => None,
-            };
-            wanted.push(WantedPartition {
-                topic_index,
-                tp: error.is_none().then(|| TopicPartition::new(name.clone(), p.partition)),
+            requested.push(CachedPartition {
+                topic: topic_ref.clone(),
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u64,
@@ -168,15 +279,97 @@ fn resolve(request: &FetchRequest, version: i16) -> Result<(Vec<TopicKey>, Vec<W
                 } else {
                     shard::NO_LEADER_EPOCH
                 },
-                error,
+                high_watermark: -1,
+                log_start_offset: -1,
             });
         }
-        topics.push(TopicKey {
-            name,
-            id: topic.topic_id,
+    }
+    Ok(requested)
+}
+
+/// The partitions an incremental request drops from its session.
+fn forgotten_partitions(request: &FetchRequest, version: i16) -> Vec<(TopicRef, i32)> {
+    let mut forgotten = Vec::new();
+    for topic in &request.forgotten_topics_data {
+        let topic_ref = topic_ref(version, &topic.topic.0, topic.topic_id);
+        let room = PARTITIONS_PER_FETCH_MAX.saturating_sub(forgotten.len());
+        forgotten.extend(topic.partitions.iter().take(room).map(|&p| (topic_ref.clone(), p)));
+    }
+    forgotten
+}
+
+fn topic_ref(version: i16, name: &str, id: Uuid) -> TopicRef {
+    if version >= 13 {
+        TopicRef::Id(id)
+    } else {
+        TopicRef::Name(Rc::from(name))
+    }
+}
+
+/// Looks the partitions up in the metadata. Consecutive partitions of one
+/// topic share a topic entry, as in Kafka's responses (a session's order can
+/// name a topic more than once).
+fn resolve(asked: &[CachedPartition], version: i16) -> (Vec<TopicKey>, Vec<WantedPartition>) {
+    let metadata = local().metadata();
+    let mut topics: Vec<TopicKey> = Vec::new();
+    let mut wanted = Vec::with_capacity(asked.len());
+    let mut known = None;
+    let mut last: Option<&TopicRef> = None;
+    for p in asked {
+        if last != Some(&p.topic) {
+            last = Some(&p.topic);
+            let (key, found) = match &p.topic {
+                TopicRef::Id(id) => match metadata.topic_by_id(*id) {
+                    Some(t) => (
+                        TopicKey {
+                            name: t.name.clone(),
+                            id: *id,
+                        },
+                        Some(t),
+                    ),
+                    None => (
+                        TopicKey {
+                            name: String::new(),
+                            id: *id,
+                        },
+                        None,
+                    ),
+                },
+                TopicRef::Name(name) => (
+                    TopicKey {
+                        name: name.to_string(),
+                        id: Uuid::nil(),
+                    },
+                    metadata.topics.get(&**name),
+                ),
+            };
+            topics.push(key);
+            known = found;
+        }
+        let unknown = if version >= 13 {
+            ErrorCode::UnknownTopicId
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        };
+        let error = match known {
+            None => Some(unknown),
+            Some(t) if !(0..t.partitions).contains(&p.partition) => Some(ErrorCode::UnknownTopicOrPartition),
+            Some(_) => None,
+        };
+        let topic_index = topics.len() - 1;
+        wanted.push(WantedPartition {
+            topic_index,
+            tp: error
+                .is_none()
+                .then(|| TopicPartition::new(topics[topic_index].name.clone(), p.partition)),
+            partition: p.partition,
+            fetch_offset: p.fetch_offset,
+            max_bytes: p.max_bytes,
+            current_leader_epoch: p.current_leader_epoch,
+            error,
         });
     }
-    Ok((topics, wanted))
+    (topics, wanted)
 }
 
 /// Reads every partition at once (one task per owner shard), then trims to
@@ -260,6 +453,7 @@ async fn wait_any(wanted: &[WantedPartition], deadline: Instant, replica: Option
 fn encode(
     header: &RequestHeader,
     top_error: ErrorCode,
+    session_id: i32,
     topics: &[TopicKey],
     wanted: &[WantedPartition],
     outcomes: &[PartitionOutcome],
@@ -267,6 +461,7 @@ fn encode(
 ) -> Response {
     let version = header.api_version;
     let flexible = version >= 12;
+    crate::metrics::record_error(header.api_key as i16, top_error.code());
     let mut pieces: Vec<PieceBuilder> = Vec::new();
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
@@ -277,7 +472,7 @@ fn encode(
     buf.put_i32(0); // throttle_time_ms
     if version >= 7 {
         buf.put_i16(top_error.code());
-        buf.put_i32(0); // session_id: sessions are declined
+        buf.put_i32(session_id);
     }
     put_array_len(&mut buf, topics.len(), flexible);
     // `resolve` pushes each topic's partitions together, in topic order, so
@@ -374,7 +569,15 @@ pub fn frame_for_bench(version: i16, partitions: i32, slice: &FileSlice) -> Resp
             slice: Some(slice.clone()),
         })
         .collect();
-    encode(&header, ErrorCode::None, &topics, &wanted, &outcomes, &[])
+    encode(
+        &header,
+        ErrorCode::None,
+        INVALID_SESSION_ID,
+        &topics,
+        &wanted,
+        &outcomes,
+        &[],
+    )
 }
 
 /// A partition's tagged fields: tag 1 is CurrentLeader (KIP-951).
@@ -482,7 +685,15 @@ mod tests {
             slice: None,
         }];
         let endpoints = [(2, "node-2".to_string(), 9093u16)];
-        let response = encode(&header, ErrorCode::None, &topics, &wanted, &outcomes, &endpoints);
+        let response = encode(
+            &header,
+            ErrorCode::None,
+            INVALID_SESSION_ID,
+            &topics,
+            &wanted,
+            &outcomes,
+            &endpoints,
+        );
         let mut bytes = BytesMut::new();
         for part in response.parts {
             match part {

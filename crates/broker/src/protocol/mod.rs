@@ -19,6 +19,7 @@ mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
 pub mod fetch;
+mod fetch_session;
 mod find_coordinator;
 mod heartbeat;
 mod init_producer_id;

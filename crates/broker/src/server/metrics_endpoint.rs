@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use crate::cluster::shard;
 use crate::group::coordinator;
-use crate::metrics::{ShardMetrics, snapshot, thread_cpu_seconds};
+use crate::metrics::{FetchSessionMetrics, ShardMetrics, snapshot, thread_cpu_seconds};
 use crate::net::admission::Admission;
 use crate::runtime::ShardsHandle;
 
@@ -189,6 +189,44 @@ fn render_limits(out: &mut String, reports: &[ShardReport], admission: &Admissio
     );
     let refused: u64 = reports.iter().map(|r| r.metrics.connections_refused).sum();
     let _ = writeln!(out, "sluice_connections_refused_total {refused}");
+    type Read = fn(&FetchSessionMetrics) -> u64;
+    let sessions: [(&str, &str, &str, Read); 5] = [
+        (
+            "sluice_fetch_sessions",
+            "gauge",
+            "Incremental fetch sessions (KIP-227) cached.",
+            |m| m.sessions as u64,
+        ),
+        (
+            "sluice_fetch_session_partitions",
+            "gauge",
+            "Partitions the cached fetch sessions hold.",
+            |m| m.partitions as u64,
+        ),
+        (
+            "sluice_fetch_sessions_opened_total",
+            "counter",
+            "Fetch sessions opened.",
+            |m| m.opened,
+        ),
+        (
+            "sluice_fetch_session_evictions_total",
+            "counter",
+            "Fetch sessions evicted to make room for new ones.",
+            |m| m.evicted,
+        ),
+        (
+            "sluice_fetch_session_incremental_total",
+            "counter",
+            "Incremental fetches served from a session.",
+            |m| m.incremental_fetches,
+        ),
+    ];
+    for (name, kind, help, value) in sessions {
+        header(out, name, kind, help);
+        let total: u64 = reports.iter().map(|r| value(&r.metrics.fetch_sessions)).sum();
+        let _ = writeln!(out, "{name} {total}");
+    }
     let budgets = [
         (
             "sluice_queued_request_bytes",

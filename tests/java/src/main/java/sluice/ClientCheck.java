@@ -69,6 +69,7 @@ public final class ClientCheck {
             case "group" -> check.group(arg);
             case "cooperative" -> check.cooperative();
             case "admin" -> check.adminOperations();
+            case "wide" -> check.wide();
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.println("OK " + args[1] + (arg.isEmpty() ? "" : " " + arg));
@@ -191,6 +192,75 @@ public final class ClientCheck {
             }
             System.out.println("codec " + codec + ": " + count + " records round-tripped");
         }
+    }
+
+    /**
+     * One consumer assigned 1,000 partitions (which the Java client fetches
+     * through a fetch session, KIP-227): every record once and in order, both
+     * what was there before and what arrives while it polls, when only some
+     * partitions change between fetches.
+     */
+    void wide() throws Exception {
+        String topic = "java-wide";
+        int partitions = 1000;
+        createTopic(topic, partitions);
+        // Kafka's partitions get leaders a moment after CreateTopics answers.
+        try (Admin admin = adminClient()) {
+            await(() -> {
+                try {
+                    TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+                    return d.partitions().stream().allMatch(p -> p.leader() != null && !p.leader().isEmpty());
+                } catch (Exception e) {
+                    return false;
+                }
+            }, "leaders for " + topic);
+        }
+        List<TopicPartition> all = new ArrayList<>();
+        for (int p = 0; p < partitions; p++) {
+            all.add(new TopicPartition(topic, p));
+        }
+        Map<TopicPartition, Long> next = new HashMap<>();
+        int expected = 0;
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.LINGER_MS_CONFIG, 5));
+             KafkaConsumer<byte[], byte[]> c = consumer(Map.of())) {
+            for (int round = 0; round < 2; round++) {
+                for (int i = 0; i < partitions; i++) {
+                    p.send(new ProducerRecord<>(topic, i, null, bytes(round + "-" + i)));
+                }
+            }
+            p.flush();
+            expected += 2 * partitions;
+            c.assign(all);
+            c.seekToBeginning(all);
+            int read = drain(c, next, expected, 0);
+            // Now only a few partitions change between fetches.
+            for (int round = 2; round < 12; round++) {
+                for (int i = round * 7; i < partitions; i += 97) {
+                    p.send(new ProducerRecord<>(topic, i, null, bytes(round + "-" + i)));
+                    expected++;
+                }
+                p.flush();
+                read = drain(c, next, expected, read);
+            }
+            check(read == expected, "read " + read + " of " + expected);
+        }
+        System.out.println("wide: " + expected + " records over " + partitions + " partitions, each once, in order");
+    }
+
+    /** Polls until `expected` records were read in all; each partition's offsets must run 0, 1, 2, ... */
+    int drain(KafkaConsumer<byte[], byte[]> c, Map<TopicPartition, Long> next, int expected, int read) {
+        long deadline = System.currentTimeMillis() + DEADLINE_MS;
+        while (read < expected && System.currentTimeMillis() < deadline) {
+            for (ConsumerRecord<byte[], byte[]> r : c.poll(POLL)) {
+                TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+                long want = next.getOrDefault(tp, 0L);
+                check(r.offset() == want, tp + ": offset " + r.offset() + " where " + want + " was next");
+                next.put(tp, want + 1);
+                read++;
+            }
+        }
+        check(read == expected, "read " + read + " of " + expected + " in time");
+        return read;
     }
 
     /** assign, seek, offsetsForTimes, beginning and end offsets, committed positions. */
