@@ -5,8 +5,11 @@ scenarios against a fresh broker. The same scenarios pass against Apache Kafka
 SCENARIO`), so what they expect is Kafka's behaviour."""
 
 import subprocess
+import time
 
 import pytest
+
+from kwire import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +50,54 @@ def test_java_consumer_fetches_1000_partitions_through_a_fetch_session(broker, c
     refused = [l for l in metrics if l.startswith("sluice_request_errors_total") and 'api="Fetch"' in l
                and ("FetchSession" in l or "InvalidFetchSessionEpoch" in l)]
     assert not refused, refused
+
+
+def test_java_admin_moves_partitions_and_elects_leaders_on_a_cluster(make_cluster, client_check):
+    """AdminClient on three brokers: alterPartitionReassignments to a broker without a
+    replica, listPartitionReassignments until done, electLeaders(PREFERRED), and cancelling
+    a move that is not in progress."""
+    from test_cluster import agreed_controller
+
+    nodes = make_cluster(3, config='"replica.lag.time.max.ms" = 3000\n"auto.leader.rebalance.enable" = false\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    run = subprocess.run([*client_check, bootstrap, "moves"], capture_output=True, text=True, timeout=300)
+    logs = "\n".join(n.log()[-1500:] for n in nodes)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}\n{logs}"
+    assert "OK moves" in run.stdout
+
+
+def test_java_idempotent_producer_through_leader_kills(make_cluster, client_check):
+    """Three brokers, RF 3, min.insync.replicas=2: the partition leader is killed (SIGKILL)
+    and restarted twice under an idempotent Java producer. Every send is acknowledged, at
+    the offset where it is stored, and nothing is stored twice or out of order."""
+    from test_cluster import agreed_controller, isr_of, leader_of
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    java = subprocess.Popen([*client_check, bootstrap, "failover"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert java.stdout.readline().strip() == "PRODUCING", java.stderr.read()[-4000:]
+        for _ in range(2):
+            leader = wait_for(lambda: leader_of(nodes, "java-failover"), what="a leader")
+            victim = nodes[leader - 1]
+            victim.kill9()
+            wait_for(lambda: (l := leader_of(nodes, "java-failover")) not in (None, -1, leader) and l,
+                     timeout_s=20, what="a new leader")
+            time.sleep(1)
+            victim.start()
+            wait_for(lambda: (v := isr_of(victim, "java-failover")) and v[1] == [1, 2, 3], timeout_s=30,
+                     what="the killed broker back in the ISR")
+            time.sleep(1)
+        java.stdin.write("stop\n")
+        java.stdin.flush()
+        out, err = java.communicate(timeout=240)
+    finally:
+        if java.poll() is None:
+            java.kill()
+    logs = "\n".join(n.log()[-1500:] for n in nodes)
+    assert java.returncode == 0, f"{out}\n{err[-4000:]}\n{logs}"
+    assert "OK failover" in out
+    print(out)

@@ -8,6 +8,7 @@ import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -20,6 +21,7 @@ import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -34,9 +36,12 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.ElectionNotNeededException;
+import org.apache.kafka.common.errors.NoReassignmentInProgressException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -70,6 +75,8 @@ public final class ClientCheck {
             case "cooperative" -> check.cooperative();
             case "admin" -> check.adminOperations();
             case "wide" -> check.wide();
+            case "moves" -> check.moves();
+            case "failover" -> check.failover();
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.println("OK " + args[1] + (arg.isEmpty() ? "" : " " + arg));
@@ -261,6 +268,158 @@ public final class ClientCheck {
         }
         check(read == expected, "read " + read + " of " + expected + " in time");
         return read;
+    }
+
+    TopicDescription describe(Admin admin, String topic) {
+        try {
+            return admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+        } catch (Exception e) {
+            return null;
+        }
+    }
+
+    /** Waits until every partition of `topic` has a leader and all its replicas in sync. */
+    void awaitInSync(Admin admin, String topic) throws InterruptedException {
+        await(() -> {
+            TopicDescription d = describe(admin, topic);
+            return d != null && d.partitions().stream().allMatch(p -> p.leader() != null && !p.leader().isEmpty()
+                    && p.isr().size() == p.replicas().size());
+        }, "every replica of " + topic + " in sync");
+    }
+
+    /**
+     * On a three-broker cluster, through AdminClient: a partition moves to a
+     * broker that had no replica of it (alterPartitionReassignments, followed
+     * with listPartitionReassignments until done), its preferred replica is
+     * elected (electLeaders), and the records stay whole. Cancelling a move
+     * that is not in progress is NoReassignmentInProgressException.
+     */
+    void moves() throws Exception {
+        String topic = "java-moves";
+        int count = 600;
+        try (Admin admin = adminClient()) {
+            admin.createTopics(List.of(new NewTopic(topic, 2, (short) 2))).all().get(30, TimeUnit.SECONDS);
+            awaitInSync(admin, topic);
+            try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.LINGER_MS_CONFIG, 5))) {
+                for (int i = 0; i < count; i++) {
+                    p.send(new ProducerRecord<>(topic, i % 2, null, bytes("m-" + i)));
+                }
+                p.flush();
+            }
+            TopicPartition tp = new TopicPartition(topic, 0);
+            List<Integer> before = describe(admin, topic).partitions().get(0).replicas().stream().map(n -> n.id()).toList();
+            int newcomer = admin.describeCluster().nodes().get().stream().map(n -> n.id())
+                    .filter(id -> !before.contains(id)).findFirst().orElseThrow();
+            List<Integer> target = List.of(newcomer, before.get(1));
+            admin.alterPartitionReassignments(Map.of(tp, Optional.of(new NewPartitionReassignment(target))))
+                    .all().get(30, TimeUnit.SECONDS);
+            await(() -> {
+                try {
+                    return admin.listPartitionReassignments().reassignments().get().isEmpty()
+                            && describe(admin, topic).partitions().get(0).replicas().stream().map(n -> n.id()).toList().equals(target);
+                } catch (Exception e) {
+                    return false;
+                }
+            }, "partition 0 moved to " + target);
+            awaitInSync(admin, topic);
+            try {
+                admin.electLeaders(ElectionType.PREFERRED, Set.of(tp)).all().get(30, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+                check(e.getCause() instanceof ElectionNotNeededException, "preferred election: " + e.getCause());
+            }
+            await(() -> describe(admin, topic).partitions().get(0).leader().id() == newcomer,
+                    "the preferred replica " + newcomer + " leading");
+            try {
+                admin.alterPartitionReassignments(Map.of(tp, Optional.empty())).all().get(30, TimeUnit.SECONDS);
+                check(false, "cancelling no reassignment succeeded");
+            } catch (ExecutionException e) {
+                check(e.getCause() instanceof NoReassignmentInProgressException, "cancel: " + e.getCause());
+            }
+            System.out.println("moves: " + tp + " from " + before + " to " + target + ", leader " + newcomer);
+        }
+        Set<String> values = new HashSet<>();
+        for (ConsumerRecord<byte[], byte[]> r : readAll(topic, 2, count)) {
+            check(values.add(text(r.value())), "record " + text(r.value()) + " once");
+        }
+    }
+
+    /**
+     * An idempotent producer (acks=all) writes to a partition with three
+     * replicas until a line arrives on stdin, while the test kills and
+     * restarts leaders. Then every acknowledged record is at the offset it
+     * was acknowledged at, and no record is stored twice or out of order.
+     */
+    void failover() throws Exception {
+        String topic = "java-failover";
+        try (Admin admin = adminClient()) {
+            admin.createTopics(List.of(new NewTopic(topic, 1, (short) 3)
+                    .configs(Map.of("min.insync.replicas", "2")))).all().get(30, TimeUnit.SECONDS);
+            awaitInSync(admin, topic);
+        }
+        Map<Long, String> acked = new ConcurrentHashMap<>();
+        List<Exception> failed = java.util.Collections.synchronizedList(new ArrayList<>());
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread stopper = new Thread(() -> {
+            try {
+                System.in.read();
+            } catch (java.io.IOException e) {
+                // stdin closed: stop as well
+            }
+            stop.set(true);
+        });
+        stopper.setDaemon(true);
+        stopper.start();
+        int sent = 0;
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                ProducerConfig.LINGER_MS_CONFIG, 2,
+                ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 120_000,
+                ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000))) {
+            boolean announced = false;
+            while (!stop.get()) {
+                String value = String.format("%08d", sent++);
+                p.send(new ProducerRecord<>(topic, 0, null, bytes(value)), (m, e) -> {
+                    if (e != null) {
+                        failed.add(e);
+                    } else {
+                        acked.put(m.offset(), value);
+                    }
+                });
+                if (sent % 100 == 0) {
+                    Thread.sleep(5);
+                }
+                if (!announced && acked.size() >= 1000) {
+                    System.out.println("PRODUCING");
+                    System.out.flush();
+                    announced = true;
+                }
+            }
+            p.flush();
+        }
+        check(failed.isEmpty(), failed.size() + " sends failed, e.g. " + (failed.isEmpty() ? "" : failed.get(0)));
+        check(acked.size() == sent, "acknowledged " + acked.size() + " of " + sent);
+        long end = acked.keySet().stream().mapToLong(Long::longValue).max().orElse(-1) + 1;
+        List<String> stored = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            long deadline = System.currentTimeMillis() + DEADLINE_MS;
+            while (stored.size() < end && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(POLL)) {
+                    check(r.offset() == stored.size(), "offset " + r.offset() + " after " + stored.size() + " records");
+                    stored.add(text(r.value()));
+                }
+            }
+        }
+        check(stored.size() == end, "read " + stored.size() + " of " + end);
+        for (Map.Entry<Long, String> a : acked.entrySet()) {
+            check(a.getValue().equals(stored.get((int) (long) a.getKey())), "acknowledged " + a.getValue()
+                    + " at " + a.getKey() + " but stored there: " + stored.get((int) (long) a.getKey()));
+        }
+        for (int i = 1; i < stored.size(); i++) {
+            check(stored.get(i - 1).compareTo(stored.get(i)) < 0, "stored once and in order at offset " + i);
+        }
+        System.out.println("failover: " + sent + " sent, all acknowledged, each stored once in order");
     }
 
     /** assign, seek, offsetsForTimes, beginning and end offsets, committed positions. */
