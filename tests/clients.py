@@ -6,6 +6,9 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import kwire
+from conftest import AGAINST
+
 
 def admin(broker):
     return AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -15,6 +18,12 @@ def create_topic(broker, name, partitions=1, config=None):
     client = admin(broker)  # must outlive the future
     futures = client.create_topics([NewTopic(name, partitions, 1, config=config or {})])
     futures[name].result(timeout=15)
+    if AGAINST == "kafka":
+        # Kafka answers CreateTopics before the partitions have leaders; Sluice answers once
+        # they are writable (test_a_created_topic_is_writable_at_once), so only Kafka waits.
+        with kwire.Connection(broker.bootstrap) as conn:
+            kwire.wait_for(lambda: (found := conn.partitions(name)) and len(found) == partitions
+                           and all(leader >= 0 for leader, _, _ in found.values()), what=f"leaders for {name}")
 
 
 def produce(broker, topic, messages, **conf):

@@ -19,6 +19,12 @@ SLUICE_BIN = os.environ.get("SLUICE_BIN") or str(ROOT / "target" / "debug" / "sl
 AGAINST = os.environ.get("SLUICE_AGAINST", "sluice")
 
 
+def sluice_only(what):
+    """Marks a test of something only Sluice has (`what`: its metrics endpoint, its files, its
+    CLI): against Kafka it is skipped, saying so, instead of failing for want of it."""
+    return pytest.mark.skipif(AGAINST == "kafka", reason=f"checks Sluice's own {what}")
+
+
 def free_port():
     return free_ports(1)[0]
 

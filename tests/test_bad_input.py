@@ -11,6 +11,7 @@ import pytest
 
 import kwire
 from clients import create_topic, kcat
+from conftest import sluice_only
 
 LIMITS = """
 "socket.request.max.bytes" = 1000000
@@ -176,6 +177,7 @@ def rss_kib(pid):
     return 0
 
 
+@sluice_only("connection gauge and RSS")
 def test_a_thousand_idle_connections(make_broker):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))

@@ -5,7 +5,7 @@ import csv
 import json
 import subprocess
 
-from conftest import SLUICE_BIN
+from conftest import SLUICE_BIN, sluice_only
 
 CLUSTER_ROWS = {"1 producer, 3x async replication", "1 producer, 3x sync replication",
                 "3 producers, 3x async replication"}
@@ -87,6 +87,7 @@ def rows_with_cpu(doc):
     return sum(1 for r in doc["rows"] if r["broker_cpu_s_per_gb"] is not None)
 
 
+@sluice_only("native bench client")
 def test_bench_native_client_counts_every_record_back(broker, tmp_path):
     out, stdout = run_bench(tmp_path, "--bootstrap", broker.bootstrap, "--client", "native")
     doc = check_results(out, stdout, client="native")

@@ -7,7 +7,7 @@ import subprocess
 
 import kwire
 from clients import kcat
-from conftest import SLUICE_BIN
+from conftest import SLUICE_BIN, sluice_only
 
 
 def sluice(broker, *args, ok=True, env=None):
@@ -87,6 +87,7 @@ def test_bad_bootstrap_and_config_files(tmp_path):
     assert "invalid TOML" in sluice(None, "config", "check", str(broken), ok=False)
 
 
+@sluice_only("logging settings")
 def test_json_logs_and_the_effective_config_line(make_broker):
     import json as jsonlib
     broker = make_broker('"logging.format" = "json"\n"num.partitions" = 4\n')
@@ -131,6 +132,7 @@ def test_console_round_trip_with_keys_headers_and_kcat(broker):
     assert sorted(out.splitlines()) == ["1", "2", "3"]
 
 
+@sluice_only("CLI")
 def test_console_consumer_stops_cleanly_on_ctrl_c(broker):
     import signal
     sluice(broker, "topic", "create", "idle")

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from clients import consume_all, consume_until, create_topic, produce
 from kwire import wait_for
+from conftest import sluice_only
 
 
 def segments(broker, topic, partition=0):
@@ -50,6 +51,7 @@ def test_segments_roll_by_size_and_reads_cross_them(broker):
     assert [m.offset() for m in got] == list(range(len(values)))
 
 
+@sluice_only("segment files")
 def test_segments_roll_by_time(broker):
     create_topic(broker, "timeroll", config={"segment.ms": "300"})
     for i in range(4):
@@ -111,6 +113,7 @@ def _heavy_producer(bootstrap, topic, acked, stop):
     p.flush(5)
 
 
+@sluice_only("data dir and recovery log")
 def test_kill_9_during_heavy_produce_recovers(broker):
     create_topic(broker, "crash", partitions=3, config={"segment.bytes": "1048576"})
     acked, stop = [], threading.Event()

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 import kwire
 from clients import consume_all, create_topic
-from conftest import ROOT, SLUICE_BIN
+from conftest import ROOT, SLUICE_BIN, sluice_only
 
 ANSWER_TIMEOUT_S = 15
 FENCE_API, FENCE_VERSION = 18, 0  # ApiVersions v0: answered whatever came before
@@ -120,6 +120,7 @@ def bystander(bootstrap, delivered, errors, stop):
     p.flush(30)
 
 
+@sluice_only("RSS bound (Kafka's JVM heap grows by hundreds of MB)")
 def test_every_api_survives_hostile_bodies_and_a_bystander_loses_nothing(make_broker):
     broker = make_broker(config=HOSTILE_CONFIG)
     create_topic(broker, "bystander", partitions=3)
@@ -213,6 +214,7 @@ def test_oversized_group_id_is_refused_and_its_offsets_partition_keeps_working(m
     assert 'sluice_task_panics_total{task="group_writer"} 0' in metrics
 
 
+@sluice_only("connection metrics")
 def test_connections_over_the_limits_are_closed(make_broker):
     broker = make_broker(config='"max.connections.per.ip" = 3\n"max.connections" = 5\n')
     # The readiness probe's connection counts until the broker has seen it close.
@@ -242,6 +244,7 @@ def test_connections_over_the_limits_are_closed(make_broker):
         c.close()
 
 
+@sluice_only("request-bytes gauges")
 def test_queued_request_bytes_budget_is_reported_and_released(make_broker):
     broker = make_broker(config='"queued.max.request.bytes" = 4000000\n', shards=2)
     metrics = broker.metrics_text()

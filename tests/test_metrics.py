@@ -11,6 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import kwire
 from clients import consume_all, create_topic, produce
 from groups import GROUP_CONFIG, member, poll_all, total
+from conftest import sluice_only
+
+pytestmark = sluice_only("Prometheus endpoint")
 
 
 def scrape(broker):

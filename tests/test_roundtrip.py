@@ -8,6 +8,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import kwire
 from clients import consume_all, create_topic, kcat, produce
+from conftest import sluice_only
 
 
 def test_kcat_round_trip_with_keys(broker):
@@ -87,6 +88,7 @@ def test_one_megabyte_record(broker):
     assert got[0].value() == value
 
 
+@sluice_only("segment files")
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compressed_batches_pass_through(broker, codec):
     topic = f"codec-{codec}"

@@ -7,6 +7,9 @@ import signal
 import pytest
 
 from clients import consume_all, create_topic, produce
+from conftest import sluice_only
+
+pytestmark = sluice_only("sendfile counter")
 
 
 @pytest.mark.parametrize("method", ["sendfile", "splice"])
