@@ -130,17 +130,13 @@ def test_kafka_metadata_quorum_on_a_cluster(java_classpath, make_cluster):
             .splitlines()[1:]]
     assert sorted(r[0] for r in rows) == ["1", "2", "3"]
     assert [r[0] for r in rows if r[-1] == "Leader"] == [str(leader)]
-    # Each voter's log end offset is known on the quorum leader (Kafka's brokers forward
-    # DescribeQuorum to it; Sluice's answer from the others with -1, unknown): ask it directly.
-    def from_the_leader():
-        for node in nodes:
-            leader_id, voters = describe_quorum_v0(node.bootstrap)
-            if leader_id == node.node_id:
-                return voters
-        return None
-
-    voters = wait_for(from_the_leader, what="the quorum leader's DescribeQuorum")
-    assert sorted(voters) == [1, 2, 3] and all(end > 0 for end in voters.values()), voters
+    # Each voter's log end offset is known on the quorum leader; the other brokers forward
+    # DescribeQuorum to it, as Kafka's forward it to the active controller. Every node answers so.
+    for node in nodes:
+        leader_id, voters = wait_for(lambda: (v := describe_quorum_v0(node.bootstrap)) and
+                                     all(end > 0 for end in v[1].values()) and v,
+                                     what=f"node {node.node_id}'s DescribeQuorum with every voter's log end")
+        assert leader_id == leader and sorted(voters) == [1, 2, 3], (node.node_id, leader_id, voters)
 
 
 def describe_quorum_v0(bootstrap):

@@ -15,17 +15,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use compio::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, ResponseHeader, TopicName,
+    OffsetForLeaderEpochResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use tracing::{debug, info, warn};
 
 use super::shard::local;
@@ -227,17 +225,7 @@ const FOLLOWER_CLIENT_ID: &str = "sluice-follower";
 
 /// Sends one request and reads its response on the follower's connection.
 async fn call<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> anyhow::Result<S> {
-    const CORRELATION_ID: i32 = 0;
-    let frame = super::request::frame(request, version, CORRELATION_ID, FOLLOWER_CLIENT_ID)?;
-    let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
-    written?;
-    let mut body = read_response(stream).await?;
-    let header = ResponseHeader::decode(&mut body, Q::Response::header_version(version))?;
-    anyhow::ensure!(
-        header.correlation_id == CORRELATION_ID,
-        "a response arrived out of order"
-    );
-    S::decode(&mut body, version)
+    super::request::call(stream, request, version, FOLLOWER_CLIENT_ID, RESPONSE_BYTES_MAX).await
 }
 
 fn topic_name(tp: &TopicPartition) -> TopicName {
@@ -306,19 +294,6 @@ fn fetch_request(tp: &TopicPartition, broker_id: i32, leader_epoch: i32, fetch_o
                         .with_partition_max_bytes(FETCH_PARTITION_BYTES),
                 ],
         )])
-}
-
-async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
-    let BufResult(read, size) = stream.read_exact(vec![0u8; 4]).await;
-    read?;
-    let size = i32::from_be_bytes(size[..4].try_into().expect("4 bytes"));
-    anyhow::ensure!(
-        size >= 0 && (size as usize) <= RESPONSE_BYTES_MAX,
-        "the leader sent a response of {size} bytes"
-    );
-    let BufResult(read, body) = stream.read_exact(vec![0u8; size as usize]).await;
-    read?;
-    Ok(Bytes::from(body))
 }
 
 /// Appends every whole batch in `records` (a fetch may end inside one),

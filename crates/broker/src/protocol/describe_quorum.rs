@@ -1,8 +1,11 @@
 //! DescribeQuorum (KIP-595, v2 KIP-853): the metadata quorum's leader, epoch,
 //! high watermark and voters, as `kafka-metadata-quorum describe` shows them.
-//! In cluster mode from this node's view of the Raft quorum (each voter's log
-//! end is known only on the leader; elsewhere it is -1, unknown). A single
-//! node is a quorum of one: it leads, and its log is its metadata's history.
+//! Only the quorum leader knows each voter's log end, so a broker that does
+//! not lead forwards the request to the leader, as Kafka's brokers forward it
+//! to the active controller. A leader that is a controller only has no broker
+//! listener to ask; then, or if the leader does not answer, the broker answers
+//! from its own view (log ends -1, unknown). A single node is a quorum of
+//! one: it leads, and its log is its metadata's history.
 
 use std::time::Duration;
 
@@ -12,7 +15,8 @@ use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumRe
 use uuid::Uuid;
 
 use super::{Malformed, RequestHeader, Response, decode, encode_response, str_bytes};
-use crate::cluster::quorum;
+use crate::cluster::quorum::{self, QuorumStatus};
+use crate::cluster::request;
 use crate::cluster::shard::local;
 use crate::model::{ErrorCode, now_ms};
 
@@ -20,6 +24,13 @@ use crate::model::{ErrorCode, now_ms};
 const METADATA_TOPIC: &str = "__cluster_metadata";
 /// How long the answer waits for the quorum thread.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded request may take, connecting included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The client id of forwarded requests: a broker never forwards one again,
+/// so two brokers that each think the other leads cannot bounce it.
+const FORWARD_CLIENT_ID: &str = "sluice-describe-quorum-forward";
+/// The largest answer accepted from the leader: voters are few.
+const FORWARD_RESPONSE_BYTES_MAX: usize = 1 << 20;
 
 /// The quorum as this node sees it: (leader, epoch, high watermark, voters
 /// with their log end offsets).
@@ -30,18 +41,19 @@ struct View {
     voters: Vec<(i32, i64)>,
 }
 
-async fn view() -> Result<View, ErrorCode> {
+/// A single node's view: a quorum of one, whose log is its metadata's history.
+fn single_node_view() -> View {
     let shard = local();
-    let Some(quorum) = quorum::get() else {
-        let version = i64::try_from(shard.metadata().version).unwrap_or(i64::MAX);
-        return Ok(View {
-            leader_id: shard.config.broker_id,
-            leader_epoch: 0,
-            high_watermark: version,
-            voters: vec![(shard.config.broker_id, version)],
-        });
-    };
-    let status = quorum.status(STATUS_TIMEOUT).await.ok_or(ErrorCode::RequestTimedOut)?;
+    let version = i64::try_from(shard.metadata().version).unwrap_or(i64::MAX);
+    View {
+        leader_id: shard.config.broker_id,
+        leader_epoch: 0,
+        high_watermark: version,
+        voters: vec![(shard.config.broker_id, version)],
+    }
+}
+
+fn quorum_view(status: &QuorumStatus) -> View {
     let id = |raw: u64| i32::try_from(raw).unwrap_or(-1);
     let voters = status
         .voters
@@ -54,7 +66,7 @@ async fn view() -> Result<View, ErrorCode> {
             )
         })
         .collect();
-    Ok(View {
+    View {
         leader_id: if status.leader_id == 0 {
             -1
         } else {
@@ -63,7 +75,45 @@ async fn view() -> Result<View, ErrorCode> {
         leader_epoch: i32::try_from(status.term).unwrap_or(i32::MAX),
         high_watermark: i64::try_from(status.commit_index).unwrap_or(i64::MAX),
         voters,
-    })
+    }
+}
+
+/// The leader's own answer, when another node leads and has a broker listener.
+async fn ask_leader(
+    status: &QuorumStatus,
+    request: &DescribeQuorumRequest,
+    version: i16,
+) -> Option<DescribeQuorumResponse> {
+    if status.leader_id == 0 || status.leader_id == status.node_id {
+        return None;
+    }
+    let leader = i32::try_from(status.leader_id).ok()?;
+    let endpoint = local().metadata().brokers.get(&leader).cloned()?;
+    let ask = async {
+        let mut stream = compio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+        request::call(
+            &mut stream,
+            request,
+            version,
+            FORWARD_CLIENT_ID,
+            FORWARD_RESPONSE_BYTES_MAX,
+        )
+        .await
+    };
+    match compio::time::timeout(FORWARD_TIMEOUT, ask).await {
+        Ok(Ok(response)) => Some(response),
+        Ok(Err(e)) => {
+            tracing::debug!(leader, "DescribeQuorum not forwarded: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                leader,
+                "DescribeQuorum not forwarded: the leader did not answer in time"
+            );
+            None
+        }
+    }
 }
 
 /// The voters' endpoints: the controller listeners of `controller.quorum.voters`,
@@ -121,8 +171,21 @@ fn partition(index: i32, view: &View, version: i16) -> PartitionData {
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: DescribeQuorumRequest = decode(body, header.api_version)?;
     let version = header.api_version;
+    let view = match quorum::get() {
+        None => Ok(single_node_view()),
+        Some(quorum) => match quorum.status(STATUS_TIMEOUT).await {
+            None => Err(ErrorCode::RequestTimedOut),
+            Some(status) => {
+                let forwarded = header.client_id.as_deref() == Some(FORWARD_CLIENT_ID);
+                if !forwarded && let Some(answer) = ask_leader(&status, &request, version).await {
+                    return encode_response(header, &answer);
+                }
+                Ok(quorum_view(&status))
+            }
+        },
+    };
     let mut response = DescribeQuorumResponse::default();
-    match view().await {
+    match view {
         Err(code) => response.error_code = code.code(),
         Ok(view) => {
             response.topics = request
