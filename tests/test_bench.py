@@ -71,9 +71,28 @@ def test_bench_against_a_given_broker(broker, tmp_path):
     assert compared.returncode == 0, compared.stderr
     assert "1 consumer" in compared.stdout and "1.00x" in compared.stdout
     check_charts(tmp_path, legend="A: results")
+    assert "idle RSS -, peak RSS -" in compared.stdout, "no RSS for a broker whose processes are unknown"
     bad = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.csv"), str(out / "results.json")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "is not a results.json" in bad.stderr
+
+
+def test_bench_measures_a_given_brokers_processes(broker, tmp_path):
+    """--peer-pid: a broker the bench did not start (Kafka's JVM, in perf/side-by-side.sh) gets
+    its CPU per GB and its RSS from /proc, as the bench's own local broker does."""
+    out, stdout = run_bench(tmp_path, "--bootstrap", broker.bootstrap, "--peer-pid", str(broker.proc.pid),
+                            "--only", "1 producer, no|1 consumer")
+    doc = json.loads((out / "results.json").read_text())
+    measured = [r for r in doc["rows"] if r["status"] == "ok"]
+    assert [r["name"] for r in measured] == ["1 producer, no replication", "1 consumer"]
+    assert all(r["broker_cpu_s_per_gb"] > 0 for r in measured), measured
+    assert 0 < doc["broker_idle_rss_bytes"] <= doc["broker_peak_rss_bytes"], doc
+    compared = subprocess.run([SLUICE_BIN, "bench", "compare", str(out / "results.json"), str(out / "results.json"),
+                               "--out", str(tmp_path / "compare")], capture_output=True, text=True, timeout=60)
+    assert compared.returncode == 0 and "MiB" in compared.stdout, compared.stdout + compared.stderr
+    alone = subprocess.run([SLUICE_BIN, "bench", "linkedin", "--peer-pid", "1"], capture_output=True, text=True,
+                           timeout=60)
+    assert alone.returncode != 0 and "--bootstrap" in alone.stderr
 
 
 def test_bench_one_command_demo_starts_its_own_broker(tmp_path):

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::load::{ConsumeSpec, Measured, ProduceSpec};
-use super::local::LocalCluster;
+use super::local::{LocalCluster, Processes};
 use super::{Engine, LinkedinArgs};
 use crate::client::Client;
 
@@ -67,12 +67,14 @@ impl Row {
     }
 }
 
-struct Bench<'a> {
+struct Bench {
     bootstrap: String,
     engine: Engine,
     /// Lower-cased `--only` texts; empty runs every row.
     only: Vec<String>,
-    local: Option<&'a LocalCluster>,
+    /// The measured broker's processes, when the bench knows them (its own
+    /// local brokers, or `--peer-pid`): CPU per GB and RSS come from /proc.
+    processes: Option<Processes>,
     /// Brokers in the measured cluster: the replicated rows need three.
     brokers: usize,
     scale: f64,
@@ -88,10 +90,22 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     if !(args.scale > 0.0 && args.scale <= 1.0) {
         bail!("--scale must be in (0, 1]");
     }
+    if !args.peer_pid.is_empty() && args.bootstrap.is_none() {
+        bail!("--peer-pid names the processes of the broker given with --bootstrap");
+    }
     let local = match &args.bootstrap {
         Some(_) => None,
         None => Some(LocalCluster::start(args.brokers)?),
     };
+    let processes = match &local {
+        Some(local) => Some(local.processes()),
+        None if !args.peer_pid.is_empty() => Some(Processes {
+            pids: args.peer_pid.clone(),
+        }),
+        None => None,
+    };
+    // Before any row: the broker at rest, with its topics' logs open.
+    let idle_rss_bytes = processes.as_ref().map(Processes::rss_bytes);
     let bootstrap = args
         .bootstrap
         .clone()
@@ -107,7 +121,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
             .map(|o| o.trim().to_lowercase())
             .filter(|o| !o.is_empty())
             .collect(),
-        local: local.as_ref(),
+        processes,
         brokers,
         scale: args.scale,
         exe: std::env::current_exe()?,
@@ -118,7 +132,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("bench-results").join(crate::model::now_ms().to_string()));
-    write_results(&out, &args, &bench)?;
+    write_results(&out, &args, &bench, idle_rss_bytes)?;
     print_table(&bench.rows);
     println!("\nresults: {}", out.display());
     draw_charts(&out, &[("sluice", &bench.rows)]);
@@ -139,7 +153,7 @@ pub fn run(args: LinkedinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl Bench<'_> {
+impl Bench {
     fn all_rows(&mut self) -> anyhow::Result<()> {
         let records = scaled(self.scale, RECORDS);
         let produce = |topic: &str, records: u64, size: usize, acks: &str, batch_size: usize| ProduceSpec {
@@ -334,7 +348,7 @@ impl Bench<'_> {
     }
 
     /// Runs one row, checks that exactly `expected` records went through, and
-    /// records it with the broker's CPU per GB when the broker is local.
+    /// records it with the broker's CPU per GB when its processes are known.
     fn measure(
         &mut self,
         name: &str,
@@ -349,9 +363,12 @@ impl Bench<'_> {
             return;
         }
         eprintln!("running: {name}");
-        let cpu_before = self.local.map(LocalCluster::cpu_seconds);
+        let cpu_before = self.processes.as_ref().map(Processes::cpu_seconds);
         let result = run(self);
-        let cpu = self.local.map(|l| l.cpu_seconds() - cpu_before.unwrap_or(0.0));
+        let cpu = self
+            .processes
+            .as_ref()
+            .map(|p| p.cpu_seconds() - cpu_before.unwrap_or(0.0));
         let row = match result {
             Err(e) => Row {
                 size_bytes,
@@ -463,7 +480,12 @@ pub fn worker(engine: Engine, bootstrap: &str, job: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) -> anyhow::Result<()> {
+fn write_results(
+    out: &std::path::Path,
+    args: &LinkedinArgs,
+    bench: &Bench,
+    idle_rss_bytes: Option<u64>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let doc = json!({
         "benchmark": "linkedin-2014",
@@ -471,7 +493,8 @@ fn write_results(out: &std::path::Path, args: &LinkedinArgs, bench: &Bench<'_>) 
         "client": args.client.name(),
         "broker": args.bootstrap.clone().unwrap_or_else(|| "local sluice".to_string()),
         "brokers": bench.brokers,
-        "broker_peak_rss_bytes": bench.local.map(LocalCluster::peak_rss_bytes),
+        "broker_idle_rss_bytes": idle_rss_bytes,
+        "broker_peak_rss_bytes": bench.processes.as_ref().map(Processes::peak_rss_bytes),
         "rows": bench.rows,
     });
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&doc)?)?;
@@ -507,21 +530,27 @@ fn draw_charts(out: &std::path::Path, runs: &[(&str, &[Row])]) {
     }
 }
 
-fn load_rows(path: &std::path::Path) -> anyhow::Result<Vec<Row>> {
-    #[derive(Deserialize)]
-    struct Results {
-        rows: Vec<Row>,
-    }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let results: Results =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a results.json", path.display()))?;
-    Ok(results.rows)
+/// What a results.json says: its rows, and the broker's RSS when measured.
+#[derive(Deserialize)]
+struct Results {
+    rows: Vec<Row>,
+    #[serde(default)]
+    broker_idle_rss_bytes: Option<u64>,
+    #[serde(default)]
+    broker_peak_rss_bytes: Option<u64>,
 }
 
-/// `sluice bench compare A.json B.json`: rows matched by name, B/A ratios,
-/// and both runs drawn on the same charts in `out`.
+fn load_results(path: &std::path::Path) -> anyhow::Result<Results> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a results.json", path.display()))
+}
+
+/// `sluice bench compare A.json B.json`: rows matched by name, B/A ratios of
+/// throughput and of broker CPU per GB, both brokers' RSS, and both runs
+/// drawn on the same charts in `out`.
 pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let (a_rows, b_rows) = (load_rows(a)?, load_rows(b)?);
+    let (a_results, b_results) = (load_results(a)?, load_results(b)?);
+    let (a_rows, b_rows) = (&a_results.rows, &b_results.rows);
     let ratio = |b: f64, a: f64| {
         if a > 0.0 && b > 0.0 {
             format!("{:.2}x", b / a)
@@ -530,7 +559,7 @@ pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -
         }
     };
     let mut table = Vec::new();
-    for a_row in &a_rows {
+    for a_row in a_rows {
         let Some(b_row) = b_rows.iter().find(|r| r.name == a_row.name) else {
             continue;
         };
@@ -538,6 +567,11 @@ pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -
         let p99 = |r: &Row| {
             r.latency_us
                 .map_or("-".into(), |l| format!("{:.2}", l[1] as f64 / 1000.0))
+        };
+        let cpu = |r: &Row| r.broker_cpu_s_per_gb.map_or("-".into(), |c| format!("{c:.2}"));
+        let cpu_ratio = match (a_row.broker_cpu_s_per_gb, b_row.broker_cpu_s_per_gb) {
+            (Some(a), Some(b)) if both_ok => ratio(b, a),
+            _ => "-".into(),
         };
         table.push(vec![
             a_row.name.clone(),
@@ -548,24 +582,37 @@ pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -
             } else {
                 "-".into()
             },
-            format!("{:.1}", a_row.mb_per_second),
-            format!("{:.1}", b_row.mb_per_second),
-            if both_ok {
-                ratio(b_row.mb_per_second, a_row.mb_per_second)
-            } else {
-                "-".into()
-            },
             p99(a_row),
             p99(b_row),
+            cpu(a_row),
+            cpu(b_row),
+            cpu_ratio,
         ]);
     }
     if table.is_empty() {
         bail!("the two runs have no row in common");
     }
-    println!("A: {}\nB: {}\n", a.display(), b.display());
+    let rss = |r: &Results| {
+        let mib = |b: Option<u64>| b.map_or("-".into(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64));
+        format!(
+            "idle RSS {}, peak RSS {}",
+            mib(r.broker_idle_rss_bytes),
+            mib(r.broker_peak_rss_bytes)
+        )
+    };
+    println!("A: {} ({})", a.display(), rss(&a_results));
+    println!("B: {} ({})\n", b.display(), rss(&b_results));
     crate::cli::print_table(
         &[
-            "ROW", "A REC/S", "B REC/S", "B/A", "A MB/S", "B MB/S", "B/A", "A P99 MS", "B P99 MS",
+            "ROW",
+            "A REC/S",
+            "B REC/S",
+            "B/A",
+            "A P99 MS",
+            "B P99 MS",
+            "A CPU S/GB",
+            "B CPU S/GB",
+            "B/A",
         ],
         &table,
     );
@@ -578,7 +625,7 @@ pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -
             .map(|n| n.to_string_lossy().into_owned());
         run.map_or(letter.to_string(), |run| format!("{letter}: {run}"))
     };
-    draw_charts(&out, &[(&label("A", a), &a_rows), (&label("B", b), &b_rows)]);
+    draw_charts(&out, &[(&label("A", a), a_rows), (&label("B", b), b_rows)]);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! A temporary local Sluice for a benchmark: this same binary running `serve`
 //! on free loopback ports with fresh data dirs (one node, or a cluster with
-//! `--brokers 3`), stopped and removed after. CPU time and peak RSS are read
-//! from /proc.
+//! `--brokers 3`), stopped and removed after. CPU time and RSS are read from
+//! /proc (`Processes`), as for a broker the bench did not start (`--peer-pid`).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -88,14 +88,49 @@ impl LocalCluster {
         all.join(",")
     }
 
-    /// CPU seconds of all the brokers together.
+    /// The brokers' processes, to measure.
+    pub fn processes(&self) -> Processes {
+        Processes {
+            pids: self.brokers.iter().map(|b| b.child.id()).collect(),
+        }
+    }
+}
+
+/// Broker processes measured from /proc: the bench's own local brokers, or
+/// another broker's (`--peer-pid`, e.g. Apache Kafka's JVMs).
+pub struct Processes {
+    pub pids: Vec<u32>,
+}
+
+impl Processes {
+    /// utime + stime of every process and its threads, together, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        self.brokers.iter().map(LocalBroker::cpu_seconds).sum()
+        self.pids
+            .iter()
+            .map(|pid| crate::metrics::cpu_seconds_from_stat(&format!("/proc/{pid}/stat")))
+            .sum()
     }
 
-    /// The largest peak RSS of any broker.
+    /// The largest peak resident set size (VmHWM) of any process, in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
-        self.brokers.iter().map(LocalBroker::peak_rss_bytes).max().unwrap_or(0)
+        self.status_kb("VmHWM:") * 1024
+    }
+
+    /// The largest resident set size (VmRSS) of any process now, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.status_kb("VmRSS:") * 1024
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        self.pids
+            .iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let line = status.lines().find(|l| l.starts_with(field))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -134,26 +169,6 @@ impl LocalBroker {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(broker)
-    }
-
-    fn proc_file(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).ok()
-    }
-
-    /// utime + stime of the broker and all its threads, in seconds.
-    pub fn cpu_seconds(&self) -> f64 {
-        crate::metrics::cpu_seconds_from_stat(&format!("/proc/{}/stat", self.child.id()))
-    }
-
-    /// Peak resident set size (VmHWM), in bytes.
-    pub fn peak_rss_bytes(&self) -> u64 {
-        self.proc_file("status")
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-                let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kb * 1024)
-            })
-            .unwrap_or(0)
     }
 }
 

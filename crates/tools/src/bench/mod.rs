@@ -55,6 +55,11 @@ pub struct LinkedinArgs {
     /// Measure this broker instead of a temporary local Sluice.
     #[arg(long)]
     pub bootstrap: Option<String>,
+    /// With --bootstrap: the broker's process ids (comma-separated, e.g. each
+    /// JVM of a Kafka cluster). Its CPU per GB and its RSS are then measured
+    /// from /proc, as for the temporary local Sluice.
+    #[arg(long, value_delimiter = ',')]
+    pub peer_pid: Vec<u32>,
     /// Brokers in the temporary local cluster; 3 runs the replicated rows.
     #[arg(long, default_value_t = 1)]
     pub brokers: usize,
