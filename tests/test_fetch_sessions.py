@@ -12,13 +12,14 @@ FETCH_SESSION_ID_NOT_FOUND = 70
 INVALID_FETCH_SESSION_EPOCH = 71
 
 
-def fetch_v7(session_id, epoch, partitions, forgotten=(), topic="t", max_wait_ms=0):
+def fetch_v7(session_id, epoch, partitions, forgotten=(), topic="t", max_wait_ms=0, max_bytes=1 << 20,
+             partition_max_bytes=1 << 20):
     """Fetch v7: `partitions` are (partition, fetch_offset); `forgotten` are partitions to drop."""
-    body = struct.pack(">iiiibii", -1, max_wait_ms, 1, 1 << 20, 0, session_id, epoch)
+    body = struct.pack(">iiiibii", -1, max_wait_ms, 1, max_bytes, 0, session_id, epoch)
     if partitions:
         body += struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", len(partitions))
         for partition, offset in partitions:
-            body += struct.pack(">iqqi", partition, offset, 0, 1 << 20)
+            body += struct.pack(">iqqi", partition, offset, 0, partition_max_bytes)
     else:
         body += struct.pack(">i", 0)
     if forgotten:
@@ -144,3 +145,25 @@ def test_librdkafka_consumes_1000_partitions(make_broker):
     produce(b, "wide", messages)
     got = consume_all(b, "wide", 1000, len(messages), timeout_s=120)
     assert sorted(m.value() for m in got) == sorted(v for _, v in messages)
+
+
+def test_a_response_stays_within_fetch_max_bytes(make_broker):
+    """The response's max_bytes bounds every partition, the first too: it gets at most that
+    much, or its first batch whole when that alone is larger (KIP-74). librdkafka's
+    0082_fetch_max_bytes (max.partition.fetch.bytes 20 MB, fetch.max.bytes 1 MB) caught a
+    first partition answered up to its own 20 MB limit."""
+    b = make_broker()
+    create_topic(b, "t", partitions=2, config={"max.message.bytes": str(4 << 20)})
+    batch = kwire.record_batch([b"x" * 300_000])
+    big = kwire.record_batch([b"y" * 2_000_000])
+    with kwire.Connection(b.bootstrap) as c:
+        for partition in (0, 1):
+            for _ in range(8):
+                assert c.produce("t", partition, batch)[0] == 0
+        assert c.produce("t", 0, big)[0] == 0
+        _, _, parts = fetch(c, 0, -1, [(0, 0), (1, 0)], max_bytes=1_000_000, partition_max_bytes=20_000_000)
+        sizes = {p: size for (_, p), (_, _, size) in parts.items()}
+        assert 0 < sizes[0] <= 1_000_000 and sizes[0] + sizes.get(1, 0) <= 1_000_000, sizes
+        # Fetching at the 2 MB batch: it comes whole, though larger than max_bytes.
+        _, _, parts = fetch(c, 0, -1, [(0, 8)], max_bytes=1_000_000, partition_max_bytes=20_000_000)
+        assert parts[("t", 0)][2] == len(big), parts

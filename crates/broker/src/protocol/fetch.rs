@@ -384,7 +384,10 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
             Some(ReadSpec {
                 tp: w.tp.clone()?,
                 offset: w.fetch_offset,
-                max_bytes: w.max_bytes,
+                // No partition reads past the response's budget: the first with data
+                // returns min(its limit, the budget), or its first batch whole if that
+                // is larger (KIP-74); the rest are trimmed to what is left below.
+                max_bytes: w.max_bytes.min(response_max_bytes),
                 current_leader_epoch: w.current_leader_epoch,
             })
         })
