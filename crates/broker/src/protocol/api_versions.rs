@@ -26,10 +26,15 @@ pub fn handle(header: &RequestHeader, _body: Bytes) -> Result<Response, Malforme
 }
 
 /// A version the broker does not know: answer in the v0 format, which every
-/// client can read, with UNSUPPORTED_VERSION and the table so it can retry.
+/// client can read, with UNSUPPORTED_VERSION and, as Kafka does (KIP-511),
+/// only ApiVersions' own range, so the client can retry at a version it has.
 pub fn unsupported_version(header: &RequestHeader) -> Result<Response, Malformed> {
+    let own = api_table()
+        .into_iter()
+        .filter(|api| api.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16)
+        .collect();
     let response = ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UnsupportedVersion.code())
-        .with_api_keys(api_table());
+        .with_api_keys(own);
     encode_response_version(header, 0, &response)
 }
