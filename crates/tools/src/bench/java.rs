@@ -138,10 +138,17 @@ pub fn consume(bootstrap: &str, spec: &ConsumeSpec) -> anyhow::Result<Measured> 
     .iter()
     .map(|s| s.to_string())
     .collect();
-    parse_consumer_summary(
+    let mut measured = parse_consumer_summary(
         &java("org.apache.kafka.tools.ConsumerPerformance", &args)?,
         spec.record_size,
-    )
+    )?;
+    // The tool stops after the poll that reaches --messages and counts that
+    // whole poll: records past the row's count were read, not delivered twice.
+    if measured.records > spec.records {
+        measured.records = spec.records;
+        measured.bytes = spec.records * spec.record_size as u64;
+    }
+    Ok(measured)
 }
 
 #[cfg(test)]

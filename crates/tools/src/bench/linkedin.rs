@@ -564,6 +564,9 @@ pub fn compare(a: &std::path::Path, b: &std::path::Path, out: Option<PathBuf>) -
             continue;
         };
         let both_ok = a_row.status == "ok" && b_row.status == "ok";
+        if a_row.status != "ok" && b_row.status != "ok" {
+            continue; // run on neither side
+        }
         let p99 = |r: &Row| {
             r.latency_us
                 .map_or("-".into(), |l| format!("{:.2}", l[1] as f64 / 1000.0))
