@@ -130,17 +130,18 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     };
     let (topics, wanted) = resolve(asked, version);
     let outcomes = fetch(&request, &wanted, replica).await;
-    let observed: Vec<Observed> = outcomes.iter().map(PartitionOutcome::observed).collect();
+    // What the answer found, for the session only: a sessionless fetch skips it.
+    let observed = || -> Vec<Observed> { outcomes.iter().map(PartitionOutcome::observed).collect() };
     let now_ms = crate::model::now_ms();
     let (session_id, include) = match plan {
         Plan::Incremental { id, epoch, partitions } => {
-            match with_sessions(|c| c.finish(id, epoch, &partitions, &observed)) {
+            match with_sessions(|c| c.finish(id, epoch, &partitions, &observed())) {
                 Ok(include) => (id, Some(include)),
                 Err(error) => return Ok(encode(header, error, id, &[], &[], &[], &[])),
             }
         }
         Plan::Full => {
-            let answered = answered(requested, &observed);
+            let answered = answered(requested, &observed());
             (
                 with_sessions(|c| c.open(replica.is_some(), version >= 13, answered, now_ms)),
                 None,

@@ -97,6 +97,10 @@ struct Session {
 
 impl Session {
     fn update(&mut self, updates: &[CachedPartition], forgotten: &[(TopicRef, i32)]) {
+        // Most incremental requests change nothing: no index to build then.
+        if updates.is_empty() && forgotten.is_empty() {
+            return;
+        }
         let mut index: HashMap<(TopicRef, i32), usize> =
             self.partitions.iter().enumerate().map(|(i, p)| (p.key(), i)).collect();
         for update in updates {
