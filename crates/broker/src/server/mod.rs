@@ -100,7 +100,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     info!("shutting down");
     shards.run_on_all_blocking(|| async {
         let state = crate::cluster::shard::local();
-        state.shutdown();
+        state.shutdown().await;
         let zero_copy = net::zero_copy::fetch_zero_copy_bytes();
         info!(shard = state.id, fetch_bytes_zero_copy = zero_copy, "shard stopped");
     });
@@ -237,6 +237,7 @@ async fn shard_main(
             Either::Right(_) => break,
         }
     }
+    state.until_shut_down().await;
 }
 
 /// Loads the stored metadata, or starts it; checks the cluster id.

@@ -79,6 +79,12 @@ pub struct ShardState {
     /// blocking pool); the next waits for this to clear.
     applying: Cell<bool>,
     applied: event_listener::Event,
+    /// A maintenance pass is writing checkpoints; shutdown waits for it so
+    /// the two never write one file at once.
+    maintaining: Cell<bool>,
+    maintained: event_listener::Event,
+    shut_down: Cell<bool>,
+    shut_down_event: event_listener::Event,
 }
 
 thread_local! {
@@ -107,6 +113,10 @@ impl ShardState {
             stop: event_listener::Event::new(),
             applying: Cell::new(false),
             applied: event_listener::Event::new(),
+            maintaining: Cell::new(false),
+            maintained: event_listener::Event::new(),
+            shut_down: Cell::new(false),
+            shut_down_event: event_listener::Event::new(),
         });
         LOCAL.with(|l| {
             assert!(l.set(Rc::clone(&state)).is_ok(), "shard state installed twice");
@@ -385,41 +395,75 @@ impl ShardState {
         let mut last_retention = Instant::now();
         while !self.is_stopping() {
             tick.tick().await;
-            let now = now_ms();
+            if self.is_stopping() {
+                break;
+            }
+            self.maintaining.set(true);
             let run_retention = last_retention.elapsed() >= retention_every;
             if run_retention {
                 last_retention = Instant::now();
             }
-            super::leader::shrink_lagging(&self.metadata());
-            for log in self.owned_logs() {
-                if let Err(e) = log.flush_if_due(now).await {
-                    warn!(partition = %log.topic_partition(), "flush failed: {e}");
-                }
-                if let Err(e) = log.flush_indexes() {
-                    warn!(partition = %log.topic_partition(), "index write failed: {e}");
-                }
-                if let Err(e) = log.checkpoint_high_watermark().await {
-                    warn!(partition = %log.topic_partition(), "high watermark checkpoint failed: {e}");
-                }
-                if run_retention && let Err(e) = log.enforce_retention(now).await {
-                    warn!(partition = %log.topic_partition(), "retention failed: {e}");
-                }
-                if let Err(e) = log.make_epochs_durable().await {
-                    warn!(partition = %log.topic_partition(), "leader-epoch checkpoint failed: {e}");
-                }
+            self.maintain(now_ms(), run_retention).await;
+            self.maintaining.set(false);
+            self.maintained.notify(usize::MAX);
+        }
+    }
+
+    async fn maintain(&self, now: i64, run_retention: bool) {
+        super::leader::shrink_lagging(&self.metadata());
+        for log in self.owned_logs() {
+            if let Err(e) = log.flush_if_due(now).await {
+                warn!(partition = %log.topic_partition(), "flush failed: {e}");
+            }
+            write_checkpoints(&log).await;
+            if run_retention && let Err(e) = log.enforce_retention(now).await {
+                warn!(partition = %log.topic_partition(), "retention failed: {e}");
             }
         }
     }
 
-    /// Clean shutdown of this shard: no new connections, indexes written out.
-    pub fn shutdown(&self) {
+    /// Clean shutdown of this shard: no new connections; indexes, high
+    /// watermarks and leader epochs written out, so a restarted leader
+    /// serves every committed record at once (as Kafka checkpoints its high
+    /// watermarks at a clean shutdown) instead of waiting for its followers.
+    pub async fn shutdown(&self) {
         self.stopping.set(true);
         self.stop.notify(usize::MAX);
-        for log in self.owned_logs() {
-            if let Err(e) = log.flush_indexes() {
-                warn!(partition = %log.topic_partition(), "index write at shutdown failed: {e}");
+        while self.maintaining.get() {
+            let done = self.maintained.listen();
+            if self.maintaining.get() {
+                done.await;
             }
         }
+        for log in self.owned_logs() {
+            write_checkpoints(&log).await;
+        }
+        self.shut_down.set(true);
+        self.shut_down_event.notify(usize::MAX);
+    }
+
+    /// Until `shutdown` has written everything out: the shard's main task
+    /// waits here, as the runtime that drives those writes ends with it.
+    pub async fn until_shut_down(&self) {
+        while !self.shut_down.get() {
+            let done = self.shut_down_event.listen();
+            if !self.shut_down.get() {
+                done.await;
+            }
+        }
+    }
+}
+
+/// Index write-behind, the high watermark and the leader-epoch checkpoint of one log.
+async fn write_checkpoints(log: &PartitionLog) {
+    if let Err(e) = log.flush_indexes() {
+        warn!(partition = %log.topic_partition(), "index write failed: {e}");
+    }
+    if let Err(e) = log.checkpoint_high_watermark().await {
+        warn!(partition = %log.topic_partition(), "high watermark checkpoint failed: {e}");
+    }
+    if let Err(e) = log.make_epochs_durable().await {
+        warn!(partition = %log.topic_partition(), "leader-epoch checkpoint failed: {e}");
     }
 }
 
