@@ -6,4 +6,4 @@
 
 pub use sluice_broker::{cluster, config, group, metrics, net, protocol, runtime, server};
 pub use sluice_core::{model, record, storage, wire};
-pub use sluice_tools::{bench, cli, client};
+pub use sluice_tools::{bench, chaos, cli, client, local};

@@ -37,6 +37,9 @@ enum Command {
     Tune(sluice::cli::tune::TuneArgs),
     /// Benchmarks: `linkedin` reruns LinkedIn's 2014 producer and consumer tests.
     Bench(sluice::bench::BenchArgs),
+    /// A fault campaign on a local cluster: kills and pauses under an idempotent
+    /// workload, then a verdict on lost, duplicated or reordered records and recovery times.
+    Chaos(sluice::chaos::ChaosArgs),
     /// For the test suite: `sample-requests` prints a default-field request
     /// body of every advertised API and version, one `key version hex` a line.
     #[command(hide = true)]
@@ -166,6 +169,7 @@ fn main() {
         Command::Cluster(args) => sluice::cli::cluster::run(args),
         Command::Config(args) => sluice::cli::config_check::run(args),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::Chaos(args) => sluice::chaos::run(args),
         Command::Tune(args) => sluice::cli::tune::run(args),
         Command::Debug { what } if what == "sample-requests" => {
             for (key, version, body) in sluice::protocol::sample_requests() {

@@ -167,9 +167,9 @@ class Connection:
             apis[key] = (lo, hi)
         return error_code, apis
 
-    def produce(self, topic, partition, records, acks=-1, version=3):
+    def produce(self, topic, partition, records, acks=-1, version=3, timeout_ms=10_000):
         """Produce v3 with one partition; returns (error_code, base_offset)."""
-        body = string(None) + struct.pack(">hii", acks, 10_000, 1) + string(topic)
+        body = string(None) + struct.pack(">hii", acks, timeout_ms, 1) + string(topic)
         body += struct.pack(">ii", 1, partition)
         body += struct.pack(">i", len(records)) + records
         self.send(0, version, body)

@@ -980,3 +980,78 @@ def test_leadership_returns_to_the_preferred_replica_after_it_comes_back(make_cl
     counted = subprocess.run(["kcat", "-C", "-b", nodes[preferred - 1].bootstrap, "-t", "pref", "-e", "-q"],
                              capture_output=True, text=True, timeout=60)
     assert len(set(counted.stdout.split())) == 150
+
+
+def test_a_paused_quorum_leader_fences_no_broker_on_its_stale_view_when_it_resumes(make_cluster):
+    """SIGSTOP the quorum leader past the session timeout. The other two elect a new leader,
+    which fences the paused broker; the paused one, resumed, still believes it leads for a
+    moment, and must not take its own pause for everyone else's silence."""
+    import signal
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n')
+    controller = wait_for(lambda: agreed_controller(nodes), what="a controller")
+    paused = nodes[controller - 1]
+    others = [n for n in nodes if n is not paused]
+    mark = len(paused.log())
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(5)
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: agreed_controller(nodes), timeout_s=30, what="one controller again")
+    time.sleep(3)  # more than the session timeout: a stale view would have acted by now
+    after = paused.log()[mark:]
+    assert "the controller thread stalled" in after, after[-3000:]
+    wrongly = [line for line in after.splitlines() if "fencing it" in line]
+    assert wrongly == [], wrongly
+    # The new leader fenced the paused broker (through the quorum) and unfenced it on its return.
+    new_leader_log = "".join(n.log() for n in others)
+    assert f"fencing it broker={paused.node_id}" in new_leader_log
+    assert f"unfencing it broker={paused.node_id}" in new_leader_log
+
+
+def all_threads_stopped(pid):
+    """Whether SIGSTOP has stopped every thread of `pid` (it is delivered asynchronously)."""
+    import pathlib
+    states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in pathlib.Path(f"/proc/{pid}/task").iterdir()]
+    return all(state == "T" for state in states)
+
+
+def test_an_acks_all_produce_to_a_paused_leader_is_answered_when_it_is_demoted(make_cluster):
+    """A Produce sits in the socket of a paused leader while the quorum moves the partition.
+    Resumed, the old leader must answer it NOT_LEADER_OR_FOLLOWER at once (so the client
+    retries on the new leader), not at the request's 60 s timeout: an idempotent client
+    holds the partition's later batches behind it."""
+    import signal
+
+    from confluent_kafka.admin import NewTopic
+
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n')
+    wait_for(lambda: agreed_controller(nodes), what="a controller")
+    admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+    admin.create_topics([NewTopic("stuck", 1, 3, config={"min.insync.replicas": "2"})])["stuck"].result(timeout=20)
+    leader = wait_for(lambda: leader_of(nodes, "stuck"), what="a leader")
+    leader_node = nodes[leader - 1]
+    wait_for(lambda: (v := isr_of(leader_node, "stuck")) and len(v[1]) == 3, what="all three replicas in sync")
+    import threading
+
+    answer = {}
+    with kwire.Connection(leader_node.bootstrap, timeout_s=90) as conn:
+        assert conn.produce("stuck", 0, kwire.record_batch([b"before"]), acks=-1) == (0, 0)
+        leader_node.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: all_threads_stopped(leader_node.proc.pid), timeout_s=5, what="the leader stopped")
+            # Sent now, read by the paused leader only once it resumes.
+            queued = threading.Thread(target=lambda: answer.update(
+                code=conn.produce("stuck", 0, kwire.record_batch([b"queued"]), acks=-1, timeout_ms=60_000)[0],
+                at=time.time()))
+            queued.start()
+            wait_for(lambda: leader_of([n for n in nodes if n is not leader_node], "stuck") not in (None, leader),
+                     timeout_s=30, what="the partition led elsewhere")
+        finally:
+            leader_node.proc.send_signal(signal.SIGCONT)
+        resumed = time.time()
+        queued.join(timeout=80)
+    elapsed = answer["at"] - resumed
+    assert answer["code"] == 6, f"NOT_LEADER_OR_FOLLOWER expected, got {answer['code']} after {elapsed:.1f} s"
+    assert elapsed < 20, f"answered {elapsed:.1f} s after the leader resumed"

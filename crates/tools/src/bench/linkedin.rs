@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::load::{ConsumeSpec, Measured, ProduceSpec};
-use super::local::{LocalCluster, Processes};
 use super::{Engine, LinkedinArgs};
 use crate::client::Client;
+use crate::local::{LocalCluster, Processes};
 
 /// LinkedIn's run: 50 million 100-byte records into 6 partitions.
 const RECORDS: f64 = 50_000_000.0;

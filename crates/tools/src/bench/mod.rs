@@ -10,7 +10,6 @@ mod chart;
 pub mod java;
 pub mod linkedin;
 pub mod load;
-pub mod local;
 pub mod native;
 mod progress;
 

@@ -25,6 +25,8 @@ use crate::model::ErrorCode;
 /// to 2 s by raft-rs), heartbeats every 2 ticks.
 pub const TICK: Duration = Duration::from_millis(100);
 const ELECTION_TICKS: usize = 10;
+/// A tick this late means the thread did not run (the process was paused).
+const STALL_TICKS: u32 = 5;
 const HEARTBEAT_TICKS: usize = 2;
 /// Inputs waiting for the controller thread; peers' messages beyond this are dropped.
 const INBOX_MAX: usize = 16_384;
@@ -237,7 +239,19 @@ impl Node {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if Instant::now() >= next_tick {
+            let now = Instant::now();
+            if now >= next_tick {
+                if now.duration_since(next_tick) > TICK * STALL_TICKS {
+                    // Paused (SIGSTOP) or starved: no burst of catch-up ticks
+                    // (a leader would count its peers' silence it never
+                    // waited for), and liveness starts over from now.
+                    warn!(
+                        stalled_ms = now.duration_since(next_tick).as_millis() as u64,
+                        "the controller thread stalled; brokers get a new session timeout before any fencing"
+                    );
+                    self.liveness.leading_since = self.liveness.leading_since.map(|_| now);
+                    next_tick = now;
+                }
                 self.raft.tick();
                 next_tick += TICK;
                 self.expire_proposals();

@@ -23,16 +23,25 @@ pub async fn wait_until_committed(
     epoch: i32,
     timeout: Duration,
 ) -> Result<(), (ErrorCode, String)> {
-    log.wait_for_data(end - 1, Instant::now() + timeout, Reader::Consumer)
-        .await;
-    // A leader demoted meanwhile may have cut the batch off and refilled its
-    // offsets from the new leader: the high watermark then covers other
-    // records, so only an unchanged epoch may answer.
-    if leader_epoch_here(tp) != Ok(epoch) {
-        return Err((
-            ErrorCode::NotLeaderOrFollower,
-            format!("leadership of {tp} moved before the batch was committed"),
-        ));
+    let deadline = Instant::now() + timeout;
+    // Bounded by the deadline: each round ends in the high watermark moving,
+    // a leadership change (`wake_waiters`), or the timeout.
+    loop {
+        // A leader demoted meanwhile may have cut the batch off and refilled
+        // its offsets from the new leader: the high watermark then covers
+        // other records, so only an unchanged epoch may answer.
+        if leader_epoch_here(tp) != Ok(epoch) {
+            return Err((
+                ErrorCode::NotLeaderOrFollower,
+                format!("leadership of {tp} moved before the batch was committed"),
+            ));
+        }
+        let Some(listener) = log.data_listener(end - 1, Reader::Consumer) else {
+            break;
+        };
+        if compio::time::timeout_at(deadline, listener).await.is_err() {
+            break;
+        }
     }
     if log.high_watermark() < end {
         return Err((

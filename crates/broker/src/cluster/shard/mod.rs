@@ -318,6 +318,14 @@ impl ShardState {
             .collect();
         {
             let mut leaderships = self.leaderships.borrow_mut();
+            // A produce waiting for acks=all on a leader demoted here must be
+            // answered now (NOT_LEADER_OR_FOLLOWER), not at its timeout: an
+            // idempotent client holds the partition's later batches behind it.
+            for (tp, log) in &logs {
+                if leaderships.contains_key(tp) && !led(tp) {
+                    log.wake_waiters();
+                }
+            }
             leaderships.retain(|tp, _| led(tp));
             for (tp, _) in logs.iter().filter(|(tp, _)| led(tp)) {
                 leaderships
@@ -328,6 +336,9 @@ impl ShardState {
         for (tp, log) in &logs {
             if led(tp) {
                 let epoch = metadata.topics[&tp.topic].placement(tp.partition, me).leader_epoch;
+                if log.latest_epoch().is_some_and(|latest| latest != epoch) {
+                    log.wake_waiters(); // Waits of an earlier epoch here end too.
+                }
                 log.become_leader(epoch);
                 // On the blocking pool; the epoch's first batch waits for it.
                 let (saved_tp, saved_log) = (tp.clone(), Rc::clone(log));

@@ -251,6 +251,14 @@ impl PartitionLog {
         }
     }
 
+    /// Wakes every task waiting on this log's data or high watermark, to
+    /// look again at what it waits for: the replication layer calls it when
+    /// leadership of the partition changes, which no append signals.
+    pub fn wake_waiters(&self) {
+        self.assert_owner();
+        self.appended.notify(usize::MAX);
+    }
+
     /// A follower's append: whole batches exactly as the leader stored them
     /// (offsets and leader epochs already set), at most INFLIGHT_APPENDS_MAX
     /// of them. They must continue this log's offsets and pass their CRCs;

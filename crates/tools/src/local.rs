@@ -1,10 +1,12 @@
-//! A temporary local Sluice for a benchmark: this same binary running `serve`
-//! on free loopback ports with fresh data dirs (one node, or a cluster with
-//! `--brokers 3`), stopped and removed after. CPU time and RSS are read from
+//! A temporary local Sluice for `bench` and `chaos`: this same binary running
+//! `serve` on free loopback ports with fresh data dirs (one node, or a cluster
+//! with `--brokers 3`), stopped and removed after (kept, with its logs, when
+//! the caller names the directory). A node can be killed, restarted on the
+//! same ports and data, paused and resumed. CPU time and RSS are read from
 //! /proc (`Processes`), as for a broker the bench did not start (`--peer-pid`).
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,8 +15,12 @@ use anyhow::{Context, bail};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct LocalBroker {
-    child: Child,
+    /// `None` while killed.
+    child: Option<Child>,
     dir: PathBuf,
+    args: Vec<String>,
+    /// Removed on drop unless the caller chose where it lives.
+    remove_dir: bool,
     pub bootstrap: String,
 }
 
@@ -31,9 +37,25 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn start(count: usize) -> anyhow::Result<Self> {
+        Self::start_in(count, None, &[])
+    }
+
+    /// As `start`, with node `i`'s data and log under `dir/node{i}` (kept
+    /// after) when `dir` is given, and `extra_args` for every node's `serve`.
+    pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String]) -> anyhow::Result<Self> {
+        let node_dir = |id: usize| -> anyhow::Result<(PathBuf, bool)> {
+            Ok(match dir {
+                Some(dir) => (dir.join(format!("node{id}")), false),
+                None => (
+                    std::env::temp_dir().join(format!("sluice-local-{}-{}", std::process::id(), free_port()?)),
+                    true,
+                ),
+            })
+        };
         if count <= 1 {
+            let (dir, remove_dir) = node_dir(1)?;
             return Ok(Self {
-                brokers: vec![LocalBroker::start(&[])?],
+                brokers: vec![LocalBroker::start(dir, remove_dir, extra_args.to_vec())?],
             });
         }
         let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect::<Result<_, _>>()?;
@@ -47,16 +69,19 @@ impl LocalCluster {
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                let node = (i + 1).to_string();
-                let listen = format!("127.0.0.1:{port}");
-                LocalBroker::start(&[
+                let mut args: Vec<String> = [
                     "--node-id",
-                    &node,
+                    &(i + 1).to_string(),
                     "--controller-listen",
-                    &listen,
+                    &format!("127.0.0.1:{port}"),
                     "--controller-quorum",
                     &quorum,
-                ])
+                ]
+                .map(String::from)
+                .to_vec();
+                args.extend_from_slice(extra_args);
+                let (dir, remove_dir) = node_dir(i + 1)?;
+                LocalBroker::start(dir, remove_dir, args)
             })
             .collect::<anyhow::Result<_>>()?;
         let cluster = Self { brokers };
@@ -91,7 +116,7 @@ impl LocalCluster {
     /// The brokers' processes, to measure.
     pub fn processes(&self) -> Processes {
         Processes {
-            pids: self.brokers.iter().map(|b| b.child.id()).collect(),
+            pids: self.brokers.iter().filter_map(LocalBroker::pid).collect(),
         }
     }
 }
@@ -135,48 +160,98 @@ impl Processes {
 }
 
 impl LocalBroker {
-    fn start(extra_args: &[&str]) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("sluice-bench-{}-{}", std::process::id(), free_port()?));
+    fn start(dir: PathBuf, remove_dir: bool, args: Vec<String>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let bootstrap = format!("127.0.0.1:{}", free_port()?);
+        let mut broker = Self {
+            child: None,
+            dir,
+            args,
+            remove_dir,
+            bootstrap,
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// Starts `serve` on this node's ports and data, and waits (bounded)
+    /// until it listens. The log is appended to, across restarts.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        assert!(self.child.is_none(), "the node is already running");
         let exe = std::env::current_exe().context("cannot find the sluice binary")?;
-        let log = std::fs::File::create(dir.join("broker.log"))?;
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let child = Command::new(exe)
             .args([
                 "serve",
                 "--listen",
-                &bootstrap,
+                &self.bootstrap,
                 "--metrics-listen",
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(dir.join("data"))
-            .args(extra_args)
+            .arg(self.dir.join("data"))
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("cannot start a local broker")?;
-        let broker = Self { child, dir, bootstrap };
+        self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         // Bounded by START_TIMEOUT.
-        while TcpStream::connect(&broker.bootstrap).is_err() {
+        while TcpStream::connect(&self.bootstrap).is_err() {
             if Instant::now() > deadline {
-                bail!(
-                    "the local broker did not start; see {}",
-                    broker.dir.join("broker.log").display()
-                );
+                bail!("the local broker did not start; see {}", log_path.display());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(broker)
+        Ok(())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("broker.log")
+    }
+
+    /// The running process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node again on the same ports and data dir.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the running process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
     }
 }
 
 impl Drop for LocalBroker {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(mut child) = self.child.take() {
+            // A paused node would never see the SIGTERM.
+            // SAFETY: signalling our own child process.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -1,0 +1,229 @@
+//! `sluice chaos`: a Jepsen-style fault campaign against a local cluster of
+//! this binary. `workload` drives idempotent producers and a live reader,
+//! `nemesis` kills and pauses partition leaders on a seeded schedule,
+//! `history` records what happened, and `check` says whether anything
+//! acknowledged was lost, duplicated, reordered or un-read, and how long each
+//! fault kept a partition from accepting writes.
+
+pub mod check;
+pub mod history;
+pub mod nemesis;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use self::history::{FaultKind, History};
+use self::nemesis::{Nemesis, Rng, Timing};
+use crate::local::LocalCluster;
+
+const TOPIC: &str = "chaos";
+/// Kafka's default `broker.session.timeout.ms`, which the brokers keep.
+const BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
+/// "within broker.session.timeout.ms plus a few seconds" (bounded recovery).
+const RECOVERY_SLACK_MS: u64 = 5_000;
+
+#[derive(clap::Args)]
+pub struct ChaosArgs {
+    /// Nodes in the local cluster, each a broker and a quorum voter.
+    #[arg(long, default_value_t = 3)]
+    pub brokers: usize,
+    /// How long the workload and the faults run, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// The faults to draw from, comma-separated: kill, pause.
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
+    pub faults: Vec<String>,
+    /// Seeds the schedule (which fault, on whom, for how long); random when absent.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the history, the verdict and each node's data and log go
+    /// (default ./chaos-<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 2)]
+    pub producers: u32,
+    /// Records per second, per producer.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+    /// The producers' `message.timeout.ms`: a send unanswered this long fails.
+    #[arg(long, default_value_t = 60_000)]
+    pub message_timeout_ms: u64,
+}
+
+pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let kinds = fault_kinds(&args.faults)?;
+    if args.brokers < 3 {
+        bail!("--brokers must be at least 3: the topic has three replicas and min.insync.replicas=2");
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("chaos-{stamp}"))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    eprintln!(
+        "chaos: {} brokers, {} s of {}, seed {seed}, history in {}",
+        args.brokers,
+        args.duration,
+        args.faults.join(","),
+        out.display()
+    );
+    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &[])?;
+    create_topic(&cluster, args.partitions)?;
+    let spec = Arc::new(workload::Spec {
+        bootstrap: cluster.bootstrap(),
+        topic: TOPIC.into(),
+        partitions: args.partitions,
+        producers: args.producers,
+        rate: args.rate,
+        message_timeout_ms: args.message_timeout_ms,
+    });
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = workload::spawn(Arc::clone(&spec), start, Arc::clone(&stop));
+    let mut nemesis = Nemesis {
+        cluster: &mut cluster,
+        topic: TOPIC,
+        partitions: args.partitions,
+        kinds: &kinds,
+        timing: Timing {
+            quiet_ms: (3_000, 6_000),
+            kill_down_ms: (1_000, 5_000),
+            pause_ms: (2_000, 12_000),
+        },
+        rng: Rng::new(seed),
+    };
+    let faults = nemesis.run(start, Duration::from_secs(args.duration));
+    // Bounded by the schedule: it stops short of --duration.
+    while ms_left(start, args.duration) > 0 {
+        std::thread::sleep(Duration::from_millis(ms_left(start, args.duration).min(200)));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let duration_ms = workload::ms_since(start);
+    let (sends, reads) = running.join()?;
+    let faults = faults?;
+    let logs = workload::read_all(&spec)?;
+    let history = History {
+        sends,
+        reads,
+        faults,
+        logs,
+        duration_ms,
+    };
+    history.save(&out.join("history.jsonl"))?;
+    let verdict = check::check(&history, BROKER_SESSION_TIMEOUT_MS + RECOVERY_SLACK_MS);
+    std::fs::write(out.join("verdict.json"), serde_json::to_string_pretty(&verdict)?)?;
+    print_verdict(&verdict, seed);
+    drop(cluster);
+    match (verdict.safe(), verdict.live()) {
+        (true, true) => Ok(()),
+        (false, _) => bail!("unsafe: see {}", out.join("verdict.json").display()),
+        (true, false) => bail!("not live: see {}", out.join("verdict.json").display()),
+    }
+}
+
+fn ms_left(start: Instant, duration_s: u64) -> u64 {
+    (duration_s * 1000).saturating_sub(workload::ms_since(start))
+}
+
+fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
+    let kinds: Vec<FaultKind> = names
+        .iter()
+        .map(|name| match name.as_str() {
+            "kill" => Ok(FaultKind::Kill),
+            "pause" => Ok(FaultKind::Pause),
+            other => bail!("unknown fault '{other}' (kill, pause)"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if kinds.is_empty() {
+        bail!("--faults names no fault");
+    }
+    Ok(kinds)
+}
+
+/// RF 3 with min.insync.replicas=2, then waits (bounded) until every node
+/// knows a leader for every partition.
+fn create_topic(cluster: &LocalCluster, partitions: i32) -> anyhow::Result<()> {
+    let mut client = crate::client::Client::connect(&cluster.brokers[0].bootstrap, Duration::from_secs(10))?;
+    let configs = [("min.insync.replicas".to_string(), "2".to_string())];
+    crate::client::admin::create_topic(&mut client, TOPIC, partitions, 3, &configs, false)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let led_everywhere = || {
+        cluster.brokers.iter().all(|broker| {
+            crate::client::Client::connect(&broker.bootstrap, Duration::from_secs(2))
+                .and_then(|mut c| crate::client::admin::metadata(&mut c, Some(TOPIC)))
+                .is_ok_and(|m| {
+                    m.topics.first().is_some_and(|t| {
+                        t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
+                    })
+                })
+        })
+    };
+    // Bounded by the deadline.
+    while !led_everywhere() {
+        if Instant::now() > deadline {
+            bail!("the topic's partitions have no leaders after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn print_verdict(verdict: &check::Verdict, seed: u64) {
+    println!(
+        "sends {}, acknowledged {}, failed {}",
+        verdict.sends, verdict.acknowledged, verdict.failed_sends
+    );
+    println!(
+        "lost {}, moved {}, duplicated {}, reordered {}, holes {}, vanished reads {}, skipped reads {}",
+        verdict.lost,
+        verdict.moved,
+        verdict.duplicated,
+        verdict.reordered,
+        verdict.holes,
+        verdict.vanished_reads,
+        verdict.skipped_reads
+    );
+    for kind in [FaultKind::Kill, FaultKind::Pause] {
+        let mut times: Vec<u64> = verdict
+            .recovery
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.recovery_ms)
+            .collect();
+        if times.is_empty() {
+            continue;
+        }
+        times.sort_unstable();
+        println!(
+            "recovery after {} ({} faults): p50 {} ms, max {} ms (bound {} ms)",
+            kind.name(),
+            times.len(),
+            times[times.len() / 2],
+            times[times.len() - 1],
+            verdict.recovery_bound_ms
+        );
+    }
+    for example in &verdict.examples {
+        println!("  {example}");
+    }
+    let word = match (verdict.safe(), verdict.live()) {
+        (true, true) => "PASS",
+        (false, _) => "FAIL (unsafe)",
+        (true, false) => "FAIL (not live)",
+    };
+    println!("verdict: {word} (seed {seed})");
+}

@@ -1,0 +1,144 @@
+//! The faults, on a schedule drawn from `--seed`: a quiet spell, then one
+//! fault on the leader of a random partition (SIGKILL and restart, or SIGSTOP
+//! and SIGCONT), healed before the next. One fault at a time, so each
+//! recovery is measured on its own.
+
+use std::time::{Duration, Instant};
+
+use super::history::{Fault, FaultKind};
+use super::workload::ms_since;
+use crate::local::LocalCluster;
+
+/// SplitMix64: small, seedable, and the same schedule for the same seed everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[low, high]`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        assert!(low <= high);
+        low + self.next_u64() % (high - low + 1)
+    }
+}
+
+/// How long each kind of fault lasts, and the quiet spell before each.
+pub struct Timing {
+    pub quiet_ms: (u64, u64),
+    pub kill_down_ms: (u64, u64),
+    pub pause_ms: (u64, u64),
+}
+
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut LocalCluster,
+    pub topic: &'a str,
+    pub partitions: i32,
+    pub kinds: &'a [FaultKind],
+    pub timing: Timing,
+    pub rng: Rng,
+}
+
+impl Nemesis<'_> {
+    /// Faults until `duration` has passed since `start`; every fault is
+    /// healed before this returns.
+    pub fn run(&mut self, start: Instant, duration: Duration) -> anyhow::Result<Vec<Fault>> {
+        let mut faults = Vec::new();
+        let end_ms = duration.as_millis() as u64;
+        // Bounded by --duration: each round sleeps at least its quiet spell.
+        loop {
+            let quiet_ms = self.rng.range(self.timing.quiet_ms.0, self.timing.quiet_ms.1);
+            let kind = self.kinds[self.rng.range(0, self.kinds.len() as u64 - 1) as usize];
+            let hold_ms = match kind {
+                FaultKind::Kill => self.rng.range(self.timing.kill_down_ms.0, self.timing.kill_down_ms.1),
+                FaultKind::Pause => self.rng.range(self.timing.pause_ms.0, self.timing.pause_ms.1),
+            };
+            let partition = self.rng.range(0, self.partitions as u64 - 1) as i32;
+            // A last round must leave time to see its recovery.
+            if ms_since(start) + quiet_ms + hold_ms + self.timing.quiet_ms.0 > end_ms {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(quiet_ms));
+            let Some(node) = self.leader_of(partition) else {
+                eprintln!("chaos: no leader known for partition {partition}; skipping a round");
+                continue;
+            };
+            let fault = self.inflict(kind, node, hold_ms, start)?;
+            eprintln!(
+                "chaos: {} broker {} (leader of partition {partition}) at {:.1} s for {:.1} s",
+                kind.name(),
+                fault.node,
+                fault.start_ms as f64 / 1000.0,
+                (fault.end_ms - fault.start_ms) as f64 / 1000.0
+            );
+            faults.push(fault);
+        }
+        Ok(faults)
+    }
+
+    fn inflict(&mut self, kind: FaultKind, node: i32, hold_ms: u64, start: Instant) -> anyhow::Result<Fault> {
+        let broker = &mut self.cluster.brokers[node as usize - 1];
+        let start_ms = ms_since(start);
+        match kind {
+            FaultKind::Kill => {
+                broker.kill();
+                std::thread::sleep(Duration::from_millis(hold_ms));
+                broker.restart()?;
+            }
+            FaultKind::Pause => {
+                broker.signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(hold_ms));
+                broker.signal(libc::SIGCONT);
+            }
+        }
+        Ok(Fault {
+            kind,
+            node,
+            start_ms,
+            end_ms: ms_since(start),
+        })
+    }
+
+    /// The partition's leader (a broker id), as the first broker that answers says.
+    fn leader_of(&self, partition: i32) -> Option<i32> {
+        self.cluster.brokers.iter().find_map(|broker| {
+            let mut client = crate::client::Client::connect(&broker.bootstrap, Duration::from_secs(2)).ok()?;
+            let metadata = crate::client::admin::metadata(&mut client, Some(self.topic)).ok()?;
+            let leader = metadata
+                .topics
+                .first()?
+                .partitions
+                .iter()
+                .find(|p| p.partition_index == partition)?
+                .leader_id
+                .0;
+            let known = leader >= 1 && leader as usize <= self.cluster.brokers.len();
+            known.then_some(leader)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn a_seed_gives_the_same_schedule() {
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..8).map(|_| rng.range(3, 9)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        assert!(draw(7).iter().all(|v| (3..=9).contains(v)));
+    }
+}
