@@ -14,9 +14,25 @@ use anyhow::{Context, bail};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where a node listens, and the network namespace it runs in, if any.
+struct Place {
+    host: String,
+    netns: Option<String>,
+}
+
+impl Place {
+    fn loopback() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            netns: None,
+        }
+    }
+}
+
 pub struct LocalBroker {
     /// `None` while killed.
     child: Option<Child>,
+    netns: Option<String>,
     dir: PathBuf,
     args: Vec<String>,
     /// Removed on drop unless the caller chose where it lives.
@@ -33,16 +49,20 @@ fn free_port() -> anyhow::Result<u16> {
 /// nodes are each a broker and a voter of the metadata quorum.
 pub struct LocalCluster {
     pub brokers: Vec<LocalBroker>,
+    /// With `start_in(.., namespaces: true)`: dropped after the brokers.
+    pub namespaces: Option<Namespaces>,
 }
 
 impl LocalCluster {
     pub fn start(count: usize) -> anyhow::Result<Self> {
-        Self::start_in(count, None, &[])
+        Self::start_in(count, None, &[], false)
     }
 
     /// As `start`, with node `i`'s data and log under `dir/node{i}` (kept
     /// after) when `dir` is given, and `extra_args` for every node's `serve`.
-    pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String]) -> anyhow::Result<Self> {
+    /// With `namespaces` (root only), each node of a cluster runs in a
+    /// network namespace of its own, so that `Namespaces::cut` can part them.
+    pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String], namespaces: bool) -> anyhow::Result<Self> {
         let node_dir = |id: usize| -> anyhow::Result<(PathBuf, bool)> {
             Ok(match dir {
                 Some(dir) => (dir.join(format!("node{id}")), false),
@@ -54,15 +74,25 @@ impl LocalCluster {
         };
         if count <= 1 {
             let (dir, remove_dir) = node_dir(1)?;
+            let place = Place::loopback();
             return Ok(Self {
-                brokers: vec![LocalBroker::start(dir, remove_dir, extra_args.to_vec())?],
+                brokers: vec![LocalBroker::start(dir, remove_dir, place, extra_args.to_vec())?],
+                namespaces: None,
             });
         }
+        let namespaces = namespaces.then(|| Namespaces::create(count)).transpose()?;
+        let place = |id: usize| match &namespaces {
+            Some(n) => Place {
+                host: n.ip(id),
+                netns: Some(n.name(id)),
+            },
+            None => Place::loopback(),
+        };
         let controller_ports: Vec<u16> = (0..count).map(|_| free_port()).collect::<Result<_, _>>()?;
         let quorum: Vec<String> = controller_ports
             .iter()
             .enumerate()
-            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .map(|(i, port)| format!("{}@{}:{port}", i + 1, place(i + 1).host))
             .collect();
         let quorum = quorum.join(",");
         let brokers = controller_ports
@@ -73,7 +103,7 @@ impl LocalCluster {
                     "--node-id",
                     &(i + 1).to_string(),
                     "--controller-listen",
-                    &format!("127.0.0.1:{port}"),
+                    &format!("{}:{port}", place(i + 1).host),
                     "--controller-quorum",
                     &quorum,
                 ]
@@ -81,10 +111,10 @@ impl LocalCluster {
                 .to_vec();
                 args.extend_from_slice(extra_args);
                 let (dir, remove_dir) = node_dir(i + 1)?;
-                LocalBroker::start(dir, remove_dir, args)
+                LocalBroker::start(dir, remove_dir, place(i + 1), args)
             })
             .collect::<anyhow::Result<_>>()?;
-        let cluster = Self { brokers };
+        let cluster = Self { brokers, namespaces };
         cluster.wait_until_registered(count)?;
         Ok(cluster)
     }
@@ -160,11 +190,12 @@ impl Processes {
 }
 
 impl LocalBroker {
-    fn start(dir: PathBuf, remove_dir: bool, args: Vec<String>) -> anyhow::Result<Self> {
+    fn start(dir: PathBuf, remove_dir: bool, place: Place, args: Vec<String>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let bootstrap = format!("127.0.0.1:{}", free_port()?);
+        let bootstrap = format!("{}:{}", place.host, free_port()?);
         let mut broker = Self {
             child: None,
+            netns: place.netns,
             dir,
             args,
             remove_dir,
@@ -181,7 +212,16 @@ impl LocalBroker {
         let exe = std::env::current_exe().context("cannot find the sluice binary")?;
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let child = Command::new(exe)
+        // `ip netns exec` enters the namespace and execs: the child's pid is the broker's.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
@@ -254,4 +294,131 @@ impl Drop for LocalBroker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A bridge in the caller's namespace and, per node, a network namespace
+/// joined to it by a veth pair, with address `ip(id)` on a /24 of its own.
+/// Clients (this process) reach every node through the bridge; `cut` drops
+/// traffic between nodes with nftables inside a node's namespace.
+pub struct Namespaces {
+    tag: String,
+    subnet: String,
+    count: usize,
+}
+
+/// The nftables table `cut` fills; `heal` flushes it.
+const CUT_TABLE: &str = "sluice_chaos";
+
+impl Namespaces {
+    fn create(count: usize) -> anyhow::Result<Self> {
+        let pid = std::process::id();
+        let namespaces = Self {
+            tag: format!("{:04x}", pid & 0xffff),
+            subnet: format!("10.{}.{}", 100 + (pid >> 8) % 100, pid % 256),
+            count,
+        };
+        let bridge = namespaces.bridge();
+        run_ip(&["link", "add", &bridge, "type", "bridge"])?;
+        run_ip(&["addr", "add", &format!("{}.254/24", namespaces.subnet), "dev", &bridge])?;
+        run_ip(&["link", "set", &bridge, "up"])?;
+        for id in 1..=count {
+            let (ns, outside, inside) = (namespaces.name(id), namespaces.veth(id, 'v'), namespaces.veth(id, 'p'));
+            run_ip(&["netns", "add", &ns])?;
+            run_ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside])?;
+            run_ip(&["link", "set", &inside, "netns", &ns])?;
+            run_ip(&["link", "set", &outside, "master", &bridge, "up"])?;
+            run_ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", namespaces.ip(id)),
+                "dev",
+                &inside,
+            ])?;
+            run_ip(&["-n", &ns, "link", "set", &inside, "up"])?;
+            run_ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(namespaces)
+    }
+
+    pub fn name(&self, id: usize) -> String {
+        format!("sluice-{}-{id}", self.tag)
+    }
+
+    pub fn ip(&self, id: usize) -> String {
+        format!("{}.{id}", self.subnet)
+    }
+
+    fn bridge(&self) -> String {
+        format!("slbr{}", self.tag)
+    }
+
+    fn veth(&self, id: usize, end: char) -> String {
+        format!("sl{}{end}{id}", self.tag)
+    }
+
+    /// Drops every packet between node `id` and each of `peers`, both ways,
+    /// from inside `id`'s namespace; clients keep reaching it.
+    pub fn cut(&self, id: usize, peers: &[usize]) -> anyhow::Result<()> {
+        let mut script = format!(
+            "add table inet {CUT_TABLE}\n\
+             add chain inet {CUT_TABLE} input {{ type filter hook input priority 0 ; }}\n\
+             add chain inet {CUT_TABLE} output {{ type filter hook output priority 0 ; }}\n"
+        );
+        for peer in peers {
+            let ip = self.ip(*peer);
+            script += &format!("add rule inet {CUT_TABLE} input ip saddr {ip} drop\n");
+            script += &format!("add rule inet {CUT_TABLE} output ip daddr {ip} drop\n");
+        }
+        self.nft(id, &script)
+    }
+
+    /// Undoes every `cut` made in node `id`'s namespace.
+    pub fn heal(&self, id: usize) -> anyhow::Result<()> {
+        self.nft(
+            id,
+            &format!("add table inet {CUT_TABLE}\ndelete table inet {CUT_TABLE}\n"),
+        )
+    }
+
+    fn nft(&self, id: usize, script: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name(id), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run nft (Debian's nftables)")?;
+        child.stdin.take().expect("piped").write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("nft in {}: {}", self.name(id), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for id in 1..=self.count {
+            let _ = run_ip(&["netns", "del", &self.name(id)]);
+        }
+        let _ = run_ip(&["link", "del", &self.bridge()]);
+    }
+}
+
+fn run_ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {} (network namespaces need root)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }

@@ -69,7 +69,11 @@ pub async fn follow(tp: TopicPartition, leader: (String, u16), leader_epoch: i32
     // Bounded by the cancel flag: every round either fetches or backs off.
     while !cancel.is_cancelled() {
         // A host name is resolved on compio's blocking pool, off the event loop.
-        let mut stream = match TcpStream::connect((leader.0.as_str(), leader.1)).await {
+        let connect = TcpStream::connect((leader.0.as_str(), leader.1));
+        let connected = compio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        let mut stream = match connected {
             Ok(s) => s,
             Err(e) => {
                 debug!(partition = %tp, "cannot reach the leader: {e}");
@@ -223,9 +227,20 @@ fn accepted<'a, P>(answer: Option<&'a P>, error_code: Option<i16>, api: &str) ->
 /// The client id a follower's requests carry (Kafka's replica fetchers send their own too).
 const FOLLOWER_CLIENT_ID: &str = "sluice-follower";
 
+/// A follower's request unanswered this long (beyond the fetch's own wait)
+/// means a dead or partitioned connection: TCP alone would keep retrying it
+/// for minutes after the network heals. Kafka's `replica.socket.timeout.ms`
+/// plays this part.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(FETCH_WAIT_MS as u64 + 5_000);
+/// As REQUEST_TIMEOUT, for a connect whose SYNs go unanswered.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Sends one request and reads its response on the follower's connection.
 async fn call<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> anyhow::Result<S> {
-    super::request::call(stream, request, version, FOLLOWER_CLIENT_ID, RESPONSE_BYTES_MAX).await
+    let call = super::request::call(stream, request, version, FOLLOWER_CLIENT_ID, RESPONSE_BYTES_MAX);
+    compio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .map_err(|_| anyhow::anyhow!("the leader did not answer in {REQUEST_TIMEOUT:?}"))?
 }
 
 fn topic_name(tp: &TopicPartition) -> TopicName {

@@ -50,19 +50,32 @@ pub struct Read {
 pub enum FaultKind {
     Kill,
     Pause,
+    /// A node cut off from the other nodes (clients still reach it).
+    Isolate,
+    /// Two nodes cut off from each other; `node`, the third, sees both.
+    Bridge,
 }
 
 impl FaultKind {
+    pub const ALL: [FaultKind; 4] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Isolate, FaultKind::Bridge];
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Bridge => "bridge",
         }
+    }
+
+    /// Whether it needs each node in a network namespace of its own.
+    pub fn parts_the_network(self) -> bool {
+        matches!(self, FaultKind::Isolate | FaultKind::Bridge)
     }
 }
 
 /// One fault: `node` (a broker id) was hit at `start_ms` and healed
-/// (restarted, resumed) at `end_ms`.
+/// (restarted, resumed, reconnected) at `end_ms`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
     pub kind: FaultKind,

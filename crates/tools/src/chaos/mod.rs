@@ -24,6 +24,11 @@ use crate::local::LocalCluster;
 const TOPIC: &str = "chaos";
 /// Kafka's default `broker.session.timeout.ms`, which the brokers keep.
 const BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
+/// The brokers' `replica.lag.time.max.ms`, down from Kafka's 30 s to the
+/// session timeout: a follower cut off from its leader alone (a bridge)
+/// holds acks=all writes until it leaves the ISR, and the bound below is
+/// the session timeout's.
+const REPLICA_LAG_TIME_MAX_MS: u64 = BROKER_SESSION_TIMEOUT_MS;
 /// "within broker.session.timeout.ms plus a few seconds" (bounded recovery).
 const RECOVERY_SLACK_MS: u64 = 5_000;
 
@@ -35,7 +40,9 @@ pub struct ChaosArgs {
     /// How long the workload and the faults run, in seconds.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// The faults to draw from, comma-separated: kill, pause.
+    /// The faults to draw from, comma-separated: kill, pause, isolate, bridge, or
+    /// partition (isolate and bridge). A name given twice is drawn twice as often.
+    /// isolate and bridge put each node in a network namespace of its own (root only).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     pub faults: Vec<String>,
     /// Seeds the schedule (which fault, on whom, for how long); random when absent.
@@ -81,7 +88,17 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         args.faults.join(","),
         out.display()
     );
-    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &[])?;
+    let namespaces = kinds.iter().any(|k| k.parts_the_network());
+    let config = out.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "\"broker.session.timeout.ms\" = {BROKER_SESSION_TIMEOUT_MS}\n\
+             \"replica.lag.time.max.ms\" = {REPLICA_LAG_TIME_MAX_MS}\n"
+        ),
+    )?;
+    let serve_args = ["--config".to_string(), config.display().to_string()];
+    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &serve_args, namespaces)?;
     create_topic(&cluster, args.partitions)?;
     let spec = Arc::new(workload::Spec {
         bootstrap: cluster.bootstrap(),
@@ -103,6 +120,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             quiet_ms: (3_000, 6_000),
             kill_down_ms: (1_000, 5_000),
             pause_ms: (2_000, 12_000),
+            partition_ms: (5_000, 15_000),
         },
         rng: Rng::new(seed),
     };
@@ -140,14 +158,16 @@ fn ms_left(start: Instant, duration_s: u64) -> u64 {
 }
 
 fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
-    let kinds: Vec<FaultKind> = names
-        .iter()
-        .map(|name| match name.as_str() {
-            "kill" => Ok(FaultKind::Kill),
-            "pause" => Ok(FaultKind::Pause),
-            other => bail!("unknown fault '{other}' (kill, pause)"),
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let mut kinds = Vec::new();
+    for name in names {
+        match name.as_str() {
+            "partition" => kinds.extend([FaultKind::Isolate, FaultKind::Bridge]),
+            name => match FaultKind::ALL.iter().find(|k| k.name() == name) {
+                Some(kind) => kinds.push(*kind),
+                None => bail!("unknown fault '{name}' (kill, pause, isolate, bridge, partition)"),
+            },
+        }
+    }
     if kinds.is_empty() {
         bail!("--faults names no fault");
     }
@@ -197,7 +217,7 @@ fn print_verdict(verdict: &check::Verdict, seed: u64) {
         verdict.vanished_reads,
         verdict.skipped_reads
     );
-    for kind in [FaultKind::Kill, FaultKind::Pause] {
+    for kind in FaultKind::ALL {
         let mut times: Vec<u64> = verdict
             .recovery
             .iter()

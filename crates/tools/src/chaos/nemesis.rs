@@ -1,9 +1,12 @@
 //! The faults, on a schedule drawn from `--seed`: a quiet spell, then one
-//! fault on the leader of a random partition (SIGKILL and restart, or SIGSTOP
-//! and SIGCONT), healed before the next. One fault at a time, so each
-//! recovery is measured on its own.
+//! fault on the leader of a random partition (SIGKILL and restart, SIGSTOP
+//! and SIGCONT, cut off from the other nodes) or on the quorum's leader (cut
+//! off), or a bridge (the other two nodes cut from each other), healed
+//! before the next. One fault at a time, so each recovery is measured on its own.
 
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use super::history::{Fault, FaultKind};
 use super::workload::ms_since;
@@ -37,6 +40,7 @@ pub struct Timing {
     pub quiet_ms: (u64, u64),
     pub kill_down_ms: (u64, u64),
     pub pause_ms: (u64, u64),
+    pub partition_ms: (u64, u64),
 }
 
 pub struct Nemesis<'a> {
@@ -61,20 +65,29 @@ impl Nemesis<'_> {
             let hold_ms = match kind {
                 FaultKind::Kill => self.rng.range(self.timing.kill_down_ms.0, self.timing.kill_down_ms.1),
                 FaultKind::Pause => self.rng.range(self.timing.pause_ms.0, self.timing.pause_ms.1),
+                FaultKind::Isolate | FaultKind::Bridge => {
+                    self.rng.range(self.timing.partition_ms.0, self.timing.partition_ms.1)
+                }
             };
             let partition = self.rng.range(0, self.partitions as u64 - 1) as i32;
+            // Every other isolation is of the quorum's leader rather than a partition's.
+            let quorum_leader = kind == FaultKind::Isolate && self.rng.range(0, 1) == 1;
             // A last round must leave time to see its recovery.
             if ms_since(start) + quiet_ms + hold_ms + self.timing.quiet_ms.0 > end_ms {
                 break;
             }
             std::thread::sleep(Duration::from_millis(quiet_ms));
-            let Some(node) = self.leader_of(partition) else {
+            let Some((leader, controller)) = self.leaders(partition) else {
                 eprintln!("chaos: no leader known for partition {partition}; skipping a round");
                 continue;
             };
+            let (node, whom) = match quorum_leader {
+                true => (controller, "the quorum's leader".to_string()),
+                false => (leader, format!("leader of partition {partition}")),
+            };
             let fault = self.inflict(kind, node, hold_ms, start)?;
             eprintln!(
-                "chaos: {} broker {} (leader of partition {partition}) at {:.1} s for {:.1} s",
+                "chaos: {} broker {} ({whom}) at {:.1} s for {:.1} s",
                 kind.name(),
                 fault.node,
                 fault.start_ms as f64 / 1000.0,
@@ -86,9 +99,24 @@ impl Nemesis<'_> {
     }
 
     fn inflict(&mut self, kind: FaultKind, node: i32, hold_ms: u64, start: Instant) -> anyhow::Result<Fault> {
-        let broker = &mut self.cluster.brokers[node as usize - 1];
+        let id = node as usize;
+        let others: Vec<usize> = (1..=self.cluster.brokers.len()).filter(|&n| n != id).collect();
+        let namespaces = self.cluster.namespaces.as_ref();
+        let broker = &mut self.cluster.brokers[id - 1];
         let start_ms = ms_since(start);
         match kind {
+            FaultKind::Isolate => {
+                let namespaces = namespaces.context("isolating a node needs network namespaces")?;
+                namespaces.cut(id, &others)?;
+                std::thread::sleep(Duration::from_millis(hold_ms));
+                namespaces.heal(id)?;
+            }
+            FaultKind::Bridge => {
+                let namespaces = namespaces.context("a bridge needs network namespaces")?;
+                namespaces.cut(others[0], &others[1..])?;
+                std::thread::sleep(Duration::from_millis(hold_ms));
+                namespaces.heal(others[0])?;
+            }
             FaultKind::Kill => {
                 broker.kill();
                 std::thread::sleep(Duration::from_millis(hold_ms));
@@ -108,21 +136,21 @@ impl Nemesis<'_> {
         })
     }
 
-    /// The partition's leader (a broker id), as the first broker that answers says.
-    fn leader_of(&self, partition: i32) -> Option<i32> {
+    /// The partition's leader and the quorum's (broker ids), as the first broker that answers says.
+    fn leaders(&self, partition: i32) -> Option<(i32, i32)> {
+        let known = |id: i32| id >= 1 && id as usize <= self.cluster.brokers.len();
         self.cluster.brokers.iter().find_map(|broker| {
             let mut client = crate::client::Client::connect(&broker.bootstrap, Duration::from_secs(2)).ok()?;
             let metadata = crate::client::admin::metadata(&mut client, Some(self.topic)).ok()?;
-            let leader = metadata
-                .topics
-                .first()?
+            let topic = metadata.topics.first()?;
+            let leader = topic
                 .partitions
                 .iter()
                 .find(|p| p.partition_index == partition)?
                 .leader_id
                 .0;
-            let known = leader >= 1 && leader as usize <= self.cluster.brokers.len();
-            known.then_some(leader)
+            let controller = metadata.controller_id.0;
+            (known(leader) && known(controller)).then_some((leader, controller))
         })
     }
 }

@@ -26,6 +26,15 @@ const FRAME_BYTES_MAX: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed connect, messages to that peer are dropped this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// Data unacknowledged this long closes an outgoing connection (TCP_USER_TIMEOUT):
+/// across a network partition TCP would back off for minutes, and the messages
+/// queued behind would reach the peer long after it could hear a new one.
+const UNACKNOWLEDGED_MAX: Duration = Duration::from_secs(2);
+/// An inbound connection silent this long is closed: its sender reconnects
+/// when it has something to say (the leader heartbeats several times a second).
+/// Without it, a reader of a connection whose peer vanished behind a
+/// partition would wait forever and hold one of INBOUND_CONNECTIONS_MAX.
+const INBOUND_IDLE_MAX: Duration = Duration::from_secs(10);
 /// Inbound connections served at once; more are refused.
 const INBOUND_CONNECTIONS_MAX: usize = 64;
 
@@ -82,6 +91,7 @@ fn send_loop(addr: SocketAddr, queue: Receiver<Vec<u8>>) {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     let _ = s.set_write_timeout(Some(CONNECT_TIMEOUT));
+                    let _ = socket2::SockRef::from(&s).set_tcp_user_timeout(Some(UNACKNOWLEDGED_MAX));
                     stream = Some(s);
                 }
                 Err(_) => retry_at = Instant::now() + RECONNECT_BACKOFF,
@@ -127,6 +137,7 @@ fn accept_loop(listener: TcpListener, inbox: SyncSender<Input>) {
 /// connection that opens with `OBSERVER_MAGIC` is a broker-only node's.
 fn read_loop(stream: TcpStream, inbox: &SyncSender<Input>) {
     let peer = stream.peer_addr().ok();
+    let _ = stream.set_read_timeout(Some(INBOUND_IDLE_MAX));
     let mut size = [0u8; 4];
     if (&stream).read_exact(&mut size).is_err() {
         return;
