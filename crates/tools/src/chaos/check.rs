@@ -245,7 +245,7 @@ fn recoveries(history: &History) -> Vec<Recovery> {
 /// sorted): from the fault to the first acknowledgement after it, or the
 /// longest gap between acknowledgements that begins in the window (a leader
 /// moving when the faulty node comes back), whichever is longer. A gap
-/// still open at `to_ms` counts until then.
+/// counts until `to_ms` at most.
 fn outage(times: &[u64], from_ms: u64, to_ms: u64) -> u64 {
     let after = &times[times.partition_point(|&t| t <= from_ms)..];
     let Some(&first) = after.first() else {
@@ -257,7 +257,8 @@ fn outage(times: &[u64], from_ms: u64, to_ms: u64) -> u64 {
         if last >= to_ms {
             break;
         }
-        longest = longest.max(t - last);
+        // A gap running into the next fault's window is that fault's from its start.
+        longest = longest.max(t.min(to_ms) - last);
         last = t;
     }
     if last < to_ms {
