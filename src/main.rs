@@ -1,5 +1,6 @@
 //! The `sluice` binary: the broker and its tools.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -181,7 +182,8 @@ fn main() {
         Command::Debug { what } => Err(anyhow::anyhow!("unknown debug command '{what}'")),
     };
     if let Err(e) = result {
-        eprintln!("sluice: {e:#}");
+        // Not eprintln!: with stderr on a full disk it panics, and the exit code says 101, not 1.
+        let _ = writeln!(std::io::stderr(), "sluice: {e:#}");
         std::process::exit(1);
     }
 }

@@ -115,12 +115,38 @@ impl ErrorCode {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch, as Kafka timestamps are.
-pub fn now_ms() -> i64 {
+/// Added to the system clock by `now_ms`: zero unless a fault campaign's
+/// clock-jump hook set it (`set_wall_clock_skew_ms`).
+static WALL_CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn system_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as Kafka timestamps are. It
+/// jumps when the system clock is set: for timestamps and retention, never
+/// for a timeout (`steady_ms`).
+pub fn now_ms() -> i64 {
+    system_clock_ms() + WALL_CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Moves `now_ms` by `skew_ms` from the system clock, as if the clock had
+/// been set: the hook with which fault campaigns make the wall clock jump.
+pub fn set_wall_clock_skew_ms(skew_ms: i64) {
+    WALL_CLOCK_SKEW_MS.store(skew_ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Milliseconds that never jump: the wall clock when first read, plus the
+/// monotonic time since. For deadlines and timeouts (group sessions and
+/// rebalances, ISR lag, fetch sessions), which setting the clock must not
+/// fire early or hold off; close to `now_ms` while nobody sets the clock.
+pub fn steady_ms() -> i64 {
+    static ORIGIN: std::sync::OnceLock<(std::time::Instant, i64)> = std::sync::OnceLock::new();
+    let (instant, wall_ms) = ORIGIN.get_or_init(|| (std::time::Instant::now(), system_clock_ms()));
+    wall_ms + instant.elapsed().as_millis() as i64
 }
 
 /// The longest name the broker keeps: what an int16-length string of Kafka's

@@ -12,7 +12,7 @@ use tracing::info;
 use super::metadata::{Metadata, PartitionAssignment};
 use super::quorum::Record;
 use super::shard::{ShardState, local};
-use crate::model::{TopicPartition, now_ms};
+use crate::model::{TopicPartition, steady_ms};
 use crate::storage::PartitionLog;
 
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,7 @@ impl Leadership {
         Self {
             followers: HashMap::new(),
             isr_change_pending: false,
-            since_ms: now_ms(),
+            since_ms: steady_ms(),
         }
     }
 }
@@ -61,7 +61,7 @@ pub fn follower_fetched(tp: &TopicPartition, log: &PartitionLog, follower: i32, 
     if !placement.replicas.contains(&follower) {
         return;
     }
-    let now = now_ms();
+    let now = steady_ms();
     let expand = {
         let mut leaderships = shard.leaderships.borrow_mut();
         let state = leaderships.entry(tp.clone()).or_insert_with(Leadership::starting_now);
@@ -137,7 +137,7 @@ pub fn shrink_lagging(metadata: &Metadata) {
     let shard = local();
     let me = shard.config.broker_id;
     let lag_max_ms = shard.config.replica_lag_time_max_ms;
-    let now = now_ms();
+    let now = steady_ms();
     let mut proposals = Vec::new();
     for (tp, state) in shard.leaderships.borrow_mut().iter_mut() {
         let Some((id, placement)) = placement(metadata, tp, me) else {

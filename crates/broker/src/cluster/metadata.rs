@@ -3,7 +3,6 @@
 //! controller builds new ones.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -208,16 +207,11 @@ impl Metadata {
         }
     }
 
-    /// Stores the metadata durably: write a temporary file, fsync, rename, fsync the directory.
+    /// Stores the metadata durably (write a temporary file, fsync, rename,
+    /// fsync the directory), with the space reserve when the disk is full.
     pub fn store(&self, data_dir: &Path) -> std::io::Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
+        crate::storage::space::replace_file(&Self::path(data_dir), &bytes, true)
     }
 }
 

@@ -24,7 +24,7 @@ use super::records::{self, GroupValue, Key, OffsetValue};
 use super::{OFFSETS_TOPIC, partition_for};
 use crate::cluster::shard::{self, owner_of};
 use crate::config::GroupConfig;
-use crate::model::{ErrorCode, TopicPartition, now_ms};
+use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
 use crate::record::builder::{Record, build_batch, read_records};
 use crate::record::{BatchHeader, LOG_OVERHEAD_BYTES};
 use crate::runtime;
@@ -120,7 +120,7 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id.to_string(), self.limits(), now_ms()));
+            .or_insert_with(|| Group::new(group_id.to_string(), self.limits(), steady_ms()));
         f(group)
     }
 
@@ -273,14 +273,14 @@ impl Coordinator {
                 let value = value.clone();
                 self.with_group_or_new(group_id, |g| {
                     if replaying {
-                        g.restore_classic(value, offset, now_ms());
+                        g.restore_classic(value, offset, steady_ms());
                     } else if let Some(classic) = g.classic_mut() {
                         classic.record_offset = classic.record_offset.max(offset);
                     }
                 });
             }
             (Key::Group { .. }, _) => {
-                self.with_group(group_id, |g| g.forget_classic_record(now_ms()));
+                self.with_group(group_id, |g| g.forget_classic_record(steady_ms()));
             }
         }
         self.forget_if_unused(group_id);
@@ -470,7 +470,7 @@ impl Coordinator {
         while !state.is_stopping() {
             tick.tick().await;
             self.load_owned_partitions();
-            let now = now_ms();
+            let now = steady_ms();
             self.tick_groups(now);
             if last_retention.elapsed() >= retention_every {
                 last_retention = Instant::now();

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::model::{ErrorCode, NAME_BYTES_MAX, names_fit, now_ms};
+use crate::model::{ErrorCode, NAME_BYTES_MAX, names_fit, steady_ms};
 use crate::runtime::{self, submit_to};
 use classic::{JoinReply, SyncReply};
 pub use classic::{JoinRequest, JoinResult, JoinedMember, SyncResult};
@@ -163,8 +163,8 @@ pub async fn join(group_id: String, request: JoinRequest) -> JoinResult {
             return Ok(JoinResult::error(ErrorCode::UnknownMemberId, &request.member_id));
         }
         let member = request.member_id.clone();
-        let joined = c.with_group_or_new(&id, |g| match g.classic_for_join(now_ms()) {
-            Ok(classic) => classic.join(request, now_ms()),
+        let joined = c.with_group_or_new(&id, |g| match g.classic_for_join(steady_ms()) {
+            Ok(classic) => classic.join(request, steady_ms()),
             Err(code) => JoinReply::Now(JoinResult::error(code, &request.member_id)),
         });
         match joined {
@@ -213,7 +213,7 @@ pub async fn sync(group_id: String, request: SyncRequest) -> SyncResult {
                 request.group_instance_id.as_deref(),
                 request.generation,
                 request.assignments,
-                now_ms(),
+                steady_ms(),
             )
         });
         match reply {
@@ -233,7 +233,7 @@ pub async fn heartbeat(group_id: String, member_id: String, instance_id: Option<
     on_coordinator(&group_id, move |c| async move {
         Ok(c.with_group(&id, |g| {
             g.classic_mut()
-                .map(|g| g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms()))
+                .map(|g| g.heartbeat(&member_id, instance_id.as_deref(), generation, steady_ms()))
         })
         .flatten()
         .unwrap_or(ErrorCode::UnknownMemberId))
@@ -246,7 +246,7 @@ pub async fn heartbeat(group_id: String, member_id: String, instance_id: Option<
 pub async fn leave(group_id: String, members: Vec<(String, Option<String>)>) -> Result<Vec<ErrorCode>, ErrorCode> {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
-        let now = now_ms();
+        let now = steady_ms();
         Ok(members
             .iter()
             .map(|(member, instance)| {
@@ -274,7 +274,7 @@ pub struct CommitRequest {
 pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
-        let now = now_ms();
+        let now = steady_ms();
         let check = |g: &mut Group| {
             g.check_commit(
                 &request.member_id,
@@ -550,7 +550,7 @@ pub async fn consumer_heartbeat(
             let make = || consumer::ConsumerGroup::new(config.consumer_session_timeout_ms, config.max_size);
             match g.consumer_for_heartbeat(make) {
                 Ok((consumer, converted)) => (
-                    consumer.heartbeat(request, &partitions_of, now_ms()),
+                    consumer.heartbeat(request, &partitions_of, steady_ms()),
                     converted.classic_record_may_exist,
                 ),
                 Err(code) => (Err((code, format!("group '{id}' is not a consumer group"))), false),

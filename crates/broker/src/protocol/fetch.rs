@@ -110,7 +110,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let plan = if version >= 7 {
         let forgotten = forgotten_partitions(&request, version);
         with_sessions(|c| {
-            let now_ms = crate::model::now_ms();
+            let now_ms = crate::model::steady_ms();
             c.begin(
                 request.session_id,
                 request.session_epoch,
@@ -132,7 +132,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     let outcomes = fetch(&request, &wanted, replica).await;
     // What the answer found, for the session only: a sessionless fetch skips it.
     let observed = || -> Vec<Observed> { outcomes.iter().map(PartitionOutcome::observed).collect() };
-    let now_ms = crate::model::now_ms();
+    let now_ms = crate::model::steady_ms();
     let (session_id, include) = match plan {
         Plan::Incremental { id, epoch, partitions } => {
             match with_sessions(|c| c.finish(id, epoch, &partitions, &observed())) {

@@ -39,6 +39,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     raise_fd_limit();
+    watch_clock_skew_file();
+    crate::storage::space::install(&config.data_dir)
+        .with_context(|| format!("cannot write the space reserve in {}", config.data_dir.display()))?;
     let metadata = prepare_metadata(&config)?;
     remove_orphan_partitions(&config, &metadata);
     let first = net::bind_reuseport(config.listen)
@@ -299,6 +302,37 @@ fn remove_orphan_partitions(config: &BrokerConfig, metadata: &Metadata) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Names a file holding a number of milliseconds by which the broker's wall
+/// clock (`model::now_ms`) is moved, re-read every 100 ms: how `sluice
+/// chaos` and the tests make one broker's clock jump without setting the
+/// machine's. Absent in production.
+pub const CLOCK_SKEW_FILE_ENV: &str = "SLUICE_CLOCK_SKEW_FILE";
+const CLOCK_SKEW_POLL: Duration = Duration::from_millis(100);
+
+fn watch_clock_skew_file() {
+    let Some(path) = std::env::var_os(CLOCK_SKEW_FILE_ENV) else {
+        return;
+    };
+    warn!(file = %std::path::Path::new(&path).display(), "the wall clock follows a skew file (a test hook)");
+    let watch = move || {
+        let mut current_ms = 0;
+        loop {
+            let read = std::fs::read_to_string(&path).ok();
+            let skew_ms = read.and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(current_ms);
+            if skew_ms != current_ms {
+                info!(skew_ms, "the wall clock jumps");
+                crate::model::set_wall_clock_skew_ms(skew_ms);
+                current_ms = skew_ms;
+            }
+            std::thread::sleep(CLOCK_SKEW_POLL);
+        }
+    };
+    std::thread::Builder::new()
+        .name("clock-skew".into())
+        .spawn(watch)
+        .expect("spawning the clock-skew watcher");
 }
 
 /// Many idle connections need many descriptors: take the hard limit.

@@ -48,14 +48,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Write, fsync, rename: a lost entry would make a replica cut too much.
     pub fn write(&self) -> io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(self.text.as_bytes())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)
+        crate::storage::space::replace_file(&self.path, self.text.as_bytes(), true)
     }
 }
 

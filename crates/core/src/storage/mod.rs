@@ -7,6 +7,7 @@ pub mod log;
 pub mod log_config;
 pub mod producer;
 pub mod segment;
+pub mod space;
 
 pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
 pub use log_config::{LogConfig, TimestampType};

@@ -120,6 +120,17 @@ impl ProducerStates {
         entry.last_seen_ms = now_ms;
     }
 
+    /// Forgets the batches at or past `offset` (cut from the log): a retry
+    /// of one of them is appended again, not acknowledged at an offset that
+    /// now holds something else. A producer left with no batch is forgotten
+    /// and treated as new, as after a restart.
+    pub fn truncate_from(&mut self, offset: i64) {
+        self.producers.retain(|_, entry| {
+            entry.batches.retain(|b| b.base_offset < offset);
+            !entry.batches.is_empty()
+        });
+    }
+
     fn evict_oldest(&mut self) {
         if let Some((&pid, _)) = self.producers.iter().min_by_key(|(_, e)| e.last_seen_ms) {
             self.producers.remove(&pid);
@@ -173,5 +184,18 @@ mod tests {
             ErrorCode::InvalidProducerEpoch
         );
         assert_eq!(s.check(&header(-1, -1, -1, 1, -1)).unwrap(), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn a_batch_cut_from_the_log_is_appended_again_not_acknowledged_as_a_duplicate() {
+        let mut s = ProducerStates::default();
+        s.record(&header(7, 0, 0, 3, 0), 1);
+        s.record(&header(7, 0, 3, 2, 3), 2);
+        s.record(&header(8, 0, 0, 1, 5), 3);
+        s.truncate_from(3);
+        assert_eq!(s.check(&header(7, 0, 3, 2, -1)).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(&header(7, 0, 0, 3, -1)).unwrap(), SequenceCheck::Duplicate(0));
+        // Producer 8 had nothing left: it starts over as a new one.
+        assert_eq!(s.check(&header(8, 0, 0, 1, -1)).unwrap(), SequenceCheck::Append);
     }
 }

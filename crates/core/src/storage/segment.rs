@@ -290,6 +290,28 @@ impl Segment {
         Ok(header.base_offset)
     }
 
+    /// Cuts off what was reserved past the readable bytes (writes that failed
+    /// or never ran): the file, the indexes and the next offset end where
+    /// the readable batches do, at `end_offset`.
+    pub fn discard_unreadable(&mut self, end_offset: i64) -> io::Result<()> {
+        assert!(
+            (self.base_offset..=self.next_offset).contains(&end_offset),
+            "the readable end lies within the segment"
+        );
+        let rel_offset = (end_offset - self.base_offset) as u32;
+        let readable = self.readable_bytes;
+        self.index
+            .truncate_while(|e| e.rel_offset < rel_offset && u64::from(e.position) < readable);
+        self.time_index.truncate_while(|e| e.rel_offset < rel_offset);
+        self.max_timestamp_ms = self.time_index.last().map_or(-1, |e| e.timestamp_ms);
+        self.file.set_len(readable)?;
+        self.size_bytes = readable;
+        self.next_offset = end_offset;
+        self.bytes_since_index = u64::MAX / 2; // the next batch gets an index entry
+        self.index.flush()?;
+        self.time_index.flush()
+    }
+
     /// Bytes from `position` (a batch start) covering whole batches that
     /// start below `end_offset`, stopping once `cap` bytes are covered.
     pub fn bytes_below(&self, end_offset: i64, position: u64, cap: u64) -> io::Result<u64> {

@@ -65,19 +65,23 @@ impl LogStore {
             buf.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
             buf.extend_from_slice(&bytes);
         }
-        self.log.write_all(&buf)?;
-        self.log.sync_data()
+        let log = &mut self.log;
+        let end = log.metadata()?.len();
+        crate::storage::space::with_reserve(|| {
+            let written = log.write_all(&buf).and_then(|()| log.sync_data());
+            if written.is_err() {
+                // A torn frame would end replay early and hide every entry
+                // appended after it: cut it before anything else is written.
+                log.set_len(end)?;
+            }
+            written
+        })
     }
 
     /// Replaces the hard state: temporary file, fsync, rename, fsync the directory.
     pub fn set_hard_state(&self, hard_state: &HardState) -> io::Result<()> {
         let bytes = hard_state.write_to_bytes().map_err(invalid)?;
-        let tmp = self.dir.join(format!("{HARDSTATE_FILE}.tmp"));
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(HARDSTATE_FILE))?;
-        File::open(&self.dir)?.sync_all()
+        crate::storage::space::replace_file(&self.dir.join(HARDSTATE_FILE), &bytes, true)
     }
 }
 

@@ -79,6 +79,9 @@ pub struct ShardState {
     /// blocking pool); the next waits for this to clear.
     applying: Cell<bool>,
     applied: event_listener::Event,
+    /// A partition of the current snapshot failed to open (a full disk):
+    /// the maintenance tick applies the snapshot again, which retries it.
+    open_failed: Cell<bool>,
     /// A maintenance pass is writing checkpoints; shutdown waits for it so
     /// the two never write one file at once.
     maintaining: Cell<bool>,
@@ -113,6 +116,7 @@ impl ShardState {
             stop: event_listener::Event::new(),
             applying: Cell::new(false),
             applied: event_listener::Event::new(),
+            open_failed: Cell::new(false),
             maintaining: Cell::new(false),
             maintained: event_listener::Event::new(),
             shut_down: Cell::new(false),
@@ -294,7 +298,10 @@ impl ShardState {
                         },
                     ));
                 }
-                Err(e) => error!(partition = %tp, "cannot open partition: {e}"),
+                Err(e) => {
+                    error!(partition = %tp, "cannot open partition (retried every maintenance tick): {e}");
+                    self.open_failed.set(true);
+                }
             }
         }
         opened
@@ -399,7 +406,8 @@ impl ShardState {
         }
     }
 
-    /// Background work of this shard: index write-behind, `flush.ms`, retention.
+    /// Background work of this shard: index write-behind, `flush.ms`,
+    /// retention, and the space reserve after a full disk.
     pub async fn maintenance_loop(self: Rc<Self>) {
         let mut tick = compio::time::interval(Duration::from_millis(MAINTENANCE_TICK_MS));
         let retention_every = Duration::from_millis(self.config.retention_check_interval_ms);
@@ -422,6 +430,13 @@ impl ShardState {
 
     async fn maintain(&self, now: i64, run_retention: bool) {
         super::leader::shrink_lagging(&self.metadata());
+        if crate::storage::space::is_released() {
+            // Appends wait for the reserve; any shard may write it back.
+            let _ = compio::runtime::spawn_blocking(crate::storage::space::replenish).await;
+        }
+        if self.open_failed.replace(false) {
+            self.apply_metadata(self.metadata()).await;
+        }
         for log in self.owned_logs() {
             if let Err(e) = log.flush_if_due(now).await {
                 warn!(partition = %log.topic_partition(), "flush failed: {e}");

@@ -162,6 +162,7 @@ impl PartitionLog {
     pub async fn append(&self, mut batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
         self.assert_owner();
         let turn = self.wait_for_turn().await;
+        self.ready_to_append().await?;
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
         self.roll_ahead(
             RollWhen::Append {
@@ -227,16 +228,28 @@ impl PartitionLog {
     pub(super) async fn write_reserved_run(&self, write: ReservedWrite, now_ms: i64) -> Result<(), BatchError> {
         let written = match self.make_epochs_durable().await {
             Ok(()) => write_all_at(write.file, write.position, write.bytes).await,
-            Err(e) => Err(io::Error::other(format!(
-                "cannot save the leader-epoch checkpoint: {e}"
-            ))),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("cannot save the leader-epoch checkpoint: {e}"),
+            )),
         };
         let mut flush_due = false;
+        let seqs = write.seqs.clone();
         for seq in write.seqs {
             flush_due |= self.complete_append(seq, written.is_ok(), now_ms);
         }
         if let Err(e) = written {
+            if !crate::storage::space::is_full(&e) {
+                self.state.borrow_mut().offline = true;
+            }
             return Err(storage_error(format!("write to {} failed: {e}", self.tp)));
+        }
+        self.until_completed_in_order(seqs.end).await;
+        if self.state.borrow().lost_below_seq > seqs.start {
+            return Err(storage_error(format!(
+                "an earlier write to {} failed: this one is cut off with it",
+                self.tp
+            )));
         }
         if flush_due {
             self.flush()
@@ -424,6 +437,32 @@ impl PartitionLog {
         }
     }
 
+    /// Resolves once every write before sequence `end` has completed: a
+    /// write that completes ahead of an earlier one counts only if that one
+    /// succeeds too (`lost_below_seq`).
+    async fn until_completed_in_order(&self, end: u64) {
+        // Bounded: each wake means in-flight writes completed in order.
+        loop {
+            let listener = {
+                let st = self.state.borrow();
+                if st.inflight.front().is_none_or(|f| f.seq >= end) {
+                    return;
+                }
+                self.appended.listen()
+            };
+            listener.await;
+        }
+    }
+
+    /// Gives up on reserved writes never attempted, because an earlier one in
+    /// the same run of batches failed: they complete as failed, so the
+    /// writes in flight drain and the log can be repaired.
+    pub(super) fn abandon(&self, write: ReservedWrite, now_ms: i64) {
+        for seq in write.seqs {
+            self.complete_append(seq, false, now_ms);
+        }
+    }
+
     /// Marks a write done and advances the high watermark over every write
     /// completed in order. Returns whether `flush.messages` now asks for an fsync.
     pub(super) fn complete_append(&self, seq: u64, ok: bool, now_ms: i64) -> bool {
@@ -447,7 +486,9 @@ impl PartitionLog {
         while st.inflight.front().is_some_and(|f| f.done) {
             let f = st.inflight.pop_front().expect("front exists");
             popped = true;
-            if !st.failed {
+            if st.failed {
+                st.lost_below_seq = f.seq + 1;
+            } else {
                 st.log_end_offset = f.end_offset;
                 if let Some(segment) = st.segments.iter_mut().rev().find(|s| s.base_offset == f.segment_base) {
                     debug_assert!(f.end_position >= segment.readable_bytes);

@@ -7,7 +7,8 @@
 //! One file per concern, each an `impl PartitionLog` over the state here:
 //! `recovery` (open), `append` (the write pipeline and the flush policy),
 //! `replication` (a follower's appends, truncation, leader epochs, the
-//! replicated high watermark), `read` (fetches and lookups), `retention`.
+//! replicated high watermark), `read` (fetches and lookups), `retention`,
+//! `full_disk` (appends refused for want of space, and the repair after).
 //! Transactions (the last stable offset, the aborted-transaction index) and
 //! the compaction cleaner get files of their own here.
 
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod append;
+mod full_disk;
 mod read;
 mod recovery;
 mod replication;
@@ -46,7 +48,7 @@ pub(super) struct EpochWrites {
     /// The newest history version on disk.
     durable_version: std::sync::atomic::AtomicU64,
     /// Why the last write failed, for the next caller to report.
-    error: std::sync::Mutex<Option<String>>,
+    error: std::sync::Mutex<Option<io::Error>>,
     done: event_listener::Event,
 }
 
@@ -115,6 +117,10 @@ struct LogState {
     epochs: LeaderEpochCache,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
+    /// One past the newest in-flight sequence that completed while the log
+    /// had failed: those writes lie past the log end and are cut off by the
+    /// repair, even if their own write succeeded.
+    lost_below_seq: u64,
     producers: ProducerStates,
     /// Messages whose writes completed, and how many of them were fsynced,
     /// both counted since the log was opened: cumulative, so flushes that
@@ -122,8 +128,12 @@ struct LogState {
     completed_messages: i64,
     flushed_messages: i64,
     first_unflushed_ms: Option<i64>,
-    /// Set after a write error: the log has a hole and refuses further work.
+    /// Set after a write error: the log has a hole and refuses further work
+    /// until `repair_after_full_disk` cuts what follows the log end.
     failed: bool,
+    /// Set after a write error other than a full disk: the log stays offline
+    /// until a restart (Kafka takes the log dir offline).
+    offline: bool,
     /// The segment list is being changed off the event loop (a roll ahead
     /// creating the next segment's files, a truncation removing some):
     /// appends and other rolls wait, so the log end stays put meanwhile.

@@ -60,9 +60,8 @@ impl PartitionLog {
         };
         let dir = self.dir.clone();
         let written = compio::runtime::spawn_blocking(move || {
-            let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-            std::fs::write(&tmp, high_watermark.to_string())?;
-            std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
+            let text = high_watermark.to_string();
+            crate::storage::space::replace_file(&dir.join(CHECKPOINT_FILE), text.as_bytes(), false)
         })
         .await
         .unwrap_or_else(|_| Err(io::Error::other("the replication-offset write panicked")));
@@ -117,6 +116,7 @@ impl PartitionLog {
         assert!(end <= offset, "truncation never keeps records past the cut");
         st.next_offset = end;
         st.log_end_offset = end;
+        st.producers.truncate_from(end);
         st.replicated_high_watermark = st.replicated_high_watermark.map(|c| c.min(end));
         st.epochs.truncate_from_end(end);
         if st.leader_epoch > st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH) {
@@ -200,7 +200,7 @@ impl PartitionLog {
                 }
                 if !writes.in_flight.load(Ordering::Acquire) {
                     if let Some(e) = writes.error.lock().expect("not poisoned").take() {
-                        return Err(io::Error::other(e));
+                        return Err(e);
                     }
                     writes.in_flight.store(true, Ordering::Release);
                     spawn_epoch_write(Arc::clone(writes), st.epochs.checkpoint());
@@ -268,6 +268,7 @@ impl PartitionLog {
     pub async fn append_replicated(&self, mut batches: BytesMut, now_ms: i64) -> Result<i64, BatchError> {
         self.assert_owner();
         let turn = self.wait_for_turn().await;
+        self.ready_to_append().await?;
         self.wait_for_inflight_below(INFLIGHT_APPENDS_MAX).await;
         let first_bytes = BatchHeader::parse(&batches).map_or(0, |h| h.total_bytes().min(batches.len()));
         let when = RollWhen::Append {
@@ -324,10 +325,14 @@ impl PartitionLog {
             (refused, st.next_offset)
         };
         drop(turn);
+        let mut failed = None;
         for write in writes {
-            self.write_reserved_run(write, now_ms).await?;
+            match failed {
+                None => failed = self.write_reserved_run(write, now_ms).await.err(),
+                Some(_) => self.abandon(write, now_ms),
+            }
         }
-        match refused {
+        match failed.or(refused) {
             Some(e) => Err(e),
             None => Ok(end),
         }
@@ -369,8 +374,8 @@ fn spawn_epoch_write(writes: Arc<EpochWrites>, checkpoint: crate::storage::epoch
             Ok(Ok(())) => {
                 writes.durable_version.fetch_max(version, Ordering::AcqRel);
             }
-            Ok(Err(e)) => *writes.error.lock().expect("not poisoned") = Some(e.to_string()),
-            Err(_) => *writes.error.lock().expect("not poisoned") = Some("the write panicked".into()),
+            Ok(Err(e)) => *writes.error.lock().expect("not poisoned") = Some(e),
+            Err(_) => *writes.error.lock().expect("not poisoned") = Some(io::Error::other("the write panicked")),
         }
         writes.in_flight.store(false, Ordering::Release);
         writes.done.notify(usize::MAX);
