@@ -2,7 +2,9 @@
 //! `serve` on free loopback ports with fresh data dirs (one node, or a cluster
 //! with `--brokers 3`), stopped and removed after (kept, with its logs, when
 //! the caller names the directory). A node can be killed, restarted on the
-//! same ports and data, paused and resumed. CPU time and RSS are read from
+//! same ports and data, paused and resumed, stopped gracefully; with a disk
+//! of its own (`Sandbox::disk_mb`, a loop-mounted ext4 file), its data dir
+//! can be filled up and freed again. CPU time and RSS are read from
 //! /proc (`Processes`), as for a broker the bench did not start (`--peer-pid`).
 
 use std::net::TcpStream;
@@ -38,7 +40,25 @@ pub struct LocalBroker {
     /// Removed on drop unless the caller chose where it lives.
     remove_dir: bool,
     pub bootstrap: String,
+    /// Unmounted when the broker drops, after its process is gone.
+    disk: Option<Disk>,
 }
+
+/// What a local cluster's nodes run inside, beyond plain loopback processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sandbox {
+    /// Each node in a network namespace of its own (root only), so that
+    /// `Namespaces::cut` can part them.
+    pub namespaces: bool,
+    /// Each node's data dir on an ext4 filesystem of this many MiB of its
+    /// own, loop-mounted (root only), so that it can be filled.
+    pub disk_mb: Option<u64>,
+}
+
+/// Stopping gracefully waits this long before it kills.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The file that fills a node's disk.
+const BALLAST_FILE: &str = "chaos-ballast";
 
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -55,14 +75,13 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn start(count: usize) -> anyhow::Result<Self> {
-        Self::start_in(count, None, &[], false)
+        Self::start_in(count, None, &[], Sandbox::default())
     }
 
     /// As `start`, with node `i`'s data and log under `dir/node{i}` (kept
-    /// after) when `dir` is given, and `extra_args` for every node's `serve`.
-    /// With `namespaces` (root only), each node of a cluster runs in a
-    /// network namespace of its own, so that `Namespaces::cut` can part them.
-    pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String], namespaces: bool) -> anyhow::Result<Self> {
+    /// after) when `dir` is given, `extra_args` for every node's `serve`,
+    /// and the nodes in `sandbox` (namespaces apply to a cluster only).
+    pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String], sandbox: Sandbox) -> anyhow::Result<Self> {
         let node_dir = |id: usize| -> anyhow::Result<(PathBuf, bool)> {
             Ok(match dir {
                 Some(dir) => (dir.join(format!("node{id}")), false),
@@ -76,11 +95,17 @@ impl LocalCluster {
             let (dir, remove_dir) = node_dir(1)?;
             let place = Place::loopback();
             return Ok(Self {
-                brokers: vec![LocalBroker::start(dir, remove_dir, place, extra_args.to_vec())?],
+                brokers: vec![LocalBroker::start(
+                    dir,
+                    remove_dir,
+                    place,
+                    extra_args.to_vec(),
+                    sandbox.disk_mb,
+                )?],
                 namespaces: None,
             });
         }
-        let namespaces = namespaces.then(|| Namespaces::create(count)).transpose()?;
+        let namespaces = sandbox.namespaces.then(|| Namespaces::create(count)).transpose()?;
         let place = |id: usize| match &namespaces {
             Some(n) => Place {
                 host: n.ip(id),
@@ -111,7 +136,7 @@ impl LocalCluster {
                 .to_vec();
                 args.extend_from_slice(extra_args);
                 let (dir, remove_dir) = node_dir(i + 1)?;
-                LocalBroker::start(dir, remove_dir, place(i + 1), args)
+                LocalBroker::start(dir, remove_dir, place(i + 1), args, sandbox.disk_mb)
             })
             .collect::<anyhow::Result<_>>()?;
         let cluster = Self { brokers, namespaces };
@@ -190,9 +215,16 @@ impl Processes {
 }
 
 impl LocalBroker {
-    fn start(dir: PathBuf, remove_dir: bool, place: Place, args: Vec<String>) -> anyhow::Result<Self> {
+    fn start(
+        dir: PathBuf,
+        remove_dir: bool,
+        place: Place,
+        args: Vec<String>,
+        disk_mb: Option<u64>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let bootstrap = format!("{}:{}", place.host, free_port()?);
+        let disk = disk_mb.map(|mb| Disk::create(&dir, mb)).transpose()?;
         let mut broker = Self {
             child: None,
             netns: place.netns,
@@ -200,6 +232,7 @@ impl LocalBroker {
             args,
             remove_dir,
             bootstrap,
+            disk,
         };
         broker.spawn()?;
         Ok(broker)
@@ -230,7 +263,7 @@ impl LocalBroker {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(self.dir.join("data"))
+            .arg(self.data_dir())
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -252,6 +285,47 @@ impl LocalBroker {
         self.dir.join("broker.log")
     }
 
+    /// On the node's own disk when it has one: below its mount point, as
+    /// ext4's `lost+found` is no partition directory.
+    pub fn data_dir(&self) -> PathBuf {
+        match &self.disk {
+            Some(disk) => disk.mount.join("data"),
+            None => self.dir.join("data"),
+        }
+    }
+
+    /// Fills the node's own disk with a ballast file until no block is left.
+    /// Returns the bytes written.
+    pub fn fill_disk(&self) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let disk = self
+            .disk
+            .as_ref()
+            .context("filling a disk needs --disk (Sandbox::disk_mb)")?;
+        let mut file = std::fs::File::create(disk.mount.join(BALLAST_FILE))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        // Bounded by the disk's size: every round writes a chunk or ends.
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Dirty pages hold no blocks yet: fsync makes the disk full now.
+        let _ = file.sync_all();
+        Ok(written)
+    }
+
+    /// Removes what `fill_disk` wrote.
+    pub fn free_disk(&self) -> anyhow::Result<()> {
+        let disk = self.disk.as_ref().context("freeing a disk needs --disk")?;
+        std::fs::remove_file(disk.mount.join(BALLAST_FILE))?;
+        Ok(())
+    }
+
     /// The running process, if any.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -268,6 +342,25 @@ impl LocalBroker {
     /// Starts the node again on the same ports and data dir.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn()
+    }
+
+    /// SIGTERM, a clean shutdown, and reaps the process; killed after STOP_TIMEOUT.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        // Bounded by STOP_TIMEOUT.
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.wait();
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the running process.
@@ -294,6 +387,50 @@ impl Drop for LocalBroker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A node's own ext4 filesystem: an image file under its directory, mounted
+/// through a loop device at `mount`.
+struct Disk {
+    mount: PathBuf,
+}
+
+impl Disk {
+    fn create(dir: &Path, mb: u64) -> anyhow::Result<Self> {
+        let image = dir.join("disk.img");
+        let mount = dir.join("disk");
+        std::fs::create_dir_all(&mount)?;
+        // Sparse: only what the node writes takes room on the host.
+        std::fs::File::create(&image)?.set_len(mb << 20)?;
+        run("mkfs.ext4", &["-q", "-F", "-m", "0", &image.display().to_string()])?;
+        run(
+            "mount",
+            &["-o", "loop", &image.display().to_string(), &mount.display().to_string()],
+        )
+        .context("mounting a node's disk needs root")?;
+        Ok(Self { mount })
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", &self.mount.display().to_string()]);
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// A bridge in the caller's namespace and, per node, a network namespace

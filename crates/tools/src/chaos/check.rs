@@ -30,6 +30,8 @@ pub struct Verdict {
     pub skipped_reads: u64,
     pub recovery: Vec<Recovery>,
     pub recovery_bound_ms: u64,
+    /// How long the workload ran: acknowledged / duration is the throughput.
+    pub duration_ms: u64,
     pub examples: Vec<String>,
 }
 
@@ -69,6 +71,7 @@ impl Verdict {
 pub fn check(history: &History, recovery_bound_ms: u64) -> Verdict {
     let mut verdict = Verdict {
         recovery_bound_ms,
+        duration_ms: history.duration_ms,
         ..Verdict::default()
     };
     let stored = stored_at(history);
@@ -227,7 +230,12 @@ fn recoveries(history: &History) -> Vec<Recovery> {
             let (partition, recovery_ms) = acks
                 .iter()
                 .enumerate()
-                .map(|(p, times)| (p as i32, outage(times, fault.start_ms, window_end_ms)))
+                .map(|(p, times)| {
+                    (
+                        p as i32,
+                        outage(times, fault.kind.recovery_from_ms(fault), window_end_ms),
+                    )
+                })
                 .max_by_key(|(_, gap)| *gap)
                 .unwrap_or((-1, 0));
             Recovery {
@@ -415,6 +423,32 @@ mod tests {
             outage(&[0, 21, 22, 40, 41, 49, 51], 20, 50),
             18,
             "the gap 22 → 40 begins in the window"
+        );
+    }
+
+    #[test]
+    fn a_full_disks_recovery_counts_from_when_space_is_back() {
+        let mut h = history(
+            vec![acked(0, 0, 0, 0, 10), acked(0, 1, 0, 1, 58), acked(0, 2, 0, 2, 95)],
+            Vec::new(),
+            vec![log(&[(0, "0:0"), (1, "0:1"), (2, "0:2")])],
+        );
+        h.faults = vec![Fault {
+            kind: FaultKind::FullDisk,
+            node: 1,
+            start_ms: 20,
+            end_ms: 50,
+        }];
+        let v = check(&h, 60);
+        assert_eq!(
+            v.recovery[0].recovery_ms, 37,
+            "freed at 50; the longest gap after, 58 → 95"
+        );
+        h.faults[0].kind = FaultKind::Kill;
+        assert_eq!(
+            check(&h, 60).recovery[0].recovery_ms,
+            38,
+            "a kill counts from its start at 20"
         );
     }
 }

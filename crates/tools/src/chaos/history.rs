@@ -54,10 +54,21 @@ pub enum FaultKind {
     Isolate,
     /// Two nodes cut off from each other; `node`, the third, sees both.
     Bridge,
+    /// Every node in turn, from `node` on, stopped cleanly (SIGTERM) and started again.
+    Restart,
+    /// `node`'s disk filled up until no block is left, then freed.
+    FullDisk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Isolate, FaultKind::Bridge];
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Isolate,
+        FaultKind::Bridge,
+        FaultKind::Restart,
+        FaultKind::FullDisk,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -65,12 +76,29 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Isolate => "isolate",
             FaultKind::Bridge => "bridge",
+            FaultKind::Restart => "restart",
+            FaultKind::FullDisk => "disk",
         }
     }
 
     /// Whether it needs each node in a network namespace of its own.
     pub fn parts_the_network(self) -> bool {
         matches!(self, FaultKind::Isolate | FaultKind::Bridge)
+    }
+
+    /// Whether it needs each node's data dir on a disk of its own.
+    pub fn fills_a_disk(self) -> bool {
+        self == FaultKind::FullDisk
+    }
+
+    /// When recovery is counted from: the fault's start, except for a full
+    /// disk, whose partitions refuse writes (KAFKA_STORAGE_ERROR) for as long
+    /// as it lasts, by design; its recovery counts from when space is back.
+    pub fn recovery_from_ms(self, fault: &Fault) -> u64 {
+        match self {
+            FaultKind::FullDisk => fault.end_ms,
+            _ => fault.start_ms,
+        }
     }
 }
 

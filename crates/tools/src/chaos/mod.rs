@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 use self::history::{FaultKind, History};
 use self::nemesis::{Nemesis, Rng, Timing};
-use crate::local::LocalCluster;
+use crate::local::{LocalCluster, Sandbox};
 
 const TOPIC: &str = "chaos";
 /// Kafka's default `broker.session.timeout.ms`, which the brokers keep.
@@ -40,11 +40,17 @@ pub struct ChaosArgs {
     /// How long the workload and the faults run, in seconds.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// The faults to draw from, comma-separated: kill, pause, isolate, bridge, or
-    /// partition (isolate and bridge). A name given twice is drawn twice as often.
-    /// isolate and bridge put each node in a network namespace of its own (root only).
+    /// The faults to draw from, comma-separated: kill, pause, isolate, bridge,
+    /// partition (isolate and bridge), restart (a rolling restart), disk (a
+    /// full disk), or none (a fault-free run to compare throughput with). A
+    /// name given twice is drawn twice as often. isolate and bridge put each
+    /// node in a network namespace of its own, disk each data dir on a
+    /// loop-mounted filesystem of its own (root only).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     pub faults: Vec<String>,
+    /// With `disk`: the size of each node's own filesystem, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub disk_mb: u64,
     /// Seeds the schedule (which fault, on whom, for how long); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -88,7 +94,10 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         args.faults.join(","),
         out.display()
     );
-    let namespaces = kinds.iter().any(|k| k.parts_the_network());
+    let sandbox = Sandbox {
+        namespaces: kinds.iter().any(|k| k.parts_the_network()),
+        disk_mb: kinds.iter().any(|k| k.fills_a_disk()).then_some(args.disk_mb),
+    };
     let config = out.join("broker.toml");
     std::fs::write(
         &config,
@@ -98,7 +107,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         ),
     )?;
     let serve_args = ["--config".to_string(), config.display().to_string()];
-    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &serve_args, namespaces)?;
+    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &serve_args, sandbox)?;
     create_topic(&cluster, args.partitions)?;
     let spec = Arc::new(workload::Spec {
         bootstrap: cluster.bootstrap(),
@@ -121,6 +130,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             kill_down_ms: (1_000, 5_000),
             pause_ms: (2_000, 12_000),
             partition_ms: (5_000, 15_000),
+            full_disk_ms: (3_000, 10_000),
+            restart_gap_ms: 3_000,
         },
         rng: Rng::new(seed),
     };
@@ -159,17 +170,20 @@ fn ms_left(start: Instant, duration_s: u64) -> u64 {
 
 fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
     let mut kinds = Vec::new();
+    if names == ["none"] {
+        return Ok(kinds);
+    }
     for name in names {
         match name.as_str() {
             "partition" => kinds.extend([FaultKind::Isolate, FaultKind::Bridge]),
             name => match FaultKind::ALL.iter().find(|k| k.name() == name) {
                 Some(kind) => kinds.push(*kind),
-                None => bail!("unknown fault '{name}' (kill, pause, isolate, bridge, partition)"),
+                None => bail!("unknown fault '{name}' (kill, pause, isolate, bridge, partition, restart, disk, none)"),
             },
         }
     }
     if kinds.is_empty() {
-        bail!("--faults names no fault");
+        bail!("--faults names no fault (none runs without any)");
     }
     Ok(kinds)
 }
@@ -204,8 +218,11 @@ fn create_topic(cluster: &LocalCluster, partitions: i32) -> anyhow::Result<()> {
 
 fn print_verdict(verdict: &check::Verdict, seed: u64) {
     println!(
-        "sends {}, acknowledged {}, failed {}",
-        verdict.sends, verdict.acknowledged, verdict.failed_sends
+        "sends {}, acknowledged {} ({:.0}/s), failed {}",
+        verdict.sends,
+        verdict.acknowledged,
+        verdict.acknowledged as f64 * 1000.0 / verdict.duration_ms.max(1) as f64,
+        verdict.failed_sends
     );
     println!(
         "lost {}, moved {}, duplicated {}, reordered {}, holes {}, vanished reads {}, skipped reads {}",

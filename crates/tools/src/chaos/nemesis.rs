@@ -1,8 +1,9 @@
 //! The faults, on a schedule drawn from `--seed`: a quiet spell, then one
 //! fault on the leader of a random partition (SIGKILL and restart, SIGSTOP
-//! and SIGCONT, cut off from the other nodes) or on the quorum's leader (cut
-//! off), or a bridge (the other two nodes cut from each other), healed
-//! before the next. One fault at a time, so each recovery is measured on its own.
+//! and SIGCONT, cut off from the other nodes, its disk filled) or on the
+//! quorum's leader (cut off), a bridge (the other two nodes cut from each
+//! other), or a rolling restart of every node, healed before the next. One
+//! fault at a time, so each recovery is measured on its own.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub struct Timing {
     pub kill_down_ms: (u64, u64),
     pub pause_ms: (u64, u64),
     pub partition_ms: (u64, u64),
+    pub full_disk_ms: (u64, u64),
+    /// In a rolling restart, how long each node gets to rejoin before the next stops.
+    pub restart_gap_ms: u64,
 }
 
 pub struct Nemesis<'a> {
@@ -57,6 +61,9 @@ impl Nemesis<'_> {
     /// healed before this returns.
     pub fn run(&mut self, start: Instant, duration: Duration) -> anyhow::Result<Vec<Fault>> {
         let mut faults = Vec::new();
+        if self.kinds.is_empty() {
+            return Ok(faults); // --faults none: a fault-free run
+        }
         let end_ms = duration.as_millis() as u64;
         // Bounded by --duration: each round sleeps at least its quiet spell.
         loop {
@@ -68,6 +75,8 @@ impl Nemesis<'_> {
                 FaultKind::Isolate | FaultKind::Bridge => {
                     self.rng.range(self.timing.partition_ms.0, self.timing.partition_ms.1)
                 }
+                FaultKind::FullDisk => self.rng.range(self.timing.full_disk_ms.0, self.timing.full_disk_ms.1),
+                FaultKind::Restart => self.timing.restart_gap_ms * self.cluster.brokers.len() as u64,
             };
             let partition = self.rng.range(0, self.partitions as u64 - 1) as i32;
             // Every other isolation is of the quorum's leader rather than a partition's.
@@ -100,6 +109,9 @@ impl Nemesis<'_> {
 
     fn inflict(&mut self, kind: FaultKind, node: i32, hold_ms: u64, start: Instant) -> anyhow::Result<Fault> {
         let id = node as usize;
+        if kind == FaultKind::Restart {
+            return self.roll(id, hold_ms, start);
+        }
         let others: Vec<usize> = (1..=self.cluster.brokers.len()).filter(|&n| n != id).collect();
         let namespaces = self.cluster.namespaces.as_ref();
         let broker = &mut self.cluster.brokers[id - 1];
@@ -127,10 +139,36 @@ impl Nemesis<'_> {
                 std::thread::sleep(Duration::from_millis(hold_ms));
                 broker.signal(libc::SIGCONT);
             }
+            FaultKind::FullDisk => {
+                broker.fill_disk()?;
+                std::thread::sleep(Duration::from_millis(hold_ms));
+                broker.free_disk()?;
+            }
+            FaultKind::Restart => unreachable!("a rolling restart is not one node's fault"),
         }
         Ok(Fault {
             kind,
             node,
+            start_ms,
+            end_ms: ms_since(start),
+        })
+    }
+
+    /// A rolling restart from node `first` on: each node stopped cleanly,
+    /// started again, and given its share of `hold_ms` to rejoin.
+    fn roll(&mut self, first: usize, hold_ms: u64, start: Instant) -> anyhow::Result<Fault> {
+        let start_ms = ms_since(start);
+        let count = self.cluster.brokers.len();
+        let gap = Duration::from_millis(hold_ms / count as u64);
+        for k in 0..count {
+            let broker = &mut self.cluster.brokers[(first - 1 + k) % count];
+            broker.stop();
+            broker.restart()?;
+            std::thread::sleep(gap);
+        }
+        Ok(Fault {
+            kind: FaultKind::Restart,
+            node: first as i32,
             start_ms,
             end_ms: ms_since(start),
         })
