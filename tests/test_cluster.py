@@ -147,11 +147,14 @@ def test_topics_are_placed_across_the_cluster_and_clients_follow_the_leaders(mak
     assert got == {f"v{i}".encode() for i in range(600)}
 
     # A restarted node replays the topic from the quorum and serves its partitions again.
+    led_here = {p for p, (leader, _) in first.items() if leader == nodes[0].node_id}
     nodes[0].stop()
     # A clean stop writes every high watermark out, so a leader that comes back
     # serves its committed records at once instead of waiting for its followers.
+    # A follower's is the last its leader told it, which may trail by a fetch.
     for p in range(6):
-        assert (nodes[0].data_dir / f"orders-{p}" / "replication-offset").read_text() == "100", p
+        hw = int((nodes[0].data_dir / f"orders-{p}" / "replication-offset").read_text())
+        assert hw == 100 if p in led_here else 0 <= hw <= 100, (p, hw, led_here)
     nodes[0].start()
     counted = subprocess.run(["kcat", "-C", "-b", nodes[0].bootstrap, "-t", "orders", "-e", "-q"],
                              capture_output=True, text=True, timeout=60)

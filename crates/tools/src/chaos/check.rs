@@ -32,6 +32,7 @@ pub struct Verdict {
     pub recovery_bound_ms: u64,
     /// How long the workload ran: acknowledged / duration is the throughput.
     pub duration_ms: u64,
+    pub group: super::group::GroupVerdict,
     pub examples: Vec<String>,
 }
 
@@ -55,6 +56,7 @@ impl Verdict {
             + self.vanished_reads
             + self.skipped_reads
             == 0
+            && self.group.safe()
     }
 
     pub fn live(&self) -> bool {
@@ -79,6 +81,11 @@ pub fn check(history: &History, recovery_bound_ms: u64) -> Verdict {
     check_logs(history, &stored, &mut verdict);
     check_reads(history, &mut verdict);
     verdict.recovery = recoveries(history);
+    let mut examples = Vec::new();
+    verdict.group = super::group::check_group(&history.group, &history.logs, &mut examples);
+    for example in examples {
+        verdict.example(example);
+    }
     verdict
 }
 
@@ -298,6 +305,7 @@ mod tests {
         History {
             sends,
             reads,
+            group: Default::default(),
             faults: Vec::new(),
             logs,
             duration_ms: 100,

@@ -118,6 +118,7 @@ pub type Log = Vec<(i64, Vec<u8>)>;
 pub struct History {
     pub sends: Vec<Send>,
     pub reads: Vec<Read>,
+    pub group: super::group::GroupHistory,
     pub faults: Vec<Fault>,
     /// Indexed by partition.
     pub logs: Vec<Log>,
@@ -135,6 +136,19 @@ impl History {
         }
         for read in &self.reads {
             writeln!(out, "{}", serde_json::json!({"read": read}))?;
+        }
+        for read in &self.group.reads {
+            writeln!(out, "{}", serde_json::json!({"group_read": read}))?;
+        }
+        for commit in &self.group.commits {
+            writeln!(out, "{}", serde_json::json!({"group_commit": commit}))?;
+        }
+        for (partition, offset) in &self.group.final_committed {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"group_final": {"partition": partition, "offset": offset}})
+            )?;
         }
         for (partition, log) in self.logs.iter().enumerate() {
             for (offset, value) in log {

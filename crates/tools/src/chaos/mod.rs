@@ -6,6 +6,7 @@
 //! fault kept a partition from accepting writes.
 
 pub mod check;
+pub mod group;
 pub mod history;
 pub mod nemesis;
 pub mod workload;
@@ -68,6 +69,10 @@ pub struct ChaosArgs {
     /// The producers' `message.timeout.ms`: a send unanswered this long fails.
     #[arg(long, default_value_t = 60_000)]
     pub message_timeout_ms: u64,
+    /// Members of a consumer group that reads the topic, commits, and
+    /// rejoins now and then (0: no group).
+    #[arg(long, default_value_t = 2)]
+    pub group_members: u32,
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -116,10 +121,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         producers: args.producers,
         rate: args.rate,
         message_timeout_ms: args.message_timeout_ms,
+        group_members: args.group_members,
     });
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let running = workload::spawn(Arc::clone(&spec), start, Arc::clone(&stop));
+    let members = group::spawn(&spec, start, &stop);
     let mut nemesis = Nemesis {
         cluster: &mut cluster,
         topic: TOPIC,
@@ -143,11 +150,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let duration_ms = workload::ms_since(start);
     let (sends, reads) = running.join()?;
+    let group = group::join(&spec, members)?;
     let faults = faults?;
     let logs = workload::read_all(&spec)?;
     let history = History {
         sends,
         reads,
+        group,
         faults,
         logs,
         duration_ms,
@@ -252,6 +261,13 @@ fn print_verdict(verdict: &check::Verdict, seed: u64) {
             times[times.len() / 2],
             times[times.len() - 1],
             verdict.recovery_bound_ms
+        );
+    }
+    if verdict.group.members > 0 {
+        let g = &verdict.group;
+        println!(
+            "group of {}: {} reads, {} commits; commits backwards {}, final mismatches {}, skipped {}",
+            g.members, g.reads, g.commits, g.commits_backwards, g.final_mismatches, g.skipped
         );
     }
     for example in &verdict.examples {

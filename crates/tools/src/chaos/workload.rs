@@ -30,6 +30,8 @@ pub struct Spec {
     pub rate: u32,
     /// librdkafka's `message.timeout.ms` (Kafka's `delivery.timeout.ms`).
     pub message_timeout_ms: u64,
+    /// Members of the consumer group (`chaos::group`); 0 runs none.
+    pub group_members: u32,
 }
 
 struct Recorder {
