@@ -139,7 +139,11 @@ fn run_member(spec: &Spec, member: u32, start: Instant, stop: &AtomicBool) -> an
 }
 
 /// Runs the members on threads of their own until `stop`.
-pub fn spawn(spec: &Arc<Spec>, start: Instant, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<anyhow::Result<GroupHistory>>> {
+pub fn spawn(
+    spec: &Arc<Spec>,
+    start: Instant,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<anyhow::Result<GroupHistory>>> {
     (0..spec.group_members)
         .map(|member| {
             let (spec, stop) = (Arc::clone(spec), Arc::clone(stop));
@@ -158,7 +162,9 @@ pub fn join(
         ..GroupHistory::default()
     };
     for member in members {
-        let h = member.join().map_err(|_| anyhow::anyhow!("a group member panicked"))??;
+        let h = member
+            .join()
+            .map_err(|_| anyhow::anyhow!("a group member panicked"))??;
         history.reads.extend(h.reads);
         history.commits.extend(h.commits);
     }
@@ -247,7 +253,9 @@ pub fn check_group(history: &GroupHistory, logs: &[Log], examples: &mut Vec<Stri
         read.entry(r.partition).or_default().insert(r.offset);
     }
     for (partition, committed) in &history.final_committed {
-        let Some(log) = logs.get(*partition as usize) else { continue };
+        let Some(log) = logs.get(*partition as usize) else {
+            continue;
+        };
         let seen = read.get(partition);
         for (offset, _) in log.iter().take_while(|(o, _)| o < committed) {
             if !seen.is_some_and(|s| s.contains(offset)) {
