@@ -1,10 +1,12 @@
 """`sluice chaos`: the short campaign CI runs (the README gives the long one). A local
 three-node cluster of the real binary, each node in a network namespace of its own,
-idempotent acks=all librdkafka producers and a live reader; leaders killed, paused and cut
-off, and bridges, on a seeded schedule; then the checkers."""
+idempotent acks=all librdkafka producers, a live reader and a consumer group; leaders killed,
+paused and cut off, bridges, rolling restarts and full disks, on a seeded schedule; then the
+checkers."""
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -26,26 +28,53 @@ def test_a_short_campaign_loses_nothing_and_every_fault_recovers_in_bound(tmp_pa
     report = run.stdout + run.stderr[-4000:]
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["acknowledged"] == verdict["sends"] > 100_000, report
-    for anomaly in ("failed_sends", "lost", "moved", "duplicated", "reordered", "holes", "vanished_reads",
-                    "skipped_reads"):
-        assert verdict[anomaly] == 0, (anomaly, report)
+    assert_no_anomaly(verdict, report)
     recoveries = verdict["recovery"]
     assert {r["kind"] for r in recoveries} == {"kill", "pause", "isolate", "bridge"} and len(recoveries) >= 8, report
     bound_ms = verdict["recovery_bound_ms"]
-    assert all(r["recovery_ms"] <= bound_ms for r in recoveries if r["kind"] != "isolate"), report
-    # Known gap (#15): the clients of an isolated leader keep sending to it (it still
-    # names itself leader) until the partition heals, so its recovery is the isolation's
-    # length, up to 15 s, not the bound. Checked against that instead, until fixed.
-    faults = {f["start_ms"]: f for f in (json.loads(line)["fault"] for line in (out / "history.jsonl").open()
-                                         if line.startswith('{"fault"'))}
-    for r in recoveries:
-        held_ms = faults[r["start_ms"]]["end_ms"] - r["start_ms"]
-        assert r["recovery_ms"] <= max(bound_ms, held_ms + 5_000), (r, report)
-    within = all(r["recovery_ms"] <= bound_ms for r in recoveries)
-    assert run.returncode == (0 if within else 1), report
-    assert ("verdict: PASS" if within else "verdict: FAIL (not live)") in run.stdout, report
+    # An isolated leader too: once it has not heard the quorum for a session timeout it
+    # answers its clients NOT_LEADER_OR_FOLLOWER and names no leader, so they find the new one.
+    assert all(r["recovery_ms"] <= bound_ms for r in recoveries), report
+    assert run.returncode == 0 and "verdict: PASS" in run.stdout, report
     # The history is saved for a later look: every send, read, fault and final record.
     kinds_saved = {next(iter(json.loads(line))) for line in (out / "history.jsonl").open()}
-    assert kinds_saved == {"fault", "send", "read", "final"}
+    assert kinds_saved == {"fault", "send", "read", "final", "group_read", "group_commit", "group_final"}
     for node in (1, 2, 3):
         assert "panicked" not in (out / f"node{node}" / "broker.log").read_text()
+
+
+def assert_no_anomaly(verdict, report):
+    for anomaly in ("failed_sends", "lost", "moved", "duplicated", "reordered", "holes", "vanished_reads",
+                    "skipped_reads"):
+        assert verdict[anomaly] == 0, (anomaly, report)
+    group = verdict["group"]
+    assert group["members"] == 2 and group["commits"] > 100, report
+    for anomaly in ("commits_backwards", "final_mismatches", "skipped"):
+        assert group[anomaly] == 0, (anomaly, report)
+
+
+# This seed's first 60 s hold both a rolling restart and a full disk.
+DISK_SEED = 11
+DISK_DURATION_S = 60
+
+
+@sluice_only("fault campaign, which starts its own cluster")
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mkfs.ext4") is None,
+                    reason="each node's own disk is a loop-mounted ext4 filesystem (root, mkfs.ext4)")
+def test_a_rolling_restart_and_a_full_disk_lose_nothing_and_recover_in_bound(tmp_path):
+    out = tmp_path / "chaos"
+    run = subprocess.run([SLUICE_BIN, "chaos", "--duration", str(DISK_DURATION_S), "--faults", "restart,disk",
+                          "--disk-mb", "256", "--seed", str(DISK_SEED), "--out", str(out)],
+                         capture_output=True, text=True, timeout=DISK_DURATION_S + 300)
+    report = run.stdout + run.stderr[-4000:]
+    assert run.returncode == 0 and "verdict: PASS" in run.stdout, report
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["acknowledged"] == verdict["sends"] > 40_000, report
+    assert_no_anomaly(verdict, report)
+    recoveries = verdict["recovery"]
+    assert {r["kind"] for r in recoveries} == {"restart", "disk"}, report
+    assert all(r["recovery_ms"] <= verdict["recovery_bound_ms"] for r in recoveries), report
+    logs = "".join((out / f"node{node}" / "broker.log").read_text() for node in (1, 2, 3))
+    assert "panicked" not in logs
+    # The full disk was felt (a write failed for want of space) and repaired in place.
+    assert "failed for want of space" in logs, report

@@ -298,6 +298,7 @@ impl LocalBroker {
     /// Returns the bytes written.
     pub fn fill_disk(&self) -> anyhow::Result<u64> {
         use std::io::Write;
+        const ROUNDS_MAX: usize = 8;
         let disk = self
             .disk
             .as_ref()
@@ -305,17 +306,27 @@ impl LocalBroker {
         let mut file = std::fs::File::create(disk.mount.join(BALLAST_FILE))?;
         let chunk = vec![0u8; 1 << 20];
         let mut written = 0u64;
-        // Bounded by the disk's size: every round writes a chunk or ends.
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => return Err(e.into()),
+        // ext4 holds blocks back for the extents of dirty pages and gives them
+        // back at writeback: write, fsync, and write again until a round after
+        // an fsync finds no block at all.
+        for _ in 0..ROUNDS_MAX {
+            let mut round = 0u64;
+            let mut size = chunk.len();
+            // Bounded by the disk's size: every round writes, or halves the size down to one block.
+            while size >= 4096 {
+                match file.write(&chunk[..size]) {
+                    Ok(0) => break,
+                    Ok(n) => round += n as u64,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => size /= 2,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let _ = file.sync_all();
+            written += round;
+            if round == 0 {
+                break;
             }
         }
-        // Dirty pages hold no blocks yet: fsync makes the disk full now.
-        let _ = file.sync_all();
         Ok(written)
     }
 

@@ -27,6 +27,10 @@ struct Describe {
     broker_id: i32,
     version: i16,
     operations_asked: bool,
+    /// This broker has not heard the metadata quorum for a session timeout
+    /// (`quorum::in_contact`): it names no leader for the partitions it led,
+    /// so clients look for the new leader elsewhere.
+    cut_off: bool,
 }
 
 fn topic_entry(topic: &TopicMeta, how: Describe) -> MetadataResponseTopic {
@@ -34,7 +38,10 @@ fn topic_entry(topic: &TopicMeta, how: Describe) -> MetadataResponseTopic {
     let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let placement = topic.placement(p, broker_id);
+            let mut placement = topic.placement(p, broker_id);
+            if how.cut_off && placement.leader == broker_id {
+                placement.leader = -1;
+            }
             MetadataResponsePartition::default()
                 .with_error_code(if placement.leader < 0 {
                     ErrorCode::LeaderNotAvailable.code()
@@ -75,6 +82,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         broker_id: config.broker_id,
         version,
         operations_asked: version >= 8 && request.include_topic_authorized_operations,
+        cut_off: !crate::cluster::quorum::in_contact(config.broker_session_timeout_ms),
     };
     // v0 has no null array: there an empty one asks for every topic.
     let wanted = match request.topics {

@@ -57,6 +57,7 @@ pub enum FaultKind {
     /// Every node in turn, from `node` on, stopped cleanly (SIGTERM) and started again.
     Restart,
     /// `node`'s disk filled up until no block is left, then freed.
+    #[serde(rename = "disk")]
     FullDisk,
 }
 

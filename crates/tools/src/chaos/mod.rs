@@ -123,6 +123,11 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         message_timeout_ms: args.message_timeout_ms,
         group_members: args.group_members,
     });
+    // Ctrl-C (or SIGTERM) ends the campaign early but still heals, checks and cleans up.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted)).context("installing a signal handler")?;
+    }
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let running = workload::spawn(Arc::clone(&spec), start, Arc::clone(&stop));
@@ -141,10 +146,11 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             restart_gap_ms: 3_000,
         },
         rng: Rng::new(seed),
+        interrupted: &interrupted,
     };
     let faults = nemesis.run(start, Duration::from_secs(args.duration));
     // Bounded by the schedule: it stops short of --duration.
-    while ms_left(start, args.duration) > 0 {
+    while ms_left(start, args.duration) > 0 && !interrupted.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(ms_left(start, args.duration).min(200)));
     }
     stop.store(true, Ordering::Relaxed);

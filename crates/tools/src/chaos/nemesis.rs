@@ -5,6 +5,7 @@
 //! other), or a rolling restart of every node, healed before the next. One
 //! fault at a time, so each recovery is measured on its own.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -54,6 +55,9 @@ pub struct Nemesis<'a> {
     pub kinds: &'a [FaultKind],
     pub timing: Timing,
     pub rng: Rng,
+    /// Set by SIGINT or SIGTERM: the current fault is healed at once, and no
+    /// other follows.
+    pub interrupted: &'a AtomicBool,
 }
 
 impl Nemesis<'_> {
@@ -85,7 +89,10 @@ impl Nemesis<'_> {
             if ms_since(start) + quiet_ms + hold_ms + self.timing.quiet_ms.0 > end_ms {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(quiet_ms));
+            if self.interrupted.load(Ordering::Relaxed) {
+                break;
+            }
+            sleep_unless(self.interrupted, Duration::from_millis(quiet_ms));
             let Some((leader, controller)) = self.leaders(partition) else {
                 eprintln!("chaos: no leader known for partition {partition}; skipping a round");
                 continue;
@@ -120,28 +127,28 @@ impl Nemesis<'_> {
             FaultKind::Isolate => {
                 let namespaces = namespaces.context("isolating a node needs network namespaces")?;
                 namespaces.cut(id, &others)?;
-                std::thread::sleep(Duration::from_millis(hold_ms));
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 namespaces.heal(id)?;
             }
             FaultKind::Bridge => {
                 let namespaces = namespaces.context("a bridge needs network namespaces")?;
                 namespaces.cut(others[0], &others[1..])?;
-                std::thread::sleep(Duration::from_millis(hold_ms));
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 namespaces.heal(others[0])?;
             }
             FaultKind::Kill => {
                 broker.kill();
-                std::thread::sleep(Duration::from_millis(hold_ms));
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 broker.restart()?;
             }
             FaultKind::Pause => {
                 broker.signal(libc::SIGSTOP);
-                std::thread::sleep(Duration::from_millis(hold_ms));
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 broker.signal(libc::SIGCONT);
             }
             FaultKind::FullDisk => {
                 broker.fill_disk()?;
-                std::thread::sleep(Duration::from_millis(hold_ms));
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 broker.free_disk()?;
             }
             FaultKind::Restart => unreachable!("a rolling restart is not one node's fault"),
@@ -164,7 +171,7 @@ impl Nemesis<'_> {
             let broker = &mut self.cluster.brokers[(first - 1 + k) % count];
             broker.stop();
             broker.restart()?;
-            std::thread::sleep(gap);
+            sleep_unless(self.interrupted, gap);
         }
         Ok(Fault {
             kind: FaultKind::Restart,
@@ -190,6 +197,20 @@ impl Nemesis<'_> {
             let controller = metadata.controller_id.0;
             (known(leader) && known(controller)).then_some((leader, controller))
         })
+    }
+}
+
+/// Sleeps for `duration`, or until `interrupted`.
+fn sleep_unless(interrupted: &AtomicBool, duration: Duration) {
+    const SLICE: Duration = Duration::from_millis(100);
+    let until = Instant::now() + duration;
+    // Bounded by `duration`.
+    while !interrupted.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(SLICE));
     }
 }
 

@@ -27,6 +27,7 @@ mod transport;
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -40,6 +41,27 @@ pub use node::{Liveness, OnChange, Outcome, QuorumStatus};
 pub use crate::config::{ProcessRoles, QuorumConfig, parse_voters};
 
 static QUORUM: std::sync::OnceLock<Quorum> = std::sync::OnceLock::new();
+
+/// When this node last heard the quorum's leader (or, leading, ticked: raft's
+/// check_quorum steps a leader down once it no longer hears a majority), in
+/// `model::steady_ms`; `NOT_IN_A_QUORUM` on a single node.
+static LEADER_CONTACT_MS: AtomicI64 = AtomicI64::new(NOT_IN_A_QUORUM);
+const NOT_IN_A_QUORUM: i64 = i64::MIN;
+
+fn note_leader_contact() {
+    LEADER_CONTACT_MS.store(crate::model::steady_ms(), Ordering::Relaxed);
+}
+
+/// Whether this node's view of the cluster may still be acted on: it heard
+/// the quorum's leader within `session_timeout_ms`. A node cut off for longer
+/// has been fenced by the quorum and its leaderships moved on; answering as
+/// leader would only keep its clients sending to it, so it stops (Produce
+/// answers NOT_LEADER_OR_FOLLOWER, Metadata names no leader for what it led)
+/// until it hears the quorum again. Always true outside cluster mode.
+pub fn in_contact(session_timeout_ms: u64) -> bool {
+    let at = LEADER_CONTACT_MS.load(Ordering::Relaxed);
+    at == NOT_IN_A_QUORUM || crate::model::steady_ms() - at <= session_timeout_ms as i64
+}
 
 /// This node's quorum, in cluster mode; set once at start-up.
 pub fn get() -> Option<&'static Quorum> {

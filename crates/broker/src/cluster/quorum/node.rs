@@ -182,6 +182,7 @@ pub fn start(
     on_change: OnChange,
     liveness: Liveness,
 ) -> anyhow::Result<SyncSender<Input>> {
+    super::note_leader_contact();
     let (store, recovered) = LogStore::open(data_dir).context("opening the metadata log")?;
     let voter_ids: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
     let storage = MemStorage::new_with_conf_state(ConfState::from((voter_ids.clone(), vec![])));
@@ -253,6 +254,9 @@ impl Node {
                     next_tick = now;
                 }
                 self.raft.tick();
+                if self.raft.raft.state == StateRole::Leader {
+                    super::note_leader_contact();
+                }
                 next_tick += TICK;
                 self.expire_proposals();
                 self.watch_brokers();
@@ -267,9 +271,12 @@ impl Node {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Raft(message) => {
-                self.liveness.last_heard.insert(message.from, Instant::now());
+                let from = message.from;
+                self.liveness.last_heard.insert(from, Instant::now());
                 if let Err(e) = self.raft.step(message) {
                     warn!("dropping a Raft message: {e}");
+                } else if from == self.raft.raft.leader_id {
+                    super::note_leader_contact();
                 }
             }
             Input::Propose(record, reply) => self.propose(record, reply),

@@ -104,6 +104,7 @@ pub fn serve(stream: TcpStream, inbox: &SyncSender<Input>) {
 
 /// Starts the observer thread; returns its inbox (the same inputs a voter takes).
 pub fn start(node_id: i32, voters: &[(u64, SocketAddr)], on_change: OnChange) -> anyhow::Result<SyncSender<Input>> {
+    super::note_leader_contact();
     let (inbox, inputs) = sync_channel(INBOX_MAX);
     let mut observer = Observer {
         node_id,
@@ -227,6 +228,8 @@ impl Observer {
         // Talk to the leader: there the fetches count as heartbeats.
         if leader_id != 0 && self.connection.as_ref().is_some_and(|c| c.voter != leader_id) {
             self.connection = None;
+        } else if leader_id != 0 {
+            super::note_leader_contact();
         }
         Ok(())
     }

@@ -104,7 +104,16 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
     };
     let leading = leading_here(&tp).map_err(|code| not_leader(code, &tp))?;
     let epoch = leading.epoch;
-    let replicated = acks == -1 && shard.leaderships.borrow().contains_key(&tp);
+    let led_by_quorum = shard.leaderships.borrow().contains_key(&tp);
+    if led_by_quorum && !crate::cluster::quorum::in_contact(shard.config.broker_session_timeout_ms) {
+        // Fenced by now, its leadership moved: an acks=all write could never
+        // commit here, and an acks=1 one would be cut when it rejoins.
+        return Err(BatchError {
+            code: ErrorCode::NotLeaderOrFollower,
+            message: format!("{tp}: this broker has been cut off from the metadata quorum; its leadership has moved"),
+        });
+    }
+    let replicated = acks == -1 && led_by_quorum;
     if replicated {
         let isr = leading.isr_size as i32;
         let min_isr = log.min_insync_replicas();

@@ -24,8 +24,9 @@ pub async fn wait_until_committed(
     timeout: Duration,
 ) -> Result<(), (ErrorCode, String)> {
     let deadline = Instant::now() + timeout;
+    let session_timeout_ms = local().config.broker_session_timeout_ms;
     // Bounded by the deadline: each round ends in the high watermark moving,
-    // a leadership change (`wake_waiters`), or the timeout.
+    // a leadership change or a lost quorum (`wake_waiters`), or the timeout.
     loop {
         // A leader demoted meanwhile may have cut the batch off and refilled
         // its offsets from the new leader: the high watermark then covers
@@ -34,6 +35,14 @@ pub async fn wait_until_committed(
             return Err((
                 ErrorCode::NotLeaderOrFollower,
                 format!("leadership of {tp} moved before the batch was committed"),
+            ));
+        }
+        // Cut off from the quorum: fenced by now, so the batch can only be
+        // committed by a leader elsewhere; the client's retry finds it.
+        if !crate::cluster::quorum::in_contact(session_timeout_ms) {
+            return Err((
+                ErrorCode::NotLeaderOrFollower,
+                format!("this broker is cut off from the metadata quorum; leadership of {tp} has moved"),
             ));
         }
         let Some(listener) = log.data_listener(end - 1, Reader::Consumer) else {

@@ -437,6 +437,15 @@ impl ShardState {
         if self.open_failed.replace(false) {
             self.apply_metadata(self.metadata()).await;
         }
+        if !super::quorum::in_contact(self.config.broker_session_timeout_ms) {
+            // Answers the acks=all writes waiting here: they cannot commit.
+            let led: Vec<TopicPartition> = self.leaderships.borrow().keys().cloned().collect();
+            for tp in led {
+                if let Some(log) = self.log(&tp) {
+                    log.wake_waiters();
+                }
+            }
+        }
         for log in self.owned_logs() {
             if let Err(e) = log.flush_if_due(now).await {
                 warn!(partition = %log.topic_partition(), "flush failed: {e}");

@@ -67,7 +67,7 @@ impl PartitionLog {
         // leader registered it before appending.
         st.epochs.truncate_from_end(end + 1);
         st.failed = false;
-        info!(partition = %self.tp, end, "cut the failed writes off after a full disk; appends resume");
+        info!(partition = %self.tp, end, "cut off the writes that failed for want of space; appending again");
         Ok(dropped)
     }
 }
