@@ -27,6 +27,11 @@ pub const TICK: Duration = Duration::from_millis(100);
 const ELECTION_TICKS: usize = 10;
 /// A tick this late means the thread did not run (the process was paused).
 const STALL_TICKS: u32 = 5;
+/// How long a write of Raft state waits for space on a full disk (the space
+/// reserve spent too) before the node gives up: Raft cannot go on without
+/// its log durable.
+const DISK_FULL_WAIT_MAX: Duration = Duration::from_secs(600);
+const DISK_FULL_RETRY: Duration = Duration::from_millis(100);
 const HEARTBEAT_TICKS: usize = 2;
 /// Inputs waiting for the controller thread; peers' messages beyond this are dropped.
 const INBOX_MAX: usize = 16_384;
@@ -228,6 +233,28 @@ pub fn start(
         .spawn(move || node.run(inputs))
         .context("starting the controller thread")?;
     Ok(inbox)
+}
+
+/// Runs a write of Raft state, retrying while the disk is full: the
+/// controller thread stalls meanwhile, neither voting nor acknowledging,
+/// which is safe (the stall detector resets liveness after), where failing
+/// would take the whole broker down with its quorum seat.
+fn persist(mut write: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let deadline = Instant::now() + DISK_FULL_WAIT_MAX;
+    let mut warned = false;
+    // Bounded by DISK_FULL_WAIT_MAX.
+    loop {
+        match write() {
+            Err(e) if crate::storage::space::is_full(&e) && Instant::now() < deadline => {
+                if !warned {
+                    warn!("the disk is full: the metadata quorum's writes wait for space");
+                    warned = true;
+                }
+                std::thread::sleep(DISK_FULL_RETRY);
+            }
+            written => return written,
+        }
+    }
 }
 
 impl Node {
@@ -475,11 +502,11 @@ impl Node {
         self.send(ready.take_messages());
         self.apply(ready.take_committed_entries());
         if !ready.entries().is_empty() {
-            self.store.append(ready.entries())?;
+            persist(|| self.store.append(ready.entries()))?;
             self.raft.mut_store().wl().append(ready.entries())?;
         }
         if let Some(hard_state) = ready.hs() {
-            self.store.set_hard_state(hard_state)?;
+            persist(|| self.store.set_hard_state(hard_state))?;
             self.raft.mut_store().wl().set_hardstate(hard_state.clone());
         }
         self.send(ready.take_persisted_messages());
@@ -487,7 +514,7 @@ impl Node {
         if let Some(commit) = light.commit_index() {
             let mut hard_state = self.raft.store().rl().hard_state().clone();
             hard_state.commit = commit;
-            self.store.set_hard_state(&hard_state)?;
+            persist(|| self.store.set_hard_state(&hard_state))?;
             self.raft.mut_store().wl().set_hardstate(hard_state);
         }
         self.send(light.take_messages());
