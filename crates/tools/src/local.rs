@@ -557,16 +557,5 @@ impl Drop for Namespaces {
 }
 
 fn run_ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("cannot run ip (iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {} (network namespaces need root)",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    run("ip", args).map_err(|e| anyhow::anyhow!("{e:#} (iproute2; network namespaces need root)"))
 }
