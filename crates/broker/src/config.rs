@@ -126,6 +126,84 @@ impl GroupConfig {
     }
 }
 
+/// The transaction coordinator's settings, under Kafka's names.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`: fixed once `__transaction_state` exists.
+    pub log_partitions: i32,
+    /// `transaction.state.log.replication.factor` in cluster mode (capped at the brokers registered).
+    pub log_replication_factor: i16,
+    /// `transaction.state.log.min.isr`.
+    pub log_min_isr: i32,
+    /// `transaction.state.log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: an id idle this long with no open transaction is forgotten.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_timed_out_interval_ms: u64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub remove_expired_interval_ms: u64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        Self {
+            log_partitions: 50,
+            log_replication_factor: 3,
+            log_min_isr: 2,
+            log_segment_bytes: 104_857_600,
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+            abort_timed_out_interval_ms: 10_000,
+            remove_expired_interval_ms: 3_600_000,
+        }
+    }
+}
+
+impl TxnConfig {
+    /// Applies one `transaction*` setting; `None` if the key is not one of them.
+    fn set(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        let positive = |n: i64| (n > 0).then_some(n).ok_or_else(|| format!("{key} must be positive"));
+        let result = match key {
+            "transaction.state.log.num.partitions" => parse_num::<i32>(key, value).and_then(|n| {
+                (1..=crate::model::PARTITIONS_PER_TOPIC_MAX)
+                    .contains(&n)
+                    .then(|| self.log_partitions = n)
+                    .ok_or_else(|| format!("{key} must be between 1 and 10000"))
+            }),
+            "transaction.state.log.replication.factor" => parse_num::<i16>(key, value).and_then(|n| {
+                (n >= 1)
+                    .then(|| self.log_replication_factor = n)
+                    .ok_or_else(|| format!("{key} must be at least 1"))
+            }),
+            "transaction.state.log.min.isr" => parse_num::<i32>(key, value).and_then(|n| {
+                (n >= 1)
+                    .then(|| self.log_min_isr = n)
+                    .ok_or_else(|| format!("{key} must be at least 1"))
+            }),
+            "transaction.state.log.segment.bytes" => {
+                parse_num::<u64>(key, value).map(|n| self.log_segment_bytes = n.max(1024))
+            }
+            "transaction.max.timeout.ms" => parse_num::<i64>(key, value)
+                .and_then(positive)
+                .map(|n| self.max_timeout_ms = n.min(i64::from(i32::MAX)) as i32),
+            "transactional.id.expiration.ms" => parse_num::<i64>(key, value)
+                .and_then(positive)
+                .map(|n| self.id_expiration_ms = n),
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => parse_num::<i64>(key, value)
+                .and_then(positive)
+                .map(|n| self.abort_timed_out_interval_ms = n as u64),
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => parse_num::<i64>(key, value)
+                .and_then(positive)
+                .map(|n| self.remove_expired_interval_ms = n as u64),
+            _ => return None,
+        };
+        Some(result)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -154,6 +232,7 @@ pub struct BrokerConfig {
     /// Broker-wide defaults of the topic-level settings.
     pub log_defaults: LogConfig,
     pub group: GroupConfig,
+    pub txn: TxnConfig,
     /// Where the Prometheus endpoint listens (`metrics.listener`); port 0 picks one.
     pub metrics_listen: SocketAddr,
     /// `metrics.enabled`: with false nothing is recorded and nothing listens.
@@ -215,6 +294,7 @@ impl Default for BrokerConfig {
             fetch_send_method: SendMethod::Sendfile,
             log_defaults: LogConfig::default(),
             group: GroupConfig::default(),
+            txn: TxnConfig::default(),
             metrics_listen: "127.0.0.1:9644".parse().expect("valid default address"),
             metrics_enabled: true,
             logging_level: "info".to_string(),
@@ -387,6 +467,14 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "group.max.size",
     "group.consumer.session.timeout.ms",
     "group.consumer.heartbeat.interval.ms",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.segment.bytes",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
 ];
 
 /// The known setting closest to `key` by edit distance, if it is plausibly a typo.
@@ -541,6 +629,9 @@ impl BrokerConfig {
             }
             other => {
                 if let Some(result) = self.group.set(other, value) {
+                    return result;
+                }
+                if let Some(result) = self.txn.set(other, value) {
                     return result;
                 }
                 match broker_config_key(other) {

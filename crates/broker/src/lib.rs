@@ -1,5 +1,5 @@
 //! The Sluice broker, on the core crate: `metrics`, `config` → `runtime` →
-//! `cluster` → `group` → `protocol` → `net` → `server`. See ARCHITECTURE.md.
+//! `cluster` → `group` → `txn` → `protocol` → `net` → `server`. See ARCHITECTURE.md.
 
 /// mimalloc for every binary linking the broker: `sluice`, the tools, the
 /// fuzz targets and the unit tests. Besides speed it matters for hostile input:
@@ -22,3 +22,4 @@ pub mod net;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod txn;

@@ -70,8 +70,15 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     DuplicateSequenceNumber = 46,
     InvalidProducerEpoch = 47,
+    InvalidTxnState = 48,
+    InvalidProducerIdMapping = 49,
+    InvalidTransactionTimeout = 50,
+    ConcurrentTransactions = 51,
+    TransactionCoordinatorFenced = 52,
+    ProducerFenced = 90,
     UnsupportedCompressionType = 76,
     KafkaStorageError = 56,
+    OperationNotAttempted = 55,
     FetchSessionIdNotFound = 70,
     FencedLeaderEpoch = 74,
     UnknownLeaderEpoch = 75,
@@ -163,7 +170,7 @@ pub fn names_fit<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
 
 /// The broker's own topics: created by the broker, never by users, and
 /// neither produced to nor deleted through the API.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets"];
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
 pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)

@@ -11,7 +11,6 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +24,7 @@ use super::{OFFSETS_TOPIC, partition_for};
 use crate::cluster::shard::{self, owner_of};
 use crate::config::GroupConfig;
 use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
-use crate::record::builder::{Record, build_batch, read_records};
-use crate::record::{BatchHeader, LOG_OVERHEAD_BYTES};
+use crate::record::builder::{Record, build_batch};
 use crate::runtime;
 use crate::storage::PartitionLog;
 
@@ -200,45 +198,7 @@ impl Coordinator {
 
     /// Replays a partition of `__consumer_offsets` into memory; returns the records read.
     fn load(&self, log: &PartitionLog) -> io::Result<u64> {
-        let mut offset = log.log_start_offset();
-        let mut loaded = 0;
-        // The whole local log, past the high watermark too: a new leader's
-        // tail is what its followers will copy. Bounded: every step moves
-        // `offset` forward by at least one batch, up to the log end.
-        while offset < log.log_end_offset() {
-            let read = log
-                .read_as(offset, LOAD_READ_BYTES, true, crate::storage::Reader::Replica)
-                .map_err(|code| io::Error::other(format!("read at {offset}: {code:?}")))?;
-            let Some(slice) = read.slice else { break };
-            let mut buf = vec![0u8; slice.bytes as usize];
-            slice.file.read_exact_at(&mut buf, slice.position)?;
-            let mut at = 0;
-            let before = offset;
-            while let Some(header) = BatchHeader::parse(&buf[at..]) {
-                let end = at + header.total_bytes();
-                if end > buf.len() || header.total_bytes() < LOG_OVERHEAD_BYTES {
-                    break;
-                }
-                match read_records(&buf[at..end]) {
-                    Some(batch) => {
-                        for r in batch {
-                            loaded += 1;
-                            self.replay(r.key, r.value, r.offset);
-                        }
-                    }
-                    None => warn!(
-                        offset = header.base_offset,
-                        "unreadable batch in {OFFSETS_TOPIC}; skipped"
-                    ),
-                }
-                offset = header.next_offset();
-                at = end;
-            }
-            if offset == before {
-                return Err(io::Error::other(format!("no progress reading at offset {offset}")));
-            }
-        }
-        Ok(loaded)
+        log.replay_records(LOAD_READ_BYTES, |r| self.replay(r.key, r.value, r.offset))
     }
 
     fn replay(&self, key: Option<&[u8]>, value: Option<&[u8]>, offset: i64) {

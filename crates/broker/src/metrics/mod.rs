@@ -84,15 +84,17 @@ pub enum TaskKind {
     RemoteTask,
     Maintenance,
     GroupTicks,
+    TxnTicks,
     Follower,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::GroupWriter,
         TaskKind::RemoteTask,
         TaskKind::Maintenance,
         TaskKind::GroupTicks,
+        TaskKind::TxnTicks,
         TaskKind::Follower,
     ];
 
@@ -102,6 +104,7 @@ impl TaskKind {
             TaskKind::RemoteTask => "remote_task",
             TaskKind::Maintenance => "maintenance",
             TaskKind::GroupTicks => "group_ticks",
+            TaskKind::TxnTicks => "txn_ticks",
             TaskKind::Follower => "follower",
         }
     }

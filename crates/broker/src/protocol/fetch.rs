@@ -14,10 +14,12 @@ use uuid::Uuid;
 use super::fetch_session::{CachedPartition, INVALID_SESSION_ID, Observed, Plan, SessionCache, TopicRef};
 use super::wire::{put_array_len, put_str, put_uvarint};
 use super::{Malformed, Part, RequestHeader, Response, decode};
-use crate::cluster::shard::ReadSpec;
-use crate::cluster::shard::{self, local};
+use crate::cluster::shard::{self, Fetcher, ReadSpec, local};
 use crate::model::{ErrorCode, TopicPartition};
-use crate::storage::{FileSlice, Reader};
+use crate::storage::{AbortedRange, FileSlice, Reader};
+
+/// Fetch's `isolation_level` for read_committed (0 is read_uncommitted).
+const ISOLATION_READ_COMMITTED: i8 = 1;
 
 /// Kafka caps a consumer's wait at the request timeout; so do we, to bound waits.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -81,8 +83,11 @@ struct PartitionOutcome {
     /// KIP-951: the leader (id, epoch) to move to after NOT_LEADER_OR_FOLLOWER.
     current_leader: Option<(i32, i32)>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     slice: Option<FileSlice>,
+    /// read_committed: the aborted transactions whose records may be in `slice`.
+    aborted: Option<Vec<AbortedRange>>,
 }
 
 impl PartitionOutcome {
@@ -106,6 +111,11 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         request.replica_id.0
     };
     let replica = (replica_id >= 0).then_some(replica_id);
+    let fetcher = match replica {
+        Some(id) => Fetcher::Replica(id),
+        None if request.isolation_level == ISOLATION_READ_COMMITTED => Fetcher::Consumer(Reader::Committed),
+        None => Fetcher::Consumer(Reader::Consumer),
+    };
     let requested = requested_partitions(&request, version)?;
     let plan = if version >= 7 {
         let forgotten = forgotten_partitions(&request, version);
@@ -129,7 +139,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         Plan::Sessionless | Plan::Full => &requested,
     };
     let (topics, wanted) = resolve(asked, version);
-    let outcomes = fetch(&request, &wanted, replica).await;
+    let outcomes = fetch(&request, &wanted, fetcher).await;
     // What the answer found, for the session only: a sessionless fetch skips it.
     let observed = || -> Vec<Observed> { outcomes.iter().map(PartitionOutcome::observed).collect() };
     let now_ms = crate::model::steady_ms();
@@ -173,7 +183,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
 
 /// Reads `wanted` until the request's `min_bytes` are there, a partition
 /// fails, or `max_wait_ms` passes.
-async fn fetch(request: &FetchRequest, wanted: &[WantedPartition], replica: Option<i32>) -> Vec<PartitionOutcome> {
+async fn fetch(request: &FetchRequest, wanted: &[WantedPartition], fetcher: Fetcher) -> Vec<PartitionOutcome> {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let response_max_bytes = if request.max_bytes <= 0 {
         FETCH_MAX_BYTES
@@ -183,7 +193,7 @@ async fn fetch(request: &FetchRequest, wanted: &[WantedPartition], replica: Opti
     let min_bytes = request.min_bytes.max(0) as u64;
     // Bounded: each round either returns or waits until data arrives or the deadline passes.
     loop {
-        let outcomes = read_all(wanted, response_max_bytes, replica).await;
+        let outcomes = read_all(wanted, response_max_bytes, fetcher).await;
         let bytes: u64 = outcomes.iter().filter_map(|o| o.slice.as_ref()).map(|s| s.bytes).sum();
         let any_error = outcomes.iter().any(|o| o.error != ErrorCode::None);
         if bytes >= min_bytes.max(1)
@@ -194,7 +204,7 @@ async fn fetch(request: &FetchRequest, wanted: &[WantedPartition], replica: Opti
         {
             return outcomes;
         }
-        wait_any(wanted, deadline, replica).await;
+        wait_any(wanted, deadline, fetcher.reader()).await;
     }
 }
 
@@ -376,7 +386,7 @@ fn resolve(asked: &[CachedPartition], version: i16) -> (Vec<TopicKey>, Vec<Wante
 /// Reads every partition at once (one task per owner shard), then trims to
 /// the response's byte budget in request order. Trimming is free: a slice is
 /// only a file range.
-async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: Option<i32>) -> Vec<PartitionOutcome> {
+async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, fetcher: Fetcher) -> Vec<PartitionOutcome> {
     // Partitions refused before reading keep their error; the rest are read.
     let specs: Vec<ReadSpec> = wanted
         .iter()
@@ -393,7 +403,8 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
             })
         })
         .collect();
-    let mut reads = shard::read_many(specs, replica).await.into_iter();
+    let mut reads = shard::read_many(specs, fetcher).await.into_iter();
+    let committed = fetcher == Fetcher::Consumer(Reader::Committed);
     let mut budget = response_max_bytes;
     let mut first_data = true;
     let outcomes: Vec<PartitionOutcome> = wanted
@@ -417,16 +428,20 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
                         error: ErrorCode::None,
                         current_leader: None,
                         high_watermark: read.high_watermark,
+                        last_stable_offset: read.last_stable_offset,
                         log_start_offset: read.log_start_offset,
                         slice,
+                        aborted: committed.then_some(read.aborted),
                     }
                 }
                 Err(error) => PartitionOutcome {
                     error,
                     current_leader: None,
                     high_watermark: -1,
+                    last_stable_offset: -1,
                     log_start_offset: -1,
                     slice: None,
+                    aborted: None,
                 },
             }
         })
@@ -436,12 +451,7 @@ async fn read_all(wanted: &[WantedPartition], response_max_bytes: u64, replica: 
 }
 
 /// Waits until any requested partition has data past its fetch offset, or the deadline.
-async fn wait_any(wanted: &[WantedPartition], deadline: Instant, replica: Option<i32>) {
-    let reader = if replica.is_some() {
-        Reader::Replica
-    } else {
-        Reader::Consumer
-    };
+async fn wait_any(wanted: &[WantedPartition], deadline: Instant, reader: Reader) {
     let parts: Vec<(TopicPartition, i64)> = wanted
         .iter()
         .filter_map(|w| Some((w.tp.clone()?, w.fetch_offset)))
@@ -502,11 +512,11 @@ fn encode(
             buf.put_i32(w.partition);
             buf.put_i16(o.error.code());
             buf.put_i64(o.high_watermark);
-            buf.put_i64(o.high_watermark); // last_stable_offset: no transactions yet
+            buf.put_i64(o.last_stable_offset);
             if version >= 5 {
                 buf.put_i64(o.log_start_offset);
             }
-            put_array_len_nullable_null(&mut buf, flexible); // aborted_transactions
+            put_aborted(&mut buf, o.aborted.as_deref(), flexible);
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -569,8 +579,10 @@ pub fn frame_for_bench(version: i16, partitions: i32, slice: &FileSlice) -> Resp
             error: ErrorCode::None,
             current_leader: None,
             high_watermark: 1,
+            last_stable_offset: 1,
             log_start_offset: 0,
             slice: Some(slice.clone()),
+            aborted: None,
         })
         .collect();
     encode(
@@ -624,6 +636,22 @@ fn put_node_endpoints(buf: &mut BytesMut, endpoints: &[(i32, String, u16)]) {
 enum PieceBuilder {
     Bytes(BytesMut),
     File(FileSlice),
+}
+
+/// `aborted_transactions`: null unless the fetch is read_committed.
+fn put_aborted(buf: &mut BytesMut, aborted: Option<&[AbortedRange]>, flexible: bool) {
+    let Some(aborted) = aborted else {
+        put_array_len_nullable_null(buf, flexible);
+        return;
+    };
+    put_array_len(buf, aborted.len(), flexible);
+    for txn in aborted {
+        buf.put_i64(txn.producer_id);
+        buf.put_i64(txn.first_offset);
+        if flexible {
+            buf.put_u8(0); // no tagged fields
+        }
+    }
 }
 
 fn put_array_len_nullable_null(buf: &mut BytesMut, flexible: bool) {
@@ -685,8 +713,10 @@ mod tests {
             error: ErrorCode::NotLeaderOrFollower,
             current_leader: Some((2, 5)),
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             slice: None,
+            aborted: None,
         }];
         let endpoints = [(2, "node-2".to_string(), 9093u16)];
         let response = encode(

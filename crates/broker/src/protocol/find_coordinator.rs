@@ -1,16 +1,16 @@
 //! FindCoordinator: a group's coordinator is the leader of its partition of
-//! `__consumer_offsets` (on a single node, this broker); transactional ids
-//! name this broker until transactions exist. The first group lookup creates
-//! `__consumer_offsets`.
+//! `__consumer_offsets`, a transactional id's the leader of its partition of
+//! `__transaction_state` (on a single node, this broker). The first lookup
+//! of each kind creates its topic.
 
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response, str_bytes};
-use crate::cluster::shard::local;
 use crate::group;
 use crate::model::ErrorCode;
+use crate::txn;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -29,7 +29,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     };
     let ready = match request.key_type {
         KEY_TYPE_GROUP => group::ensure_offsets_topic().await,
-        KEY_TYPE_TRANSACTION => Ok(()),
+        KEY_TYPE_TRANSACTION => txn::ensure_txn_topic().await,
         _ => Err(ErrorCode::InvalidRequest),
     };
     let found: Vec<(String, Found)> = keys
@@ -37,10 +37,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         .map(|key| {
             let coordinator = ready.and_then(|()| match request.key_type {
                 KEY_TYPE_GROUP => group::coordinator_of(&key),
-                _ => {
-                    let (host, port) = local().config.advertised_endpoint();
-                    Ok((local().config.broker_id, host, port))
-                }
+                _ => txn::coordinator_of(&key),
             });
             (key, coordinator)
         })

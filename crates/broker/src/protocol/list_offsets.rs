@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest, max timestamp, and by timestamp.
+//! ListOffsets: earliest, latest (the high watermark, or the last stable
+//! offset for read_committed), max timestamp, and by timestamp.
 
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -7,6 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::{Malformed, RequestHeader, Response, decode, encode_response};
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition};
+use crate::storage::Reader;
 
 /// (offset, timestamp, leader epoch) of one partition, or why not.
 type OffsetAnswer = Result<(i64, i64, i32), ErrorCode>;
@@ -44,7 +46,13 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             });
         }
     }
-    let mut looked_up = shard::offsets_for(lookups).await.into_iter();
+    // v2 added isolation_level; read_committed answers "latest" with the last stable offset.
+    let reader = if version >= 2 && request.isolation_level == 1 {
+        Reader::Committed
+    } else {
+        Reader::Consumer
+    };
+    let mut looked_up = shard::offsets_for(lookups, reader).await.into_iter();
     let mut results = answered
         .into_iter()
         .map(|a| a.unwrap_or_else(|| looked_up.next().expect("one answer per lookup")))

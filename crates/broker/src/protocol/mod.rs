@@ -2,6 +2,7 @@
 //! per API. Handlers reach partitions only through `cluster`; this layer
 //! knows nothing about files beyond the `FileSlice`s it passes to `net`.
 
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -18,6 +19,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 pub mod fetch;
 mod fetch_session;
 mod find_coordinator;
@@ -56,6 +58,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -229,6 +233,8 @@ async fn dispatch(
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(&header, body).await?,
         ApiKey::DescribeCluster => describe_cluster::handle(&header, body)?,
         ApiKey::InitProducerId => init_producer_id::handle(&header, body).await?,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(&header, body).await?,
+        ApiKey::EndTxn => end_txn::handle(&header, body).await?,
         ApiKey::FindCoordinator => find_coordinator::handle(&header, body).await?,
         ApiKey::JoinGroup => join_group::handle(&header, body).await?,
         ApiKey::SyncGroup => sync_group::handle(&header, body).await?,
@@ -272,6 +278,8 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
         ApiKey::IncrementalAlterConfigs => drop(decode::<IncrementalAlterConfigsRequest>(body, version)),
         ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
         ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
+        ApiKey::AddPartitionsToTxn => drop(decode::<AddPartitionsToTxnRequest>(body, version)),
+        ApiKey::EndTxn => drop(decode::<EndTxnRequest>(body, version)),
         ApiKey::FindCoordinator => drop(decode::<FindCoordinatorRequest>(body, version)),
         ApiKey::JoinGroup => drop(decode::<JoinGroupRequest>(body, version)),
         ApiKey::SyncGroup => drop(decode::<SyncGroupRequest>(body, version)),
@@ -326,6 +334,8 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
                 ApiKey::IncrementalAlterConfigs => encode_default::<IncrementalAlterConfigsRequest>(version),
                 ApiKey::DescribeCluster => encode_default::<DescribeClusterRequest>(version),
                 ApiKey::InitProducerId => encode_default::<InitProducerIdRequest>(version),
+                ApiKey::AddPartitionsToTxn => encode_default::<AddPartitionsToTxnRequest>(version),
+                ApiKey::EndTxn => encode_default::<EndTxnRequest>(version),
                 ApiKey::FindCoordinator => encode_default::<FindCoordinatorRequest>(version),
                 ApiKey::JoinGroup => encode_default::<JoinGroupRequest>(version),
                 ApiKey::SyncGroup => encode_default::<SyncGroupRequest>(version),
@@ -366,6 +376,16 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), M
         Ok(())
     } else {
         Err(Malformed("a name is longer than 32,767 bytes"))
+    }
+}
+
+/// PRODUCER_FENCED (KIP-588) as a request of `version` understands it: a
+/// client older than `since` knows it as INVALID_PRODUCER_EPOCH.
+pub fn fenced_for(code: crate::model::ErrorCode, version: i16, since: i16) -> crate::model::ErrorCode {
+    use crate::model::ErrorCode;
+    match code {
+        ErrorCode::ProducerFenced if version < since => ErrorCode::InvalidProducerEpoch,
+        other => other,
     }
 }
 

@@ -203,6 +203,11 @@ async fn shard_main(
         Rc::clone(&coordinator).tick_loop()
     }))
     .detach();
+    let txn_coordinator = crate::txn::coordinator::TxnCoordinator::install(config.txn.clone());
+    compio::runtime::spawn(runtime::supervised(TaskKind::TxnTicks, move || {
+        Rc::clone(&txn_coordinator).tick_loop()
+    }))
+    .detach();
     let listener = compio::net::TcpListener::from_std(listener).expect("adopt listener");
     let limits = || connection::Limits {
         request_max_bytes: config.socket_request_max_bytes,

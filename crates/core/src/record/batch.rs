@@ -12,8 +12,8 @@ const MAX_TS_OFFSET: usize = 35;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 0x10;
+pub(crate) const CONTROL_BIT: i16 = 0x20;
 
 /// The fixed fields of a RecordBatch v2 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

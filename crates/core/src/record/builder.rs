@@ -46,7 +46,32 @@ pub fn build_batch_spaced(
     producer_id: i64,
     base_sequence: i32,
 ) -> BytesMut {
+    let producer = Producer {
+        id: producer_id,
+        epoch: if producer_id >= 0 { 0 } else { -1 },
+        base_sequence,
+    };
+    encode_batch(records, base_timestamp_ms, step_ms, producer, 0)
+}
+
+/// Who a batch is from, as its header says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Producer {
+    pub(crate) id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) base_sequence: i32,
+}
+
+/// An uncompressed batch with the given header `attributes` (the codec bits must be 0).
+pub(crate) fn encode_batch(
+    records: &[Record],
+    base_timestamp_ms: i64,
+    step_ms: i64,
+    producer: Producer,
+    attributes: i16,
+) -> BytesMut {
     assert!(!records.is_empty(), "a batch holds at least one record");
+    assert_eq!(attributes & 0x07, 0, "the broker's own batches are uncompressed");
     let mut body = Vec::new();
     let mut record = Vec::new();
     for (i, r) in records.iter().enumerate() {
@@ -67,13 +92,13 @@ pub fn build_batch_spaced(
     b.put_i32(-1); // partition leader epoch
     b.put_u8(2); // magic
     b.put_u32(0); // crc, set below
-    b.put_i16(0); // attributes: no compression, create time
+    b.put_i16(attributes);
     b.put_i32(count - 1);
     b.put_i64(base_timestamp_ms);
     b.put_i64(base_timestamp_ms + (count as i64 - 1) * step_ms);
-    b.put_i64(producer_id);
-    b.put_i16(if producer_id >= 0 { 0 } else { -1 });
-    b.put_i32(base_sequence);
+    b.put_i64(producer.id);
+    b.put_i16(producer.epoch);
+    b.put_i32(producer.base_sequence);
     b.put_i32(count);
     b.put_slice(&body);
     let crc = crc32c::crc32c(&b[21..]);

@@ -4,5 +4,6 @@
 
 mod batch;
 pub mod builder;
+pub mod control;
 
 pub use batch::*;

@@ -8,8 +8,9 @@ pub mod log_config;
 pub mod producer;
 pub mod segment;
 pub mod space;
+pub mod txn_index;
 
-pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
+pub use log::{AbortedRange, AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
 pub use log_config::{LogConfig, TimestampType};
 
 thread_local! {

@@ -1,9 +1,12 @@
-//! Idempotent-producer state of one partition: the sequence numbers of the
-//! last batches of every producer id, as Kafka's ProducerStateManager keeps.
+//! Producer state of one partition, as Kafka's ProducerStateManager keeps
+//! it: the sequence numbers of the last batches of every producer id, and
+//! each producer's open transaction (where it began), which a COMMIT or
+//! ABORT marker ends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::model::ErrorCode;
+use crate::record::control::Marker;
 use crate::record::{BatchError, BatchHeader};
 
 /// Kafka keeps the last five batches per producer, matching `max.in.flight` of 5.
@@ -18,11 +21,39 @@ struct BatchSeq {
     base_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSeq>,
     last_seen_ms: i64,
+    /// The first offset of the producer's open transaction on this partition.
+    txn_first_offset: Option<i64>,
+    /// The epoch of the coordinator that wrote the producer's last marker:
+    /// a marker from an older coordinator is a zombie's.
+    coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_seen_ms: 0,
+            txn_first_offset: None,
+            // No marker seen: any coordinator's is accepted.
+            coordinator_epoch: -1,
+        }
+    }
+}
+
+/// A transaction that a marker ended on this partition: its data lies in
+/// `first_offset..last_offset`, and `last_offset` is the marker's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub aborted: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +67,9 @@ pub enum SequenceCheck {
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset (offset -> producer id): the
+    /// earliest bounds the last stable offset.
+    open_txns: BTreeMap<i64, i64>,
 }
 
 fn out_of_order(message: String) -> BatchError {
@@ -77,6 +111,15 @@ impl ProducerStates {
             }
             return Ok(SequenceCheck::Append);
         }
+        if entry.txn_first_offset.is_some() && !batch.is_transactional() && batch.producer_epoch == entry.epoch {
+            return Err(BatchError {
+                code: ErrorCode::InvalidTxnState,
+                message: format!(
+                    "producer {} wrote a non-transactional batch while its transaction is open",
+                    batch.producer_id
+                ),
+            });
+        }
         if let Some(dup) = entry
             .batches
             .iter()
@@ -96,10 +139,44 @@ impl ProducerStates {
         Ok(SequenceCheck::Append)
     }
 
-    /// Remembers an appended batch (its base offset already assigned).
-    pub fn record(&mut self, batch: &BatchHeader, now_ms: i64) {
-        if batch.producer_id < 0 || batch.base_sequence < 0 {
-            return;
+    /// Checks a marker the coordinator asks this leader to append: a zombie
+    /// producer's (older epoch) or a zombie coordinator's is refused.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), BatchError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(BatchError {
+                code: ErrorCode::InvalidProducerEpoch,
+                message: format!(
+                    "marker epoch {producer_epoch} of producer {producer_id} is older than its epoch {}",
+                    entry.epoch
+                ),
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(BatchError {
+                code: ErrorCode::TransactionCoordinatorFenced,
+                message: format!(
+                    "marker from coordinator epoch {coordinator_epoch}; producer {producer_id} had one from {}",
+                    entry.coordinator_epoch
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Remembers an appended batch (its base offset already assigned):
+    /// `marker` is what a control batch says (`read_marker`). Returns the
+    /// transaction a marker ended, if it had any data here.
+    pub fn record(&mut self, batch: &BatchHeader, marker: Option<(Marker, i32)>, now_ms: i64) -> Option<CompletedTxn> {
+        if batch.producer_id < 0 || (batch.base_sequence < 0 && marker.is_none()) {
+            return None;
         }
         if self.producers.len() >= PRODUCERS_MAX && !self.producers.contains_key(&batch.producer_id) {
             self.evict_oldest();
@@ -109,6 +186,23 @@ impl ProducerStates {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_seen_ms = now_ms;
+        if let Some((marker, coordinator_epoch)) = marker {
+            entry.coordinator_epoch = coordinator_epoch;
+            let first_offset = entry.txn_first_offset.take()?;
+            let removed = self.open_txns.remove(&first_offset);
+            assert_eq!(
+                removed,
+                Some(batch.producer_id),
+                "an open transaction is indexed by its first offset"
+            );
+            return Some(CompletedTxn {
+                producer_id: batch.producer_id,
+                first_offset,
+                last_offset: batch.base_offset,
+                aborted: marker == Marker::Abort,
+            });
+        }
         if entry.batches.len() == BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
         }
@@ -117,22 +211,63 @@ impl ProducerStates {
             last_seq: batch.last_sequence(),
             base_offset: batch.base_offset,
         });
-        entry.last_seen_ms = now_ms;
+        if batch.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(batch.base_offset);
+            self.open_txns.insert(batch.base_offset, batch.producer_id);
+        }
+        None
+    }
+
+    /// The first offset of the earliest open transaction, if any.
+    pub fn first_open_txn_offset(&self) -> Option<i64> {
+        self.open_txns.keys().next().copied()
+    }
+
+    /// Open transactions: (producer id, first offset), earliest first.
+    pub fn open_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.open_txns.iter().map(|(&offset, &pid)| (pid, offset))
     }
 
     /// Forgets the batches at or past `offset` (cut from the log): a retry
     /// of one of them is appended again, not acknowledged at an offset that
     /// now holds something else. A producer left with no batch is forgotten
     /// and treated as new, as after a restart.
-    pub fn truncate_from(&mut self, offset: i64) {
+    /// An open transaction that began at or past the cut is forgotten with
+    /// its batches; `reopened` are transactions whose marker was cut, open
+    /// again (the caller knows them from its completed transactions).
+    pub fn truncate_from(&mut self, offset: i64, reopened: &[CompletedTxn]) {
+        self.open_txns.retain(|&first, _| first < offset);
         self.producers.retain(|_, entry| {
             entry.batches.retain(|b| b.base_offset < offset);
-            !entry.batches.is_empty()
+            if entry.txn_first_offset.is_some_and(|first| first >= offset) {
+                entry.txn_first_offset = None;
+            }
+            !entry.batches.is_empty() || entry.txn_first_offset.is_some()
         });
+        for txn in reopened {
+            assert!(
+                txn.last_offset >= offset && txn.first_offset < offset,
+                "only a cut marker reopens"
+            );
+            if let Some(entry) = self.producers.get_mut(&txn.producer_id)
+                && entry.txn_first_offset.is_none()
+            {
+                entry.txn_first_offset = Some(txn.first_offset);
+                self.open_txns.insert(txn.first_offset, txn.producer_id);
+            }
+        }
     }
 
+    /// Forgets the least recently active producer, never one with an open
+    /// transaction (forgetting it would let the last stable offset pass its data).
     fn evict_oldest(&mut self) {
-        if let Some((&pid, _)) = self.producers.iter().min_by_key(|(_, e)| e.last_seen_ms) {
+        let oldest = self
+            .producers
+            .iter()
+            .filter(|(_, e)| e.txn_first_offset.is_none())
+            .min_by_key(|(_, e)| e.last_seen_ms)
+            .map(|(&pid, _)| pid);
+        if let Some(pid) = oldest {
             self.producers.remove(&pid);
         }
     }
@@ -141,6 +276,80 @@ impl ProducerStates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn txn_header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..header(pid, epoch, seq, count, base_offset)
+        }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            ..header(pid, epoch, -1, 1, offset)
+        }
+    }
+
+    #[test]
+    fn a_transaction_opens_at_its_first_batch_and_a_marker_ends_it() {
+        let mut s = ProducerStates::default();
+        s.record(&header(5, 0, 0, 1, 0), None, 1); // plain idempotent writes open nothing
+        assert_eq!(s.first_open_txn_offset(), None);
+        s.record(&txn_header(7, 0, 0, 2, 1), None, 1);
+        s.record(&txn_header(8, 0, 0, 1, 3), None, 1);
+        s.record(&txn_header(7, 0, 2, 1, 4), None, 1);
+        assert_eq!(s.first_open_txn_offset(), Some(1));
+        assert_eq!(s.open_txns().collect::<Vec<_>>(), vec![(7, 1), (8, 3)]);
+        // A non-transactional write while its transaction is open is refused.
+        let plain = s.check(&header(7, 0, 3, 1, -1)).unwrap_err();
+        assert_eq!(plain.code, ErrorCode::InvalidTxnState);
+        let ended = s.record(&marker(7, 0, 5), Some((Marker::Abort, 2)), 2);
+        assert_eq!(
+            ended,
+            Some(CompletedTxn {
+                producer_id: 7,
+                first_offset: 1,
+                last_offset: 5,
+                aborted: true
+            })
+        );
+        assert_eq!(s.first_open_txn_offset(), Some(3));
+        // A marker with no data here ends nothing.
+        assert_eq!(s.record(&marker(7, 0, 6), Some((Marker::Commit, 2)), 2), None);
+        // Zombies: an older producer epoch, an older coordinator.
+        assert_eq!(
+            s.check_marker(7, 0, 1).unwrap_err().code,
+            ErrorCode::TransactionCoordinatorFenced
+        );
+        s.record(&txn_header(7, 1, 0, 1, 7), None, 3);
+        assert_eq!(
+            s.check_marker(7, 0, 2).unwrap_err().code,
+            ErrorCode::InvalidProducerEpoch
+        );
+        assert!(s.check_marker(7, 1, 2).is_ok());
+    }
+
+    #[test]
+    fn a_cut_forgets_transactions_begun_past_it_and_reopens_those_whose_marker_it_took() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(7, 0, 0, 1, 0), None, 1);
+        let ended = s.record(&marker(7, 0, 1), Some((Marker::Commit, 0)), 1).unwrap();
+        s.record(&txn_header(8, 0, 0, 1, 2), None, 1);
+        s.truncate_from(1, &[ended]);
+        assert_eq!(s.open_txns().collect::<Vec<_>>(), vec![(7, 0)]);
+    }
+
+    #[test]
+    fn producers_with_an_open_transaction_are_never_evicted() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(0, 0, 0, 1, 0), None, 0);
+        for pid in 1..=PRODUCERS_MAX as i64 {
+            s.record(&header(pid, 0, 0, 1, pid), None, pid);
+        }
+        assert_eq!(s.first_open_txn_offset(), Some(0));
+        assert!(s.producers.contains_key(&0));
+    }
 
     fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
         BatchHeader {
@@ -165,10 +374,10 @@ mod tests {
         let mut s = ProducerStates::default();
         let b0 = header(7, 0, 0, 3, 0);
         assert_eq!(s.check(&b0).unwrap(), SequenceCheck::Append);
-        s.record(&b0, 1);
+        s.record(&b0, None, 1);
         let b1 = header(7, 0, 3, 2, 3);
         assert_eq!(s.check(&b1).unwrap(), SequenceCheck::Append);
-        s.record(&b1, 2);
+        s.record(&b1, None, 2);
         assert_eq!(s.check(&header(7, 0, 0, 3, -1)).unwrap(), SequenceCheck::Duplicate(0));
         assert_eq!(s.check(&header(7, 0, 3, 2, -1)).unwrap(), SequenceCheck::Duplicate(3));
         let gap = s.check(&header(7, 0, 9, 1, -1)).unwrap_err();
@@ -178,7 +387,7 @@ mod tests {
             s.check(&header(7, 1, 4, 1, -1)).unwrap_err().code,
             ErrorCode::OutOfOrderSequenceNumber
         );
-        s.record(&header(7, 1, 0, 1, 5), 3);
+        s.record(&header(7, 1, 0, 1, 5), None, 3);
         assert_eq!(
             s.check(&header(7, 0, 5, 1, -1)).unwrap_err().code,
             ErrorCode::InvalidProducerEpoch
@@ -189,10 +398,10 @@ mod tests {
     #[test]
     fn a_batch_cut_from_the_log_is_appended_again_not_acknowledged_as_a_duplicate() {
         let mut s = ProducerStates::default();
-        s.record(&header(7, 0, 0, 3, 0), 1);
-        s.record(&header(7, 0, 3, 2, 3), 2);
-        s.record(&header(8, 0, 0, 1, 5), 3);
-        s.truncate_from(3);
+        s.record(&header(7, 0, 0, 3, 0), None, 1);
+        s.record(&header(7, 0, 3, 2, 3), None, 2);
+        s.record(&header(8, 0, 0, 1, 5), None, 3);
+        s.truncate_from(3, &[]);
         assert_eq!(s.check(&header(7, 0, 3, 2, -1)).unwrap(), SequenceCheck::Append);
         assert_eq!(s.check(&header(7, 0, 0, 3, -1)).unwrap(), SequenceCheck::Duplicate(0));
         // Producer 8 had nothing left: it starts over as a new one.

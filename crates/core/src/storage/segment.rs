@@ -1,4 +1,5 @@
-//! One segment of a partition log: `<base offset>.log` with its `.index` and `.timeindex`.
+//! One segment of a partition log: `<base offset>.log` with its `.index` and
+//! `.timeindex`, and a `.txnindex` once a transaction aborts in it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
+use super::txn_index::TxnIndex;
+use crate::record::control::Marker;
 use crate::record::{self, BATCH_HEADER_BYTES, BatchHeader};
 
 /// The largest batch recovery will read back; anything claiming more is a torn or corrupt tail.
@@ -44,6 +47,8 @@ pub struct Segment {
     pub created_ms: i64,
     index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
+    /// The transactions whose ABORT marker is in this segment.
+    pub txn_index: TxnIndex,
     bytes_since_index: u64,
 }
 
@@ -87,7 +92,10 @@ impl Segment {
         // Leftovers of a deleted segment with the same base offset would be wrong.
         index.clear();
         time_index.clear();
-        Ok(Self::empty(base_offset, file, log_path, now_ms, index, time_index))
+        let mut txn_index = TxnIndex::open(&dir.join(segment_file_name(base_offset, "txnindex")), base_offset)?;
+        txn_index.flush()?;
+        let indexes = (index, time_index, txn_index);
+        Ok(Self::empty(base_offset, file, log_path, now_ms, indexes))
     }
 
     /// A segment with nothing accounted yet; `open` then recovers its contents.
@@ -96,8 +104,7 @@ impl Segment {
         file: File,
         log_path: PathBuf,
         created_ms: i64,
-        index: IndexFile<OffsetEntry>,
-        time_index: IndexFile<TimeEntry>,
+        (index, time_index, txn_index): (IndexFile<OffsetEntry>, IndexFile<TimeEntry>, TxnIndex),
     ) -> Self {
         Self {
             base_offset,
@@ -111,6 +118,7 @@ impl Segment {
             created_ms,
             index,
             time_index,
+            txn_index,
             bytes_since_index: 0,
         }
     }
@@ -135,9 +143,15 @@ impl Segment {
             .map_or(now_ms, |d| d.as_millis() as i64);
         let index = IndexFile::open(&dir.join(segment_file_name(base_offset, "index")))?;
         let time_index = IndexFile::open(&dir.join(segment_file_name(base_offset, "timeindex")))?;
-        let mut segment = Self::empty(base_offset, file, log_path, created_ms, index, time_index);
+        // Loaded empty for now: entries are checked against the recovered end below.
+        let txn_path = dir.join(segment_file_name(base_offset, "txnindex"));
+        let txn_index = TxnIndex::open(&txn_path, base_offset)?;
+        let indexes = (index, time_index, txn_index);
+        let mut segment = Self::empty(base_offset, file, log_path, created_ms, indexes);
         let stats = segment.recover(file_bytes, index_interval_bytes)?;
         segment.flushed_offset = segment.next_offset;
+        segment.txn_index = TxnIndex::open(&txn_path, segment.next_offset)?;
+        segment.txn_index.flush()?;
         Ok((segment, stats))
     }
 
@@ -285,8 +299,10 @@ impl Segment {
         self.readable_bytes = position;
         self.next_offset = header.base_offset;
         self.bytes_since_index = u64::MAX / 2; // the next batch gets an index entry
+        self.txn_index.truncate_from(header.base_offset);
         self.index.flush()?;
         self.time_index.flush()?;
+        self.txn_index.flush()?;
         Ok(header.base_offset)
     }
 
@@ -308,8 +324,8 @@ impl Segment {
         self.size_bytes = readable;
         self.next_offset = end_offset;
         self.bytes_since_index = u64::MAX / 2; // the next batch gets an index entry
-        self.index.flush()?;
-        self.time_index.flush()
+        self.txn_index.truncate_from(end_offset);
+        self.flush_indexes()
     }
 
     /// Bytes from `position` (a batch start) covering whole batches that
@@ -357,9 +373,10 @@ impl Segment {
         Ok(None)
     }
 
-    /// Calls `f` with the header of every batch in the segment, in order.
+    /// Calls `f` with the header of every batch in the segment, in order, and
+    /// for a transaction marker what it says (`control::read_marker`).
     /// Reads in large chunks: one pread per batch would be slow for small batches.
-    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader, Option<(Marker, i32)>)) -> io::Result<()> {
         const CHUNK_BYTES: usize = 4 << 20;
         // No bigger than the segment: opening many small partitions must not
         // zero 4 MiB for each.
@@ -386,21 +403,41 @@ impl Segment {
                     "corrupt batch length in segment",
                 ));
             }
-            f(&header);
+            let marker = if header.is_control() {
+                self.read_marker_at(pos, &header)?
+            } else {
+                None
+            };
+            f(&header, marker);
             pos += header.total_bytes() as u64;
         }
         Ok(())
     }
 
+    /// What the control batch at `pos` says; markers are a few dozen bytes,
+    /// so one claiming more than `CONTROL_BATCH_BYTES_MAX` is none.
+    fn read_marker_at(&self, pos: u64, header: &BatchHeader) -> io::Result<Option<(Marker, i32)>> {
+        const CONTROL_BATCH_BYTES_MAX: usize = 4096;
+        let bytes = header.total_bytes();
+        if bytes > CONTROL_BATCH_BYTES_MAX || pos + bytes as u64 > self.readable_bytes {
+            return Ok(None);
+        }
+        let mut batch = vec![0u8; bytes];
+        self.file.read_exact_at(&mut batch, pos)?;
+        Ok(record::control::read_marker(&batch))
+    }
+
     pub fn flush_indexes(&mut self) -> io::Result<()> {
         self.index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.txn_index.flush()
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         self.index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        self.txn_index.sync()
     }
 
     /// Removes the segment's files on compio's blocking pool, off the event
@@ -410,7 +447,7 @@ impl Segment {
         let paths = self.file_paths();
         compio::runtime::spawn_blocking(move || {
             for path in paths {
-                if let Err(e) = std::fs::remove_file(&path) {
+                if let Err(e) = remove_if_present(&path) {
                     tracing::warn!(path = %path.display(), "removing a deleted segment failed: {e}");
                 }
             }
@@ -418,20 +455,29 @@ impl Segment {
         .detach();
     }
 
-    /// The segment's log, offset index and time index files.
-    pub fn file_paths(&self) -> [PathBuf; 3] {
+    /// The segment's log, offset index, time index and transaction index
+    /// files (the last may not exist: see `remove_if_present`).
+    pub fn file_paths(&self) -> [PathBuf; 4] {
         [
             self.log_path.clone(),
             self.index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
         ]
     }
 
     /// Removes the segment's files. Fetches in flight keep their `Arc<File>` and finish.
     pub fn delete_files(&self) -> io::Result<()> {
-        std::fs::remove_file(&self.log_path)?;
-        std::fs::remove_file(self.index.path())?;
-        std::fs::remove_file(self.time_index.path())
+        self.file_paths().iter().try_for_each(|path| remove_if_present(path))
+    }
+}
+
+/// Removes a segment's file; one that is not there (a `.txnindex` of a
+/// segment with no abort) is no error.
+pub fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 

@@ -9,6 +9,7 @@ use super::leadership::{leading_here, wait_until_committed};
 use super::{local, not_leader, on_owners, shutting_down, unknown_partition};
 use crate::model::{ErrorCode, TopicPartition};
 use crate::record::BatchError;
+use crate::record::control::Marker;
 use crate::storage::AppendInfo;
 
 /// One partition's batch of a Produce request.
@@ -133,4 +134,41 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
     // first attempt may have timed out before the ISR had it.
     let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
     Ok(Appended { info, commit })
+}
+
+/// The markers that end producer `producer`'s transaction on each of
+/// `partitions`, each appended on its owner shard as leader there by the
+/// coordinator in `coordinator_epoch`, and on a replicated partition waited
+/// for until the in-sync replicas have it (as Kafka's WriteTxnMarkers
+/// appends with acks=all). Results in the order of `partitions`.
+pub async fn append_markers(
+    partitions: Vec<TopicPartition>,
+    marker: Marker,
+    producer: (i64, i16),
+    coordinator_epoch: i32,
+    timeout: Duration,
+) -> Vec<Result<(), BatchError>> {
+    on_owners(
+        partitions,
+        |tp| tp,
+        move |tp| async move {
+            let shard = local();
+            let Some(log) = shard.log(&tp) else {
+                return Err(unknown_partition());
+            };
+            let epoch = leading_here(&tp).map_err(|code| not_leader(code, &tp))?.epoch;
+            let now_ms = crate::model::now_ms();
+            let info = log
+                .append_marker(marker, producer, coordinator_epoch, now_ms, epoch)
+                .await?;
+            if shard.leaderships.borrow().contains_key(&tp) {
+                wait_until_committed(&tp, &log, info.last_offset + 1, epoch, timeout)
+                    .await
+                    .map_err(|(code, message)| BatchError { code, message })?;
+            }
+            Ok(())
+        },
+        || Err(shutting_down()),
+    )
+    .await
 }

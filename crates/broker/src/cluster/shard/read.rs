@@ -18,13 +18,30 @@ pub struct ReadSpec {
     pub current_leader_epoch: i32,
 }
 
+/// Who a Fetch is from: a follower replica (its broker id), or a consumer
+/// reading uncommitted or committed data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetcher {
+    Replica(i32),
+    Consumer(Reader),
+}
+
+impl Fetcher {
+    pub fn reader(self) -> Reader {
+        match self {
+            Fetcher::Replica(_) => Reader::Replica,
+            Fetcher::Consumer(reader) => reader,
+        }
+    }
+}
+
 /// Reads many partitions, one task per owner shard (`on_owners`). Results
 /// come back in the order of `specs`.
-pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result<ReadResult, ErrorCode>> {
+pub async fn read_many(specs: Vec<ReadSpec>, fetcher: Fetcher) -> Vec<Result<ReadResult, ErrorCode>> {
     on_owners(
         specs,
         |spec| &spec.tp,
-        move |spec| async move { read_here(&spec, replica) },
+        move |spec| async move { read_here(&spec, fetcher) },
         || Err(ErrorCode::LeaderNotAvailable),
     )
     .await
@@ -32,18 +49,15 @@ pub async fn read_many(specs: Vec<ReadSpec>, replica: Option<i32>) -> Vec<Result
 
 /// One partition's read, on its owner shard, whose metadata decides whether
 /// this broker leads it in the epoch the client knows.
-fn read_here(spec: &ReadSpec, replica: Option<i32>) -> Result<ReadResult, ErrorCode> {
+fn read_here(spec: &ReadSpec, fetcher: Fetcher) -> Result<ReadResult, ErrorCode> {
     check_leader_epoch(&spec.tp, spec.current_leader_epoch)?;
     let Some(log) = local().log(&spec.tp) else {
         return Err(ErrorCode::UnknownTopicOrPartition);
     };
-    match replica {
-        Some(follower) => {
-            leader::follower_fetched(&spec.tp, &log, follower, spec.offset);
-            log.read_as(spec.offset, spec.max_bytes, true, Reader::Replica)
-        }
-        None => log.read(spec.offset, spec.max_bytes, true),
+    if let Fetcher::Replica(follower) = fetcher {
+        leader::follower_fetched(&spec.tp, &log, follower, spec.offset);
     }
+    log.read_as(spec.offset, spec.max_bytes, true, fetcher.reader())
 }
 
 /// Resolves when any of `wanted` (partition, offset) has data past its
@@ -115,10 +129,10 @@ where
 }
 
 /// ListOffsets: for each partition (`arg` the timestamp) the offset, its
-/// timestamp and the leader epoch it was written in.
-pub async fn offsets_for(specs: Vec<LookupSpec>) -> Vec<Result<(i64, i64, i32), ErrorCode>> {
-    lookup_many(specs, |log, timestamp_ms| {
-        let (offset, timestamp) = log.offset_for(timestamp_ms)?;
+/// timestamp and the leader epoch it was written in, as `reader` sees the log.
+pub async fn offsets_for(specs: Vec<LookupSpec>, reader: Reader) -> Vec<Result<(i64, i64, i32), ErrorCode>> {
+    lookup_many(specs, move |log, timestamp_ms| {
+        let (offset, timestamp) = log.offset_for(timestamp_ms, reader)?;
         Ok((offset, timestamp, log.epoch_at(offset)))
     })
     .await

@@ -3,6 +3,7 @@
 //! io_uring writes that complete out of order, the log end offset over the
 //! completed prefix, and the flush policy.
 
+use crate::record::control::Marker;
 use crate::record::{self, BatchError, BatchHeader};
 use crate::storage::log_config::TimestampType;
 use crate::storage::producer::SequenceCheck;
@@ -159,7 +160,19 @@ impl PartitionLog {
     /// waited for its turn) refuses the batch with NOT_LEADER_OR_FOLLOWER.
     /// Returns once the io_uring write has completed (the data is in the
     /// page cache); no fsync unless the flush policy asks for one.
-    pub async fn append(&self, mut batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
+    pub async fn append(&self, batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
+        self.append_as(batch, now_ms, leader_epoch, None).await
+    }
+
+    /// `append` of a client's batch (`marker` None: validated, its sequence
+    /// checked) or of a marker the log built (`append_marker`).
+    pub(super) async fn append_as(
+        &self,
+        mut batch: BytesMut,
+        now_ms: i64,
+        leader_epoch: i32,
+        marker: Option<(Marker, i32)>,
+    ) -> Result<AppendInfo, BatchError> {
         self.assert_owner();
         let turn = self.wait_for_turn().await;
         self.ready_to_append().await?;
@@ -186,8 +199,14 @@ impl PartitionLog {
                     ),
                 });
             }
-            let mut header = record::validate_single_batch(&batch, st.config.max_message_bytes)?;
-            if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
+            let mut header = match marker {
+                None => record::validate_single_batch(&batch, st.config.max_message_bytes)?,
+                Some(_) => BatchHeader::parse(&batch).expect("the log builds whole markers"),
+            };
+            if let Some((_, coordinator_epoch)) = marker {
+                st.producers
+                    .check_marker(header.producer_id, header.producer_epoch, coordinator_epoch)?;
+            } else if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset,
                     last_offset: base_offset + i64::from(header.last_offset_delta),
@@ -205,7 +224,7 @@ impl PartitionLog {
                 header.stamp_log_append_time(&mut batch, now_ms);
                 log_append_time_ms = now_ms;
             }
-            let (file, position, seq) = self.reserve(&mut st, &header, batch.len() as u64, now_ms)?;
+            let (file, position, seq) = self.reserve(&mut st, &header, marker, batch.len() as u64, now_ms)?;
             let info = AppendInfo {
                 base_offset,
                 last_offset: header.last_offset(),
@@ -345,10 +364,12 @@ impl PartitionLog {
     /// usually done it already), reserves its file position
     /// and index entries, and queues it as in flight. Synchronous, so
     /// positions follow offsets.
+    /// `marker`: what a control batch says (`control::read_marker`).
     pub(super) fn reserve(
         &self,
         st: &mut LogState,
         header: &BatchHeader,
+        marker: Option<(Marker, i32)>,
         bytes: u64,
         now_ms: i64,
     ) -> Result<(Arc<File>, u64, u64), BatchError> {
@@ -364,7 +385,7 @@ impl PartitionLog {
         let file = Arc::clone(&segment.file);
         let segment_base = segment.base_offset;
         st.next_offset = header.next_offset();
-        st.producers.record(header, now_ms);
+        st.note_txn(header, marker, now_ms);
         let seq = st.next_seq;
         st.next_seq += 1;
         st.inflight.push_back(Inflight {

@@ -57,12 +57,14 @@ impl PartitionLog {
             return Ok(Vec::new()); // another append repaired it meanwhile
         }
         let end = st.log_end_offset;
+        let ended = st.txns_ended_past(end);
         // The segment holding the log end; the first segment always stays.
         let keep = st.segments.iter().rposition(|s| s.base_offset < end).unwrap_or(0);
         st.segments[keep].discard_unreadable(end)?;
         let dropped = st.segments.split_off(keep + 1);
         st.next_offset = end;
-        st.producers.truncate_from(end);
+        st.producers
+            .truncate_from(end, &super::transactions::reopened_by_cut(ended, end));
         // An epoch that starts at the end and has no record yet stays: its
         // leader registered it before appending.
         st.epochs.truncate_from_end(end + 1);

@@ -8,9 +8,9 @@
 //! `recovery` (open), `append` (the write pipeline and the flush policy),
 //! `replication` (a follower's appends, truncation, leader epochs, the
 //! replicated high watermark), `read` (fetches and lookups), `retention`,
-//! `full_disk` (appends refused for want of space, and the repair after).
-//! Transactions (the last stable offset, the aborted-transaction index) and
-//! the compaction cleaner get files of their own here.
+//! `full_disk` (appends refused for want of space, and the repair after),
+//! `transactions` (markers, the last stable offset, aborted transactions).
+//! The compaction cleaner will get a file of its own here.
 
 use crate::model::{ErrorCode, TopicPartition};
 use crate::record::BatchError;
@@ -33,6 +33,9 @@ mod replication;
 mod retention;
 #[cfg(test)]
 mod tests;
+mod transactions;
+
+pub use transactions::AbortedRange;
 
 use append::{Inflight, ReservedWrite, RollWhen};
 use retention::retention_expired;
@@ -80,15 +83,21 @@ pub struct FileSlice {
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub slice: Option<FileSlice>,
+    /// A read_committed read (`Reader::Committed`): the aborted transactions
+    /// whose records may be in `slice`. Empty for other readers.
+    pub aborted: Vec<AbortedRange>,
 }
 
-/// Who reads: a consumer sees data below the high watermark only; a
-/// follower replica reads up to the log end offset.
+/// Who reads: a read_uncommitted consumer sees data below the high
+/// watermark; a read_committed one below the last stable offset; a
+/// follower replica up to the log end offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reader {
     Consumer,
+    Committed,
     Replica,
 }
 
@@ -122,6 +131,9 @@ struct LogState {
     /// repair, even if their own write succeeded.
     lost_below_seq: u64,
     producers: ProducerStates,
+    /// Transactions a marker ended whose marker the high watermark has not
+    /// passed yet: they still hold the last stable offset back.
+    undecided_txns: VecDeque<crate::storage::producer::CompletedTxn>,
     /// Messages whose writes completed, and how many of them were fsynced,
     /// both counted since the log was opened: cumulative, so flushes that
     /// overlap each move the flushed count only forward.

@@ -1,11 +1,23 @@
 //! Reads: fetch slices (sendfile-ready), long-poll waits, and lookups by timestamp.
 
 use crate::model::ErrorCode;
+use crate::record::builder::{StoredRecord, read_records};
+use crate::record::{BatchHeader, LOG_OVERHEAD_BYTES};
 use std::io;
 use std::sync::Arc;
 use tracing::warn;
 
 use super::*;
+
+impl LogState {
+    pub(super) fn end_for(&self, reader: Reader) -> i64 {
+        match reader {
+            Reader::Consumer => self.high_watermark(),
+            Reader::Committed => self.last_stable_offset(),
+            Reader::Replica => self.log_end_offset,
+        }
+    }
+}
 
 impl PartitionLog {
     /// Reads up to `max_bytes` starting at `offset`, never past the high
@@ -26,20 +38,22 @@ impl PartitionLog {
     ) -> Result<ReadResult, ErrorCode> {
         self.assert_owner();
         let st = self.state.borrow();
+        let end = st.end_for(reader);
         let mut result = ReadResult {
             high_watermark: st.high_watermark(),
+            last_stable_offset: st.last_stable_offset(),
             log_start_offset: st.log_start_offset,
             slice: None,
-        };
-        let end = match reader {
-            Reader::Consumer => st.high_watermark(),
-            Reader::Replica => st.log_end_offset,
+            aborted: Vec::new(),
         };
         if offset < st.log_start_offset || offset > st.log_end_offset {
             return Err(ErrorCode::OffsetOutOfRange);
         }
         if offset >= end {
             return Ok(result);
+        }
+        if reader == Reader::Committed {
+            result.aborted = st.aborted_between(offset, end);
         }
         let first = st
             .segments
@@ -56,7 +70,7 @@ impl PartitionLog {
                 } else {
                     max_bytes
                 };
-                // A consumer below the high watermark gets only whole batches below it.
+                // A consumer below the log end gets only whole batches below its end.
                 let available = if end < st.log_end_offset {
                     segment.bytes_below(end, position, wanted).map_err(|e| {
                         warn!(partition = %self.tp, "read failed: {e}");
@@ -82,11 +96,7 @@ impl PartitionLog {
 
     /// The end of what `reader` may see.
     pub(super) fn end_for(&self, reader: Reader) -> i64 {
-        let st = self.state.borrow();
-        match reader {
-            Reader::Consumer => st.high_watermark(),
-            Reader::Replica => st.log_end_offset,
-        }
+        self.state.borrow().end_for(reader)
     }
 
     /// Resolves once what `reader` may see passes `offset`, or at `deadline`.
@@ -116,8 +126,22 @@ impl PartitionLog {
     /// ListOffsets: -2 earliest (and -4 earliest local), -1 latest, -3 the
     /// record with the largest timestamp, otherwise the first record at or
     /// after the timestamp. Returns (offset, timestamp); (-1, -1) if none.
-    pub fn offset_for(&self, timestamp_ms: i64) -> Result<(i64, i64), ErrorCode> {
+    /// "Latest" is the end of what `reader` may see (the high watermark, or
+    /// the last stable offset for read_committed), and a search by timestamp
+    /// finds nothing past it, as in Kafka.
+    pub fn offset_for(&self, timestamp_ms: i64, reader: Reader) -> Result<(i64, i64), ErrorCode> {
         self.assert_owner();
+        let visible_end = self.end_for(reader);
+        let found = self.offset_for_any(timestamp_ms, visible_end)?;
+        let searched = timestamp_ms >= 0 || timestamp_ms == -3;
+        Ok(if searched && found.0 >= visible_end {
+            (-1, -1)
+        } else {
+            found
+        })
+    }
+
+    fn offset_for_any(&self, timestamp_ms: i64, visible_end: i64) -> Result<(i64, i64), ErrorCode> {
         let st = self.state.borrow();
         let io_err = |e: io::Error| {
             warn!("offset lookup failed: {e}");
@@ -125,7 +149,7 @@ impl PartitionLog {
         };
         match timestamp_ms {
             -2 | -4 => Ok((st.log_start_offset, -1)),
-            -1 => Ok((st.high_watermark(), -1)),
+            -1 => Ok((visible_end, -1)),
             -3 => {
                 let Some(segment) = st.segments.iter().rev().max_by_key(|s| s.max_timestamp_ms) else {
                     return Ok((-1, -1));
@@ -148,5 +172,51 @@ impl PartitionLog {
             }
             _ => Err(ErrorCode::InvalidRequest),
         }
+    }
+}
+
+impl PartitionLog {
+    /// Calls `f` with every record of the whole local log, in order (past
+    /// the high watermark too: a new leader's tail is what its followers
+    /// will copy), reading `read_bytes` at a time: how a coordinator loads
+    /// its internal partition. Control batches are skipped; a batch that is
+    /// compressed or unreadable is skipped with a warning. Returns the
+    /// records read.
+    pub fn replay_records(&self, read_bytes: u64, mut f: impl FnMut(StoredRecord<'_>)) -> io::Result<u64> {
+        self.assert_owner();
+        let mut offset = self.log_start_offset();
+        let mut replayed = 0;
+        // Bounded: every step moves `offset` forward by at least one batch,
+        // up to the log end.
+        while offset < self.log_end_offset() {
+            let read = self
+                .read_as(offset, read_bytes, true, Reader::Replica)
+                .map_err(|code| io::Error::other(format!("read at {offset}: {code:?}")))?;
+            let Some(slice) = read.slice else { break };
+            let mut buf = vec![0u8; slice.bytes as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*slice.file, &mut buf, slice.position)?;
+            let mut at = 0;
+            let before = offset;
+            while let Some(header) = BatchHeader::parse(&buf[at..]) {
+                let end = at + header.total_bytes();
+                if end > buf.len() || header.total_bytes() < LOG_OVERHEAD_BYTES {
+                    break;
+                }
+                match read_records(&buf[at..end]) {
+                    _ if header.is_control() => {}
+                    Some(batch) => {
+                        replayed += batch.len() as u64;
+                        batch.into_iter().for_each(&mut f);
+                    }
+                    None => warn!(partition = %self.tp, offset = header.base_offset, "unreadable batch; skipped"),
+                }
+                offset = header.next_offset();
+                at = end;
+            }
+            if offset == before {
+                return Err(io::Error::other(format!("no progress reading at offset {offset}")));
+            }
+        }
+        Ok(replayed)
     }
 }

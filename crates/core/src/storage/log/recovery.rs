@@ -6,6 +6,7 @@ use crate::storage::epoch::LeaderEpochCache;
 use crate::storage::log_config::LogConfig;
 use crate::storage::producer::ProducerStates;
 use crate::storage::segment::{RecoveryStats, Segment};
+use crate::storage::txn_index::AbortedTxn;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
@@ -28,7 +29,7 @@ pub(super) fn load_epochs(
         None => {
             let mut epochs = LeaderEpochCache::empty(dir);
             for segment in segments {
-                segment.for_each_header(|h| {
+                segment.for_each_header(|h, _| {
                     epochs.assign(h.leader_epoch, h.base_offset);
                 })?;
             }
@@ -46,14 +47,32 @@ pub(super) fn load_epochs(
     Ok(epochs)
 }
 
-/// Idempotent producers' recent sequences, re-read from the batch headers of
-/// the newest segments (Kafka keeps snapshots; the headers hold the same facts).
-/// Producers not seen in those segments are forgotten and treated as new.
-pub(super) fn rebuild_producer_states(segments: &[Segment], now_ms: i64) -> io::Result<ProducerStates> {
+/// Producers' recent sequences and open transactions, re-read from the
+/// batches of the newest segments (Kafka keeps snapshots; the headers and
+/// markers hold the same facts). Producers not seen in those segments are
+/// forgotten and treated as new. An abort whose index entry the page cache
+/// lost is indexed again from its marker.
+pub(super) fn rebuild_producer_states(segments: &mut [Segment], now_ms: i64) -> io::Result<ProducerStates> {
     pub(super) const SEGMENTS_SCANNED: usize = 2;
     let mut producers = ProducerStates::default();
-    for segment in &segments[segments.len().saturating_sub(SEGMENTS_SCANNED)..] {
-        segment.for_each_header(|header| producers.record(header, now_ms))?;
+    let first = segments.len().saturating_sub(SEGMENTS_SCANNED);
+    for segment in &mut segments[first..] {
+        let mut aborted = Vec::new();
+        segment.for_each_header(|header, marker| {
+            if let Some(txn) = producers.record(header, marker, now_ms)
+                && txn.aborted
+            {
+                aborted.push(txn);
+            }
+        })?;
+        for txn in aborted {
+            segment.txn_index.restore(AbortedTxn {
+                producer_id: txn.producer_id,
+                first_offset: txn.first_offset,
+                last_offset: txn.last_offset,
+                last_stable_offset: txn.first_offset,
+            });
+        }
     }
     Ok(producers)
 }
@@ -71,7 +90,7 @@ pub(super) fn report_recovery(tp: &TopicPartition, base: i64, stats: &RecoverySt
 }
 
 pub(super) fn remove_segment_files(dir: &Path, base: i64) {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         let _ = std::fs::remove_file(dir.join(crate::storage::segment::segment_file_name(base, ext)));
     }
 }
@@ -131,7 +150,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments[0].base_offset;
         let next_offset = segments.last().map_or(0, |s| s.next_offset);
-        let producers = rebuild_producer_states(&segments, now_ms)?;
+        let producers = rebuild_producer_states(&mut segments, now_ms)?;
         let high_watermark_checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
             .ok()
             .and_then(|t| t.trim().parse().ok());
@@ -155,6 +174,7 @@ impl PartitionLog {
                 inflight: VecDeque::new(),
                 next_seq: 0,
                 producers,
+                undecided_txns: VecDeque::new(),
                 completed_messages: 0,
                 flushed_messages: 0,
                 first_unflushed_ms: None,

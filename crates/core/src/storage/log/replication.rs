@@ -19,10 +19,10 @@ use super::*;
 /// Removes the files of segments taken out of a log, on compio's blocking
 /// pool, and waits for it.
 pub(super) async fn remove_segments_off_loop(segments: &[Segment]) -> io::Result<()> {
-    let paths: Vec<[PathBuf; 3]> = segments.iter().map(Segment::file_paths).collect();
+    let paths: Vec<[PathBuf; 4]> = segments.iter().map(Segment::file_paths).collect();
     compio::runtime::spawn_blocking(move || {
         for path in paths.iter().flatten() {
-            std::fs::remove_file(path)?;
+            crate::storage::segment::remove_if_present(path)?;
         }
         Ok(())
     })
@@ -103,6 +103,8 @@ impl PartitionLog {
             return Ok((st.next_offset, Vec::new()));
         }
         let offset = offset.max(st.log_start_offset);
+        // A marker is a batch of one record: one at or past `end` is at or past `offset`.
+        let ended = st.txns_ended_past(offset);
         let mut dropped = Vec::new();
         // Segments wholly at or past the cut go; the first segment always stays.
         while st.segments.len() > 1 && st.segments.last().is_some_and(|s| s.base_offset >= offset) {
@@ -116,7 +118,8 @@ impl PartitionLog {
         assert!(end <= offset, "truncation never keeps records past the cut");
         st.next_offset = end;
         st.log_end_offset = end;
-        st.producers.truncate_from(end);
+        st.producers
+            .truncate_from(end, &super::transactions::reopened_by_cut(ended, end));
         st.replicated_high_watermark = st.replicated_high_watermark.map(|c| c.min(end));
         st.epochs.truncate_from_end(end);
         if st.leader_epoch > st.epochs.latest_epoch().unwrap_or(LEADER_EPOCH) {
@@ -160,6 +163,7 @@ impl PartitionLog {
         st.log_end_offset = offset;
         st.replicated_high_watermark = st.replicated_high_watermark.map(|c| c.max(offset));
         st.producers = ProducerStates::default();
+        st.undecided_txns.clear();
         st.epochs.truncate_from_end(0);
         info!(partition = %self.tp, offset, "restarted the log at the leader's log start");
         dropped
@@ -299,7 +303,11 @@ impl PartitionLog {
                 // A failure here must not return early: the batches already
                 // reserved are in flight and still need their write.
                 st.note_epoch(header.leader_epoch, header.base_offset);
-                let reserved = self.reserve(&mut st, &header, header.total_bytes() as u64, now_ms);
+                let marker = header
+                    .is_control()
+                    .then(|| record::control::read_marker(&batches[..header.total_bytes()]))
+                    .flatten();
+                let reserved = self.reserve(&mut st, &header, marker, header.total_bytes() as u64, now_ms);
                 let (file, position, seq) = match reserved {
                     Ok(reserved) => reserved,
                     Err(e) => {

@@ -1,0 +1,163 @@
+//! Transactions: the transaction coordinator and the state it keeps in the
+//! internal topic `__transaction_state`.
+//!
+//! A transactional id's coordinator is the shard that owns the id's
+//! partition of `__transaction_state` (Kafka's `abs(hashCode(id)) %
+//! partitions`, as for groups). The functions here run on whichever shard
+//! received the request and hand the work to that shard. `state` is one
+//! id's state machine, `records` the stored format, `coordinator` the
+//! per-shard owner of the ids, which stores each state before it becomes
+//! current and writes the COMMIT and ABORT markers.
+//!
+//! Single node only for now: in cluster mode the markers to partitions led by
+//! other brokers need WriteTxnMarkers, and transactional ids are refused with
+//! COORDINATOR_NOT_AVAILABLE as before.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use crate::cluster::controller;
+use crate::cluster::shard::{self, owner_of};
+use crate::group::partition_for;
+use crate::model::{ErrorCode, NAME_BYTES_MAX, TopicPartition};
+use crate::runtime::{self, submit_to};
+use coordinator::TxnCoordinator;
+pub use state::Expected;
+
+pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
+
+/// How long a FindCoordinator waits for a `__transaction_state` that a
+/// concurrent request is creating to reach its shard.
+const TXN_TOPIC_VISIBLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether this broker runs transactions at all (see the module's note).
+pub fn enabled() -> bool {
+    shard::local().config.controller_voters.is_empty()
+}
+
+/// Creates `__transaction_state` on first use, as Kafka does on the first
+/// FindCoordinator for a transactional id.
+pub async fn ensure_txn_topic() -> Result<(), ErrorCode> {
+    if !enabled() {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    if shard::local().metadata().topics.contains_key(TXN_TOPIC) {
+        return Ok(());
+    }
+    let config = &shard::local().config.txn;
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "-1".to_string());
+    configs.insert("retention.bytes".to_string(), "-1".to_string());
+    configs.insert("segment.bytes".to_string(), config.log_segment_bytes.to_string());
+    configs.insert("min.insync.replicas".to_string(), config.log_min_isr.to_string());
+    let created = controller::create_internal_topic(
+        TXN_TOPIC.to_string(),
+        config.log_partitions,
+        config.log_replication_factor,
+        configs,
+    );
+    match created.await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
+            match shard::local()
+                .wait_for_topic(TXN_TOPIC, TXN_TOPIC_VISIBLE_TIMEOUT)
+                .await
+            {
+                true => Ok(()),
+                false => Err(ErrorCode::CoordinatorNotAvailable),
+            }
+        }
+        Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+/// The partition count of `__transaction_state`, if it exists yet.
+pub fn txn_partitions() -> Option<i32> {
+    shard::local().metadata().topics.get(TXN_TOPIC).map(|t| t.partitions)
+}
+
+/// The broker that coordinates `transactional_id`: (node id, host, port).
+pub fn coordinator_of(transactional_id: &str) -> Result<(i32, String, u16), ErrorCode> {
+    let partitions = txn_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    if !coordinates(partition_for(transactional_id, partitions)) {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    let shard = shard::local();
+    let (host, port) = shard.config.advertised_endpoint();
+    Ok((shard.config.broker_id, host, port))
+}
+
+fn coordinates(partition: i32) -> bool {
+    shard::check_leader(&TopicPartition::new(TXN_TOPIC.to_string(), partition)).is_ok()
+}
+
+/// Runs `f` with the id's coordinator, on the shard that owns the id's partition.
+async fn on_coordinator<R, F, Fut>(transactional_id: &str, f: F) -> Result<R, ErrorCode>
+where
+    F: FnOnce(Rc<TxnCoordinator>, i32) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<R, ErrorCode>> + 'static,
+    R: Send + 'static,
+{
+    if transactional_id.is_empty() || transactional_id.len() > NAME_BYTES_MAX {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if !enabled() {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    let partitions = txn_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let partition = partition_for(transactional_id, partitions);
+    if !coordinates(partition) {
+        return Err(ErrorCode::NotCoordinator);
+    }
+    let owner = owner_of(TXN_TOPIC, partition, runtime::shard_count());
+    submit_to(owner, move || async move {
+        let coordinator = coordinator::local();
+        coordinator.ensure_partition(partition)?;
+        f(coordinator, partition).await
+    })
+    .await
+    .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+}
+
+/// InitProducerId with a transactional id: (producer id, epoch).
+pub async fn init_producer_id(
+    transactional_id: String,
+    timeout_ms: i32,
+    expected: Option<Expected>,
+) -> Result<(i64, i16), ErrorCode> {
+    let id = transactional_id.clone();
+    on_coordinator(&id, move |c, partition| async move {
+        c.init_producer_id(partition, transactional_id, timeout_ms, expected)
+            .await
+    })
+    .await
+}
+
+/// AddPartitionsToTxn: one error for the whole request (clients' versions
+/// 0 to 3 carry one transaction).
+pub async fn add_partitions(
+    transactional_id: String,
+    producer: (i64, i16),
+    partitions: Vec<TopicPartition>,
+) -> Result<(), ErrorCode> {
+    let id = transactional_id.clone();
+    on_coordinator(&id, move |c, partition| async move {
+        c.add_partitions(partition, &transactional_id, producer, partitions)
+            .await
+    })
+    .await
+}
+
+/// EndTxn: answered once the decision is stored; the markers follow.
+pub async fn end_txn(transactional_id: String, producer: (i64, i16), commit: bool) -> Result<(), ErrorCode> {
+    let id = transactional_id.clone();
+    on_coordinator(&id, move |c, partition| async move {
+        c.end_txn(partition, &transactional_id, producer, commit).await
+    })
+    .await
+}
