@@ -30,14 +30,15 @@ def varint(v):
     return bytes(out)
 
 
-def record_batch(values, base_ts=1_700_000_000_000, producer_id=-1, epoch=-1, base_seq=-1):
-    """An uncompressed RecordBatch v2 with null keys, as a producer would send it."""
+def record_batch(values, base_ts=1_700_000_000_000, producer_id=-1, epoch=-1, base_seq=-1, attributes=0):
+    """An uncompressed RecordBatch v2 with null keys, as a producer would send it
+    (attributes 0x10: a transactional batch)."""
     records = bytearray()
     for i, v in enumerate(values):
         body = b"\x00" + varint(i) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
         records += varint(len(body)) + body
     n = len(values)
-    after_crc = struct.pack(">hiqqqhii", 0, n - 1, base_ts, base_ts + n - 1, producer_id, epoch, base_seq, n)
+    after_crc = struct.pack(">hiqqqhii", attributes, n - 1, base_ts, base_ts + n - 1, producer_id, epoch, base_seq, n)
     after_crc += bytes(records)
     head = struct.pack(">qiib", 0, 4 + 1 + 4 + len(after_crc), -1, 2)
     return head + struct.pack(">I", crc32c(after_crc)) + after_crc
@@ -167,9 +168,9 @@ class Connection:
             apis[key] = (lo, hi)
         return error_code, apis
 
-    def produce(self, topic, partition, records, acks=-1, version=3, timeout_ms=10_000):
+    def produce(self, topic, partition, records, acks=-1, version=3, timeout_ms=10_000, transactional_id=None):
         """Produce v3 with one partition; returns (error_code, base_offset)."""
-        body = string(None) + struct.pack(">hii", acks, timeout_ms, 1) + string(topic)
+        body = string(transactional_id) + struct.pack(">hii", acks, timeout_ms, 1) + string(topic)
         body += struct.pack(">ii", 1, partition)
         body += struct.pack(">i", len(records)) + records
         self.send(0, version, body)

@@ -228,7 +228,7 @@ def init_producer_id(conn, txn_id, timeout_ms=60_000):
 
 
 INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING, INVALID_TRANSACTION_TIMEOUT = 48, 49, 50
-CONCURRENT_TRANSACTIONS, PRODUCER_FENCED = 51, 90
+CONCURRENT_TRANSACTIONS, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, PRODUCER_FENCED = 51, 53, 90
 
 
 def test_bad_transactional_requests_get_kafkas_codes_and_a_bystander_keeps_working(broker):
@@ -247,7 +247,13 @@ def test_bad_transactional_requests_get_kafkas_codes_and_a_bystander_keeps_worki
         # A zombie's epoch, and an id that is not this transactional id's.
         assert add_partitions(conn, "tx-raw", producer_id, epoch + 5, "raw", 0) == PRODUCER_FENCED
         assert add_partitions(conn, "tx-raw", producer_id + 1, epoch, "raw", 0) == INVALID_PRODUCER_ID_MAPPING
+        # KIP-890: a transactional batch for a partition not in the transaction is refused,
+        # and so is one without the request's transactional id; neither opens a transaction.
+        batch = kwire.record_batch([b"stray"], producer_id=producer_id, epoch=epoch, base_seq=0, attributes=0x10)
+        assert conn.produce("raw", 0, batch, transactional_id="tx-raw")[0] == INVALID_TXN_STATE
+        assert conn.produce("raw", 0, batch)[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         assert add_partitions(conn, "tx-raw", producer_id, epoch, "raw", 0) == 0
+        assert conn.produce("raw", 0, batch, transactional_id="tx-raw")[0] == 0
         assert end_txn(conn, "tx-raw", producer_id, epoch + 1, False) == PRODUCER_FENCED
         assert end_txn(conn, "tx-raw", producer_id, epoch, False) == 0
         # A retried abort of an aborted transaction succeeds; a commit of it is refused.

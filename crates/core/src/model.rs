@@ -75,6 +75,7 @@ pub enum ErrorCode {
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
     TransactionCoordinatorFenced = 52,
+    TransactionalIdAuthorizationFailed = 53,
     ProducerFenced = 90,
     UnsupportedCompressionType = 76,
     KafkaStorageError = 56,

@@ -16,9 +16,10 @@ use super::{RequestHeader, Response, encode_response, str_bytes};
 use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition, now_ms};
-use crate::record::BatchError;
+use crate::record::{BatchError, BatchHeader};
 use crate::runtime::request_bytes::Charged;
 use crate::storage::AppendInfo;
+use crate::txn;
 
 /// acks=all waits for the ISR at most this long, whatever the request asks.
 const ACKS_ALL_TIMEOUT_MS_MAX: i32 = 120_000;
@@ -174,6 +175,7 @@ pub async fn handle(
             refused.push(refusal);
         }
     }
+    let specs = verify_transactional(request.transactional_id.as_deref(), specs, &mut refused).await;
     let appended = shard::append_many(specs, now, acks).await;
     // The batches are written: the frame no longer counts against
     // queued.max.request.bytes while acks=all waits for the ISR, as Kafka
@@ -222,6 +224,71 @@ pub async fn handle(
         .with_responses(responses)
         .with_node_endpoints(leader_hints.endpoints);
     encode_response(header, &response).map(Some)
+}
+
+/// Transactional batches (KIP-890): the request must name its transactional
+/// id, carry one producer, and every partition must be in that producer's
+/// open transaction at the coordinator; a batch that fails is refused (its
+/// slot in `refused` gets the error) instead of opening a transaction the
+/// coordinator knows nothing of, which would hold the partition's last
+/// stable offset back for ever. `refused` holds `None` for each of `specs`.
+async fn verify_transactional(
+    transactional_id: Option<&str>,
+    specs: Vec<shard::AppendSpec>,
+    refused: &mut [Option<Result<AppendInfo, BatchError>>],
+) -> Vec<shard::AppendSpec> {
+    let producers: Vec<Option<(i64, i16)>> = specs
+        .iter()
+        .map(|s| {
+            BatchHeader::parse(&s.batch)
+                .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0)
+                .map(|h| (h.producer_id, h.producer_epoch))
+        })
+        .collect();
+    let Some(producer) = producers.iter().flatten().next().copied() else {
+        return specs;
+    };
+    let verdicts: Vec<ErrorCode> = match transactional_id {
+        None => vec![ErrorCode::TransactionalIdAuthorizationFailed; specs.len()],
+        Some(_) if producers.iter().flatten().any(|p| *p != producer) => {
+            vec![ErrorCode::InvalidProducerIdMapping; specs.len()]
+        }
+        Some(id) => {
+            let tps = specs
+                .iter()
+                .zip(&producers)
+                .filter(|(_, p)| p.is_some())
+                .map(|(s, _)| s.tp.clone())
+                .collect();
+            let mut verified = txn::verify(id.to_string(), producer, tps).await.into_iter();
+            producers
+                .iter()
+                .map(|p| match p {
+                    Some(_) => verified.next().expect("one verdict per transactional batch"),
+                    None => ErrorCode::None,
+                })
+                .collect()
+        }
+    };
+    let mut kept = Vec::with_capacity(specs.len());
+    let slots = refused.iter_mut().filter(|r| r.is_none());
+    for ((spec, verdict), slot) in specs.into_iter().zip(verdicts).zip(slots) {
+        match verdict {
+            ErrorCode::None => kept.push(spec),
+            code => *slot = Some(refuse(code, verification_message(code))),
+        }
+    }
+    kept
+}
+
+fn verification_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::TransactionalIdAuthorizationFailed => "transactional records need the request's transactional id",
+        ErrorCode::InvalidProducerIdMapping => "the producer id is not this transactional id's",
+        ErrorCode::InvalidTxnState => "the partition was not added to the transaction",
+        ErrorCode::InvalidProducerEpoch => "the producer has been fenced by a newer epoch",
+        _ => "the transaction coordinator could not verify the transaction; retry",
+    }
 }
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current

@@ -311,6 +311,30 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// Which of `partitions` are in `id`'s open transaction of `producer`:
+    /// INVALID_TXN_STATE for one that is not, as Kafka answers an older client.
+    pub fn verify(
+        &self,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let txns = self.txns.borrow();
+        let meta = &txns.get(id).ok_or(ErrorCode::InvalidProducerIdMapping)?.meta;
+        meta.check_producer(producer.0, producer.1)?;
+        if meta.is_prepared() {
+            return Err(ErrorCode::ConcurrentTransactions);
+        }
+        let open = meta.status == TxnStatus::Ongoing;
+        Ok(partitions
+            .iter()
+            .map(|tp| match open && meta.partitions.contains(tp) {
+                true => ErrorCode::None,
+                false => ErrorCode::InvalidTxnState,
+            })
+            .collect())
+    }
+
     /// Writes the markers of `id`'s prepared transaction to each of its
     /// partitions, then stores the Complete state. Retries until done, or
     /// until this shard no longer coordinates the partition (the next

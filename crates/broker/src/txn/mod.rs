@@ -161,3 +161,33 @@ pub async fn end_txn(transactional_id: String, producer: (i64, i16), commit: boo
     })
     .await
 }
+
+/// KIP-890's verification, before a leader appends transactional batches:
+/// each partition must be in the producer's open transaction at its
+/// coordinator. One code per partition, already as a producer expects it
+/// (Kafka's translation of coordinator errors for Produce).
+pub async fn verify(transactional_id: String, producer: (i64, i16), partitions: Vec<TopicPartition>) -> Vec<ErrorCode> {
+    let count = partitions.len();
+    let id = transactional_id.clone();
+    let verified = on_coordinator(&id, move |c, _| async move {
+        c.verify(&transactional_id, producer, &partitions)
+    })
+    .await;
+    match verified {
+        Ok(codes) => codes.into_iter().map(for_produce).collect(),
+        Err(code) => vec![for_produce(code); count],
+    }
+}
+
+fn for_produce(code: ErrorCode) -> ErrorCode {
+    match code {
+        ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+        // Retriable at the coordinator: a code older producers retry without
+        // refreshing metadata.
+        ErrorCode::ConcurrentTransactions
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+        other => other,
+    }
+}
