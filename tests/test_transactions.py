@@ -262,3 +262,28 @@ def test_bad_transactional_requests_get_kafkas_codes_and_a_bystander_keeps_worki
         assert end_txn(conn, "tx-raw", producer_id, epoch, True) == INVALID_TXN_STATE
     live.commit_transaction(30)
     assert values(read(broker, "raw", 1, "read_committed")) == ["kept"]
+
+
+def test_kafka_python_commits_and_aborts(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KafkaPythonPartition
+
+    create_topic(broker, "kp")
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="tx-kafka-python")
+    p.init_transactions()
+    p.begin_transaction()
+    p.send("kp", b"committed", partition=0)
+    p.commit_transaction()
+    p.begin_transaction()
+    p.send("kp", b"aborted", partition=0)
+    p.flush()
+    p.abort_transaction()
+    p.close()
+    seen = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation, consumer_timeout_ms=5000)
+        c.assign([KafkaPythonPartition("kp", 0)])
+        c.seek_to_beginning()
+        seen[isolation] = [m.value for m in c]
+        c.close()
+    assert seen == {"read_committed": [b"committed"], "read_uncommitted": [b"committed", b"aborted"]}
