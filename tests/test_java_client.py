@@ -24,6 +24,7 @@ def client_check(java_classpath):
     "group consumer",    # the same over KIP-848's group.protocol=consumer
     "cooperative",       # CooperativeStickyAssignor revokes only what moves
     "admin",             # topics, partitions, configs, cluster, offsets, groups, log dirs
+    "transactions",      # commit, abort, read_committed against read_uncommitted, zombie fencing
 ])
 def test_java_client(broker, client_check, scenario):
     run = subprocess.run([*client_check, broker.bootstrap, *scenario.split()], capture_output=True, text=True,

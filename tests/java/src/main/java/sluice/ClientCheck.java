@@ -77,6 +77,7 @@ public final class ClientCheck {
             case "wide" -> check.wide();
             case "moves" -> check.moves();
             case "failover" -> check.failover();
+            case "transactions" -> check.transactions();
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.println("OK " + args[1] + (arg.isEmpty() ? "" : " " + arg));
@@ -131,6 +132,71 @@ public final class ClientCheck {
                 throw e;
             }
         }
+    }
+
+    /**
+     * A transactional producer commits over two partitions and aborts; a
+     * read_committed consumer sees the committed records only, in order, and
+     * a read_uncommitted one sees both. A second producer with the same
+     * transactional id fences the first.
+     */
+    void transactions() throws Exception {
+        createTopic("java-tx", 2);
+        Map<String, Object> txn = Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-tx-writer");
+        try (KafkaProducer<byte[], byte[]> producer = producer(txn)) {
+            producer.initTransactions();
+            producer.beginTransaction();
+            for (int i = 0; i < 10; i++) {
+                producer.send(new ProducerRecord<>("java-tx", i % 2, null, bytes("committed-" + i)));
+            }
+            producer.commitTransaction();
+            producer.beginTransaction();
+            producer.send(new ProducerRecord<>("java-tx", 0, null, bytes("aborted"))).get();
+            producer.abortTransaction();
+            try (KafkaProducer<byte[], byte[]> successor = producer(txn)) {
+                successor.initTransactions();
+                boolean fenced = false;
+                try {
+                    producer.beginTransaction();
+                    producer.send(new ProducerRecord<>("java-tx", 1, null, bytes("zombie"))).get();
+                    producer.commitTransaction();
+                } catch (Exception e) {
+                    fenced = true;
+                }
+                check(fenced, "the first producer was fenced by the second");
+            }
+        }
+        List<String> committed = readAll("java-tx", 2, "read_committed");
+        List<String> all = readAll("java-tx", 2, "read_uncommitted");
+        List<String> expected = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            expected.add("committed-" + i);
+        }
+        check(new HashSet<>(committed).equals(new HashSet<>(expected)) && committed.size() == 10,
+            "read_committed sees the committed records only: " + committed);
+        check(all.contains("aborted") && all.size() == 11, "read_uncommitted sees the aborted one too: " + all);
+        System.out.println("transactions: 10 committed, 1 aborted, zombie fenced");
+    }
+
+    /** Every record of `topic` that `isolation` lets a consumer see, up to the end offsets it reports. */
+    List<String> readAll(String topic, int partitions, String isolation) throws InterruptedException {
+        List<String> seen = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = consumer(Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation))) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (int p = 0; p < partitions; p++) {
+                tps.add(new TopicPartition(topic, p));
+            }
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            Map<TopicPartition, Long> ends = consumer.endOffsets(tps);
+            await(() -> {
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(POLL)) {
+                    seen.add(text(r.value()));
+                }
+                return tps.stream().allMatch(tp -> consumer.position(tp) >= ends.get(tp));
+            }, isolation + " reaching the end offsets");
+        }
+        return seen;
     }
 
     static byte[] bytes(String s) {
