@@ -143,6 +143,7 @@ start() {
         voters+="${voters:+,}$((first_id + i - 1))@127.0.0.1:${ports[$((nodes + i - 1))]}"
         bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$((i - 1))]}"
     done
+    # Base64 may start with '-': passed as --cluster-id=ID, so the parser never takes it for an option.
     local cluster_id
     cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')
     local rf=$((nodes < 3 ? nodes : 3))
@@ -155,7 +156,8 @@ start() {
             cat "$properties" >> "$node_dir/server.properties"
         fi
         java -cp "$CACHE/lib/*" -Dlog4j2.configurationFile="$CACHE/log4j2.properties" \
-            kafka.tools.StorageTool format -t "$cluster_id" -c "$node_dir/server.properties" > "$node_dir/format.log" 2>&1
+            kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$node_dir/server.properties" \
+            > "$node_dir/format.log" 2>&1
         pids+="${pids:+ }$(launch "$node_dir")"
     done
     for i in $(seq 1 "$nodes"); do
