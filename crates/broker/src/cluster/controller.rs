@@ -618,6 +618,36 @@ pub async fn create_internal_topic(
     .await
 }
 
+/// How long a first use waits for an internal topic that a concurrent request
+/// is creating to reach this shard.
+const INTERNAL_TOPIC_VISIBLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An internal topic made on first use, as Kafka makes its coordinators'
+/// topics on the first FindCoordinator: created with `configs()` (retention
+/// off besides) unless this shard has it already; if a concurrent request
+/// is creating it, waits until this shard has it. Whether it is there.
+pub async fn ensure_internal_topic(
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: impl FnOnce() -> BTreeMap<String, String>,
+) -> bool {
+    if local().metadata().topics.contains_key(name) {
+        return true;
+    }
+    let mut configs = configs();
+    // Kept small by its coordinator, never by time or size retention.
+    configs.insert("retention.ms".to_string(), "-1".to_string());
+    configs.insert("retention.bytes".to_string(), "-1".to_string());
+    match create_internal_topic(name.to_string(), partitions, replication_factor, configs).await {
+        Ok(()) => true,
+        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
+            local().wait_for_topic(name, INTERNAL_TOPIC_VISIBLE_TIMEOUT).await
+        }
+        Err(_) => false,
+    }
+}
+
 pub async fn delete_topic(name: String) -> Result<(), ApiError> {
     on_controller(move |c| c.delete_topic(&name).map(|change| (change, ()))).await
 }

@@ -46,43 +46,21 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 
 /// Creates `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator.
 pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
-    if shard::local().metadata().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
     let config = &shard::local().config.group;
-    let mut configs = BTreeMap::new();
-    // Compaction is the coordinator's (snapshots), never time or size retention.
-    configs.insert("retention.ms".to_string(), "-1".to_string());
-    configs.insert("retention.bytes".to_string(), "-1".to_string());
-    configs.insert(
-        "segment.bytes".to_string(),
-        config.offsets_topic_segment_bytes.to_string(),
-    );
-    let created = controller::create_internal_topic(
-        OFFSETS_TOPIC.to_string(),
-        config.offsets_topic_partitions,
-        config.offsets_topic_replication_factor,
-        configs,
-    );
-    match created.await {
-        Ok(()) => Ok(()),
-        // Created by a concurrent FindCoordinator: wait until this shard has it.
-        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
-            match shard::local()
-                .wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_VISIBLE_TIMEOUT)
-                .await
-            {
-                true => Ok(()),
-                false => Err(ErrorCode::CoordinatorNotAvailable),
-            }
-        }
-        Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+    // Compaction is the coordinator's (snapshots).
+    let configs = || {
+        BTreeMap::from([(
+            "segment.bytes".to_string(),
+            config.offsets_topic_segment_bytes.to_string(),
+        )])
+    };
+    let partitions = config.offsets_topic_partitions;
+    let replication_factor = config.offsets_topic_replication_factor;
+    match controller::ensure_internal_topic(OFFSETS_TOPIC, partitions, replication_factor, configs).await {
+        true => Ok(()),
+        false => Err(ErrorCode::CoordinatorNotAvailable),
     }
 }
-
-/// How long a FindCoordinator waits for a `__consumer_offsets` that a
-/// concurrent request is creating to reach its shard.
-const OFFSETS_TOPIC_VISIBLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The broker that coordinates `group_id`: this one on a single node; in
 /// cluster mode the leader of the group's `__consumer_offsets` partition, as

@@ -31,10 +31,6 @@ pub use state::Expected;
 
 pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
 
-/// How long a FindCoordinator waits for a `__transaction_state` that a
-/// concurrent request is creating to reach its shard.
-const TXN_TOPIC_VISIBLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Whether this broker runs transactions at all (see the module's note).
 pub fn enabled() -> bool {
     shard::local().config.controller_voters.is_empty()
@@ -46,33 +42,17 @@ pub async fn ensure_txn_topic() -> Result<(), ErrorCode> {
     if !enabled() {
         return Err(ErrorCode::CoordinatorNotAvailable);
     }
-    if shard::local().metadata().topics.contains_key(TXN_TOPIC) {
-        return Ok(());
-    }
     let config = &shard::local().config.txn;
-    let mut configs = BTreeMap::new();
-    configs.insert("retention.ms".to_string(), "-1".to_string());
-    configs.insert("retention.bytes".to_string(), "-1".to_string());
-    configs.insert("segment.bytes".to_string(), config.log_segment_bytes.to_string());
-    configs.insert("min.insync.replicas".to_string(), config.log_min_isr.to_string());
-    let created = controller::create_internal_topic(
-        TXN_TOPIC.to_string(),
-        config.log_partitions,
-        config.log_replication_factor,
-        configs,
-    );
-    match created.await {
-        Ok(()) => Ok(()),
-        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
-            match shard::local()
-                .wait_for_topic(TXN_TOPIC, TXN_TOPIC_VISIBLE_TIMEOUT)
-                .await
-            {
-                true => Ok(()),
-                false => Err(ErrorCode::CoordinatorNotAvailable),
-            }
-        }
-        Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+    let configs = || {
+        BTreeMap::from([
+            ("segment.bytes".to_string(), config.log_segment_bytes.to_string()),
+            ("min.insync.replicas".to_string(), config.log_min_isr.to_string()),
+        ])
+    };
+    let (partitions, replication_factor) = (config.log_partitions, config.log_replication_factor);
+    match controller::ensure_internal_topic(TXN_TOPIC, partitions, replication_factor, configs).await {
+        true => Ok(()),
+        false => Err(ErrorCode::CoordinatorNotAvailable),
     }
 }
 
