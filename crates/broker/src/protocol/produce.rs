@@ -237,17 +237,16 @@ async fn verify_transactional(
     specs: Vec<shard::AppendSpec>,
     refused: &mut [Option<Result<AppendInfo, BatchError>>],
 ) -> Vec<shard::AppendSpec> {
-    let producers: Vec<Option<(i64, i16)>> = specs
-        .iter()
-        .map(|s| {
-            BatchHeader::parse(&s.batch)
-                .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0)
-                .map(|h| (h.producer_id, h.producer_epoch))
-        })
-        .collect();
-    let Some(producer) = producers.iter().flatten().next().copied() else {
+    let transactional = |s: &shard::AppendSpec| {
+        BatchHeader::parse(&s.batch)
+            .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0)
+            .map(|h| (h.producer_id, h.producer_epoch))
+    };
+    // The common case, no transaction: nothing allocated, one header read per batch.
+    let Some(producer) = specs.iter().find_map(transactional) else {
         return specs;
     };
+    let producers: Vec<Option<(i64, i16)>> = specs.iter().map(transactional).collect();
     let verdicts: Vec<ErrorCode> = match transactional_id {
         None => vec![ErrorCode::TransactionalIdAuthorizationFailed; specs.len()],
         Some(_) if producers.iter().flatten().any(|p| *p != producer) => {

@@ -57,6 +57,9 @@ impl LogState {
 
     /// Drops the ended transactions whose marker the high watermark passed.
     pub(super) fn forget_replicated_txns(&mut self) {
+        if self.undecided_txns.is_empty() {
+            return; // every append without transactions comes here
+        }
         let high_watermark = self.high_watermark();
         self.undecided_txns.retain(|t| t.last_offset >= high_watermark);
     }
