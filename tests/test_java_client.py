@@ -25,6 +25,8 @@ def client_check(java_classpath):
     "cooperative",       # CooperativeStickyAssignor revokes only what moves
     "admin",             # topics, partitions, configs, cluster, offsets, groups, log dirs
     "transactions",      # commit, abort, read_committed against read_uncommitted, zombie fencing
+    "exactly-once classic",   # consume-transform-produce with sendOffsetsToTransaction, one step aborted
+    "exactly-once consumer",  # the same with a KIP-848 consumer
 ])
 def test_java_client(broker, client_check, scenario):
     run = subprocess.run([*client_check, broker.bootstrap, *scenario.split()], capture_output=True, text=True,

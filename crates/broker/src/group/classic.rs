@@ -816,6 +816,24 @@ impl ClassicGroup {
         Ok(())
     }
 
+    /// Validates a TxnOffsetCommit (KIP-447): as OffsetCommit, except that
+    /// a request without member or generation (versions 0 to 2) passes, and
+    /// a rebalance in progress does not refuse it, as in Kafka.
+    pub fn check_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ErrorCode> {
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.check_member(member_id, instance_id, generation)?;
+        }
+        Ok(())
+    }
+
     /// The topics the members subscribe to, from the consumer protocol's
     /// subscription metadata (v0+: version, then an array of topic names).
     pub fn subscribed_topics(&self) -> Vec<String> {

@@ -7,9 +7,15 @@
 //! goes through it, and the writer applies a record to memory as soon as its
 //! append completes. So memory always equals a replay of the log, and a
 //! snapshot taken by the writer can replace everything before it.
+//!
+//! Offsets committed in a transaction are a transactional batch of the
+//! producer's; they stay pending until the transaction coordinator's marker
+//! reaches the partition, through the same writer, and commits or discards
+//! them. A partition is not compacted while a transaction is open on it: the
+//! pending offsets exist only in its log.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,9 +30,11 @@ use super::{OFFSETS_TOPIC, partition_for};
 use crate::cluster::shard::{self, owner_of};
 use crate::config::GroupConfig;
 use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
-use crate::record::builder::{Record, build_batch};
+use crate::record::builder::{Producer, Record, build_batch, build_txn_batch};
+use crate::record::control::Marker;
 use crate::runtime;
 use crate::storage::PartitionLog;
+use crate::storage::Replayed;
 
 /// How often sessions, rebalance deadlines and pending group records are checked.
 const TICK_MS: u64 = 100;
@@ -60,8 +68,25 @@ impl Entry {
     }
 }
 
+/// A write that belongs to a producer's transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum TxnWrite {
+    /// Offsets committed in the open transaction of (producer id, epoch):
+    /// a transactional batch, pending until the transaction's marker.
+    Offsets { producer: (i64, i16) },
+    /// The marker that ends that transaction here, from the transaction
+    /// coordinator in `coordinator_epoch`.
+    Marker {
+        producer: (i64, i16),
+        marker: Marker,
+        coordinator_epoch: i32,
+    },
+}
+
 struct WriteRequest {
     entries: Vec<Entry>,
+    /// None: plain records, which share a batch with other plain requests.
+    txn: Option<TxnWrite>,
     reply: Option<oneshot::Sender<Result<(), ErrorCode>>>,
 }
 
@@ -72,6 +97,9 @@ pub struct Coordinator {
     /// The leader epoch each loaded offsets partition was loaded in: a
     /// partition led again in a later epoch may have changed meanwhile.
     loaded_epochs: RefCell<HashMap<i32, i32>>,
+    /// (offsets partition, producer id) → the groups holding offsets its
+    /// open transaction commits.
+    open_txns: RefCell<HashMap<(i32, i64), BTreeSet<String>>>,
 }
 
 thread_local! {
@@ -90,6 +118,7 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             writers: RefCell::new(HashMap::new()),
             loaded_epochs: RefCell::new(HashMap::new()),
+            open_txns: RefCell::new(HashMap::new()),
         });
         LOCAL.with(|l| assert!(l.set(Rc::clone(&coordinator)).is_ok(), "coordinator installed twice"));
         coordinator
@@ -152,7 +181,7 @@ impl Coordinator {
         }
         let log = shard::local().log(&tp).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let started = Instant::now();
-        let records = self.load(&log).map_err(|e| {
+        let records = self.load(partition, &log).map_err(|e| {
             warn!(partition = %tp, "loading group state failed: {e}");
             ErrorCode::CoordinatorNotAvailable
         })?;
@@ -197,21 +226,67 @@ impl Coordinator {
     }
 
     /// Replays a partition of `__consumer_offsets` into memory; returns the records read.
-    fn load(&self, log: &PartitionLog) -> io::Result<u64> {
-        log.replay_records(LOAD_READ_BYTES, |r| self.replay(r.key, r.value, r.offset))
+    fn load(&self, partition: i32, log: &PartitionLog) -> io::Result<u64> {
+        log.replay_records(LOAD_READ_BYTES, |replayed| match replayed {
+            Replayed::Record { record, txn_producer } => {
+                let Some(entry) = decode_entry(record.key, record.value) else {
+                    warn!(
+                        offset = record.offset,
+                        "record with an unreadable key in {OFFSETS_TOPIC}; skipped"
+                    );
+                    return;
+                };
+                match txn_producer {
+                    Some(producer_id) => self.stage(partition, &entry, record.offset, producer_id),
+                    None => self.apply(&entry, record.offset, true),
+                }
+            }
+            Replayed::Marker { producer_id, marker } => self.end_txn(partition, producer_id, marker),
+        })
     }
 
-    fn replay(&self, key: Option<&[u8]>, value: Option<&[u8]>, offset: i64) {
-        let Some(key) = key.and_then(|k| records::decode_key(k).ok()) else {
-            warn!(offset, "record with an unreadable key in {OFFSETS_TOPIC}; skipped");
+    /// Keeps an offset committed in producer `producer_id`'s transaction,
+    /// stored at `offset`, until the transaction's marker.
+    fn stage(&self, partition: i32, entry: &Entry, offset: i64, producer_id: i64) {
+        let (
+            Key::Offset {
+                group,
+                topic,
+                partition: p,
+            },
+            Some(Value::Offset(value)),
+        ) = (&entry.key, &entry.value)
+        else {
+            warn!(
+                offset,
+                "a transactional record in {OFFSETS_TOPIC} is not an offset commit; skipped"
+            );
             return;
         };
-        let value = match (&key, value) {
-            (_, None) => None,
-            (Key::Offset { .. }, Some(v)) => records::decode_offset(v).ok().map(Value::Offset),
-            (Key::Group { .. }, Some(v)) => records::decode_group(v).ok().map(Value::Group),
+        self.with_group_or_new(group, |g| {
+            g.offsets.stage(producer_id, topic.clone(), *p, value.clone(), offset)
+        });
+        self.open_txns
+            .borrow_mut()
+            .entry((partition, producer_id))
+            .or_default()
+            .insert(group.clone());
+    }
+
+    /// The marker of producer `producer_id`'s transaction reached offsets
+    /// partition `partition`: its pending offsets there commit or go.
+    fn end_txn(&self, partition: i32, producer_id: i64, marker: Marker) {
+        let Some(groups) = self.open_txns.borrow_mut().remove(&(partition, producer_id)) else {
+            return;
         };
-        self.apply(&Entry { key, value }, offset, true);
+        for group in groups {
+            self.with_group(&group, |g| g.offsets.end_txn(producer_id, marker == Marker::Commit));
+            self.forget_if_unused(&group);
+        }
+    }
+
+    fn has_open_txns(&self, partition: i32) -> bool {
+        self.open_txns.borrow().keys().any(|(p, _)| *p == partition)
     }
 
     /// Applies one stored record to memory: read back at start-up (`replaying`)
@@ -257,13 +332,41 @@ impl Coordinator {
     /// Stores `entries` in the group's offsets partition; resolves once they are
     /// in the log and applied to memory.
     pub async fn write(&self, group_id: &str, entries: Vec<Entry>) -> Result<(), ErrorCode> {
+        self.write_to(self.partition_of(group_id)?, entries, None).await
+    }
+
+    /// Stores offsets that producer `producer` commits in its open
+    /// transaction; they apply once its COMMIT marker is stored.
+    pub async fn write_txn_offsets(
+        &self,
+        group_id: &str,
+        entries: Vec<Entry>,
+        producer: (i64, i16),
+    ) -> Result<(), ErrorCode> {
+        let txn = TxnWrite::Offsets { producer };
+        self.write_to(self.partition_of(group_id)?, entries, Some(txn)).await
+    }
+
+    /// Stores the marker that ends a transaction on offsets partition
+    /// `partition`, and applies it.
+    pub async fn write_marker(&self, partition: i32, marker: TxnWrite) -> Result<(), ErrorCode> {
+        assert!(
+            matches!(marker, TxnWrite::Marker { .. }),
+            "a marker write carries a marker"
+        );
+        self.write_to(partition, Vec::new(), Some(marker)).await
+    }
+
+    async fn write_to(&self, partition: i32, entries: Vec<Entry>, txn: Option<TxnWrite>) -> Result<(), ErrorCode> {
         let (tx, rx) = oneshot::channel();
-        let writer = self.writer_for(group_id)?;
+        let writer = self.writer_of(partition)?;
+        let request = WriteRequest {
+            entries,
+            txn,
+            reply: Some(tx),
+        };
         writer
-            .send(WriteRequest {
-                entries,
-                reply: Some(tx),
-            })
+            .send(request)
             .await
             .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
         rx.await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
@@ -271,13 +374,22 @@ impl Coordinator {
 
     /// Queues `entries` without waiting; false if the queue is full.
     pub(super) fn write_later(&self, group_id: &str, entries: Vec<Entry>) -> bool {
-        self.writer_for(group_id)
-            .is_ok_and(|w| w.try_send(WriteRequest { entries, reply: None }).is_ok())
+        let request = WriteRequest {
+            entries,
+            txn: None,
+            reply: None,
+        };
+        self.partition_of(group_id)
+            .and_then(|p| self.writer_of(p))
+            .is_ok_and(|w| w.try_send(request).is_ok())
     }
 
-    fn writer_for(&self, group_id: &str) -> Result<async_channel::Sender<WriteRequest>, ErrorCode> {
+    fn partition_of(&self, group_id: &str) -> Result<i32, ErrorCode> {
         let partitions = offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let partition = partition_for(group_id, partitions);
+        Ok(partition_for(group_id, partitions))
+    }
+
+    fn writer_of(&self, partition: i32) -> Result<async_channel::Sender<WriteRequest>, ErrorCode> {
         self.writers
             .borrow()
             .get(&partition)
@@ -304,18 +416,9 @@ impl Coordinator {
                 bytes += next.entries.len() * 64;
                 requests.push(next);
             }
-            let entries: Vec<Entry> = requests
-                .iter_mut()
-                .flat_map(|r| std::mem::take(&mut r.entries))
-                .collect();
-            let result = self.append(&log, &entries).await;
-            for request in requests {
-                if let Some(reply) = request.reply {
-                    let _ = reply.send(result);
-                }
-            }
+            self.write_requests(&log, requests).await;
             let compact_at = self.config.offsets_topic_segment_bytes.max(2 * snapshot_bytes);
-            if log.size_bytes() > compact_at {
+            if log.size_bytes() > compact_at && !self.has_open_txns(partition) {
                 match self.compact(partition, &log).await {
                     Ok(bytes) => snapshot_bytes = bytes,
                     Err(e) => warn!(partition, "compacting {OFFSETS_TOPIC} failed: {e}"),
@@ -324,34 +427,90 @@ impl Coordinator {
         }
     }
 
-    async fn append(&self, log: &PartitionLog, entries: &[Entry]) -> Result<(), ErrorCode> {
-        if entries.is_empty() {
+    /// Appends queued requests in order and answers each: plain requests
+    /// share one batch; a transaction's write is a batch of its own.
+    async fn write_requests(&self, log: &PartitionLog, requests: Vec<WriteRequest>) {
+        let mut plain: Vec<WriteRequest> = Vec::new();
+        for request in requests {
+            if request.txn.is_none() {
+                plain.push(request);
+                continue;
+            }
+            self.write_plain(log, std::mem::take(&mut plain)).await;
+            let result = self.append(log, &request.entries, request.txn).await;
+            if let Some(reply) = request.reply {
+                let _ = reply.send(result);
+            }
+        }
+        self.write_plain(log, plain).await;
+    }
+
+    async fn write_plain(&self, log: &PartitionLog, mut requests: Vec<WriteRequest>) {
+        if requests.is_empty() {
+            return;
+        }
+        let entries: Vec<Entry> = requests
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.entries))
+            .collect();
+        let result = self.append(log, &entries, None).await;
+        for request in requests {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn append(&self, log: &PartitionLog, entries: &[Entry], txn: Option<TxnWrite>) -> Result<(), ErrorCode> {
+        let is_marker = matches!(txn, Some(TxnWrite::Marker { .. }));
+        assert!(!is_marker || entries.is_empty(), "a marker is a batch of its own");
+        if entries.is_empty() && !is_marker {
             return Ok(());
         }
-        let encoded: Vec<_> = entries.iter().map(Entry::encode).collect();
-        let records: Vec<Record> = encoded
-            .iter()
-            .map(|(k, v)| Record {
-                key: Some(k),
-                value: v.as_deref(),
-            })
-            .collect();
-        let batch = build_batch(&records, now_ms(), -1, -1);
         let tp = log.topic_partition();
         // A coordinator that lost the partition's leadership must not write:
         // its copy now follows the new leader's log.
         let epoch = shard::leader_epoch_here(tp).map_err(|_| ErrorCode::NotCoordinator)?;
         let replicated = shard::local().leaderships.borrow().contains_key(tp);
-        let info = log.append(batch, now_ms(), epoch).await.map_err(|e| {
+        let appended = match txn {
+            Some(TxnWrite::Marker {
+                producer,
+                marker,
+                coordinator_epoch,
+            }) => {
+                log.append_marker(marker, producer, coordinator_epoch, now_ms(), epoch)
+                    .await
+            }
+            Some(TxnWrite::Offsets { producer }) => {
+                let batch = encode_entries(entries, Some(producer));
+                log.append_for_producer(batch, now_ms(), epoch).await
+            }
+            None => log.append(encode_entries(entries, None), now_ms(), epoch).await,
+        };
+        let info = appended.map_err(|e| {
             warn!(partition = %tp, "group record write failed: {}", e.message);
-            ErrorCode::CoordinatorNotAvailable
+            match e.code {
+                ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced => e.code,
+                _ => ErrorCode::CoordinatorNotAvailable,
+            }
         })?;
-        for (i, entry) in entries.iter().enumerate() {
-            self.apply(entry, info.base_offset + i as i64, false);
+        let partition = tp.partition;
+        match txn {
+            Some(TxnWrite::Marker { producer, marker, .. }) => self.end_txn(partition, producer.0, marker),
+            Some(TxnWrite::Offsets { producer }) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    self.stage(partition, entry, info.base_offset + i as i64, producer.0);
+                }
+            }
+            None => {
+                for (i, entry) in entries.iter().enumerate() {
+                    self.apply(entry, info.base_offset + i as i64, false);
+                }
+            }
         }
         // In cluster mode a commit counts once every in-sync replica has it.
         if replicated {
-            let end = info.base_offset + entries.len() as i64;
+            let end = info.last_offset + 1;
             let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
             shard::wait_until_committed(tp, log, end, epoch, timeout)
                 .await
@@ -375,7 +534,7 @@ impl Coordinator {
         let entries = self.snapshot(partition);
         let mut written = 0u64;
         for chunk in entries.chunks(1024) {
-            self.append(log, chunk)
+            self.append(log, chunk, None)
                 .await
                 .map_err(|code| io::Error::other(format!("snapshot append: {code:?}")))?;
             written += chunk.iter().map(|e| e.encode().0.len() as u64 + 64).sum::<u64>();
@@ -461,6 +620,7 @@ impl Coordinator {
     fn unload(&self, p: i32, partitions: i32) {
         self.writers.borrow_mut().remove(&p);
         self.loaded_epochs.borrow_mut().remove(&p);
+        self.open_txns.borrow_mut().retain(|(partition, _), _| *partition != p);
         let mut groups = self.groups.borrow_mut();
         let before = groups.len();
         groups.retain(|id, _| partition_for(id, partitions) != p);
@@ -512,6 +672,8 @@ impl Coordinator {
                 .offsets
                 .iter()
                 .filter(|(_, c)| group_expired || now - c.value.commit_timestamp_ms >= retention)
+                // An offset an open transaction commits again stays, as in Kafka.
+                .filter(|((topic, partition), _)| !group.offsets.is_pending(topic, *partition))
                 .map(|((topic, partition), _)| Entry {
                     key: Key::Offset {
                         group: group.id.clone(),
@@ -522,7 +684,7 @@ impl Coordinator {
                 })
                 .collect();
             let mut entries = expired;
-            let nothing_left = entries.len() == group.offsets.len();
+            let nothing_left = entries.len() == group.offsets.len() && !group.offsets.has_pending();
             if nothing_left && (group_expired || empty_since_ms.is_none()) && group.has_stored_record() {
                 entries.push(Entry {
                     key: Key::Group {
@@ -539,6 +701,40 @@ impl Coordinator {
             info!(group = %group_id, records = entries.len(), "offsets expired");
             self.write_later(&group_id, entries);
         }
+    }
+}
+
+fn decode_entry(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Entry> {
+    let key = records::decode_key(key?).ok()?;
+    let value = match (&key, value) {
+        (_, None) => None,
+        (Key::Offset { .. }, Some(v)) => records::decode_offset(v).ok().map(Value::Offset),
+        (Key::Group { .. }, Some(v)) => records::decode_group(v).ok().map(Value::Group),
+    };
+    Some(Entry { key, value })
+}
+
+/// One batch of `entries`: a transactional batch of `producer`'s, or plain.
+fn encode_entries(entries: &[Entry], producer: Option<(i64, i16)>) -> bytes::BytesMut {
+    let encoded: Vec<_> = entries.iter().map(Entry::encode).collect();
+    let records: Vec<Record> = encoded
+        .iter()
+        .map(|(k, v)| Record {
+            key: Some(k),
+            value: v.as_deref(),
+        })
+        .collect();
+    match producer {
+        // Sequence 0 always: the log does not check a coordinator's sequence.
+        Some((id, epoch)) => {
+            let producer = Producer {
+                id,
+                epoch,
+                base_sequence: 0,
+            };
+            build_txn_batch(&records, now_ms(), producer)
+        }
+        None => build_batch(&records, now_ms(), -1, -1),
     }
 }
 

@@ -188,6 +188,24 @@ impl Group {
         }
     }
 
+    /// Validates a TxnOffsetCommit's member and generation (KIP-447 fences
+    /// a zombie's): a stale member epoch is ILLEGAL_GENERATION here, as in Kafka.
+    pub fn check_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ErrorCode> {
+        match &self.kind {
+            GroupKind::Classic(classic) => classic.check_txn_commit(member_id, instance_id, generation),
+            GroupKind::Consumer(consumer) if generation < 0 && consumer.members.is_empty() => Ok(()),
+            GroupKind::Consumer(consumer) => match consumer.check_commit(member_id, generation) {
+                Err(ErrorCode::StaleMemberEpoch) => Err(ErrorCode::IllegalGeneration),
+                other => other,
+            },
+        }
+    }
+
     /// Whether the log holds a record of the classic group.
     pub fn has_stored_record(&self) -> bool {
         self.classic().is_some_and(|classic| classic.record_offset >= 0)

@@ -25,12 +25,14 @@ use bytes::Bytes;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::model::{ErrorCode, NAME_BYTES_MAX, names_fit, steady_ms};
+use crate::model::{ErrorCode, NAME_BYTES_MAX, TopicPartition, names_fit, steady_ms};
+use crate::record::control::Marker;
 use crate::runtime::{self, submit_to};
 use classic::{JoinReply, SyncReply};
 pub use classic::{JoinRequest, JoinResult, JoinedMember, SyncResult};
-use coordinator::{Coordinator, Entry, Value};
+use coordinator::{Coordinator, Entry, TxnWrite, Value};
 use kind::Group;
+use offsets::CommittedOffsets;
 use records::{Key, OffsetValue};
 
 pub const OFFSETS_TOPIC: &str = crate::model::INTERNAL_TOPICS[0];
@@ -82,6 +84,17 @@ pub fn coordinator_of(group_id: &str) -> Result<(i32, String, u16), ErrorCode> {
         .filter(|(leader, _, _)| *leader >= 0)
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     Ok((leader, endpoint.host.clone(), endpoint.port))
+}
+
+/// The partition of `__consumer_offsets` that holds `group_id`'s offsets,
+/// if the topic exists: the partition a transaction committing the group's
+/// offsets adds (AddOffsetsToTxn).
+pub fn offsets_partition(group_id: &str) -> Option<TopicPartition> {
+    let partitions = coordinator::offsets_partitions()?;
+    Some(TopicPartition::new(
+        OFFSETS_TOPIC.to_string(),
+        partition_for(group_id, partitions),
+    ))
 }
 
 /// Whether this broker coordinates the groups of offsets partition
@@ -239,12 +252,35 @@ pub async fn leave(group_id: String, members: Vec<(String, Option<String>)>) -> 
     .await
 }
 
+/// Offsets to commit: (topic, partition, offset, leader epoch, metadata).
+pub type Offsets = Vec<(String, i32, i64, i32, String)>;
+
 pub struct CommitRequest {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub generation: i32,
-    /// (topic, partition, offset, leader epoch, metadata), already checked by the handler.
-    pub offsets: Vec<(String, i32, i64, i32, String)>,
+    /// Already checked by the handler.
+    pub offsets: Offsets,
+}
+
+/// The records that store `offsets` of group `group_id`, committed at `now_ms`.
+fn offset_entries(group_id: &str, offsets: Offsets, now_ms: i64) -> Vec<Entry> {
+    offsets
+        .into_iter()
+        .map(|(topic, partition, offset, leader_epoch, metadata)| Entry {
+            key: Key::Offset {
+                group: group_id.to_string(),
+                topic,
+                partition,
+            },
+            value: Some(Value::Offset(OffsetValue {
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp_ms: now_ms,
+            })),
+        })
+        .collect()
 }
 
 /// OffsetCommit of partitions the handler has already validated. The whole
@@ -267,28 +303,65 @@ pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
             c.with_group(&id, check).unwrap_or(Err(ErrorCode::IllegalGeneration))
         };
         checked?;
-        let entries = request
-            .offsets
-            .into_iter()
-            .map(|(topic, partition, offset, leader_epoch, metadata)| Entry {
-                key: Key::Offset {
-                    group: id.clone(),
-                    topic,
-                    partition,
-                },
-                value: Some(Value::Offset(OffsetValue {
-                    offset,
-                    leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                })),
-            })
-            .collect();
-        c.write(&id, entries).await
+        c.write(&id, offset_entries(&id, request.offsets, now)).await
     })
     .await
     .err()
     .unwrap_or(ErrorCode::None)
+}
+
+/// TxnOffsetCommit of partitions the handler has checked, for a
+/// transaction it has verified: stored as a transactional batch of the
+/// producer's, and committed only by the transaction's COMMIT marker.
+pub async fn commit_txn(group_id: String, producer: (i64, i16), request: CommitRequest) -> ErrorCode {
+    let id = group_id.clone();
+    on_coordinator(&group_id, move |c| async move {
+        let check = |g: &mut Group| {
+            g.check_txn_commit(
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation,
+            )
+        };
+        let checked = if request.generation < 0 {
+            c.with_group_or_new(&id, check)
+        } else {
+            c.with_group(&id, check).unwrap_or(Err(ErrorCode::IllegalGeneration))
+        };
+        checked?;
+        let entries = offset_entries(&id, request.offsets, crate::model::now_ms());
+        c.write_txn_offsets(&id, entries, producer).await
+    })
+    .await
+    .err()
+    .unwrap_or(ErrorCode::None)
+}
+
+/// Writes the marker that ends `producer`'s transaction on offsets
+/// partition `partition` through that partition's writer, which commits or
+/// discards the transaction's offsets with it.
+pub async fn write_txn_marker(
+    partition: i32,
+    producer: (i64, i16),
+    marker: Marker,
+    coordinator_epoch: i32,
+) -> Result<(), ErrorCode> {
+    let owner = owner_of(OFFSETS_TOPIC, partition, runtime::shard_count());
+    let write = TxnWrite::Marker {
+        producer,
+        marker,
+        coordinator_epoch,
+    };
+    submit_to(owner, move || async move {
+        if !coordinates(partition) {
+            return Err(ErrorCode::NotCoordinator);
+        }
+        let coordinator = coordinator::local();
+        coordinator.ensure_partition(partition)?;
+        coordinator.write_marker(partition, write).await
+    })
+    .await
+    .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
 }
 
 /// A committed offset as OffsetFetch reports it.
@@ -299,40 +372,53 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT when a stable offset was required and an open
+    /// transaction commits one for the partition (offset -1 then).
+    pub error: ErrorCode,
 }
 
 /// OffsetFetch: the requested partitions (offset -1 where nothing is
 /// committed), or with `None` every partition the group has committed.
+/// With `require_stable` (KIP-447), a partition an open transaction
+/// commits an offset for is UNSTABLE_OFFSET_COMMIT, and the client retries.
 pub async fn fetch_offsets(
     group_id: String,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<CommittedOffset>, ErrorCode> {
     let id = group_id.clone();
     on_coordinator(&group_id, move |c| async move {
-        let committed = c
-            .with_group(&id, |g| {
-                g.offsets.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()
-            })
-            .unwrap_or_else(BTreeMap::new);
-        let found = |topic: &str, partition: i32| {
-            let value = committed.get(&(topic.to_string(), partition));
-            CommittedOffset {
-                topic: topic.to_string(),
-                partition,
-                offset: value.map_or(-1, |v| v.offset),
-                leader_epoch: value.map_or(-1, |v| v.leader_epoch),
-                metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
+        let fetch = |offsets: &CommittedOffsets| {
+            let found = |topic: &str, partition: i32| fetched(offsets, topic, partition, require_stable);
+            match &wanted {
+                Some(topics) => topics
+                    .iter()
+                    .flat_map(|(topic, partitions)| partitions.iter().map(|p| found(topic, *p)))
+                    .collect(),
+                None => offsets.iter().map(|((topic, p), _)| found(topic, *p)).collect(),
             }
         };
-        Ok(match wanted {
-            Some(topics) => topics
-                .iter()
-                .flat_map(|(topic, partitions)| partitions.iter().map(|p| found(topic, *p)))
-                .collect(),
-            None => committed.keys().map(|(topic, p)| found(topic, *p)).collect(),
-        })
+        Ok(c.with_group(&id, |g| fetch(&g.offsets))
+            .unwrap_or_else(|| fetch(&CommittedOffsets::default())))
     })
     .await
+}
+
+/// One partition's offset as OffsetFetch reports it.
+fn fetched(offsets: &CommittedOffsets, topic: &str, partition: i32, require_stable: bool) -> CommittedOffset {
+    let unstable = require_stable && offsets.is_pending(topic, partition);
+    let value = offsets.get(topic, partition).filter(|_| !unstable);
+    CommittedOffset {
+        topic: topic.to_string(),
+        partition,
+        offset: value.map_or(-1, |v| v.offset),
+        leader_epoch: value.map_or(-1, |v| v.leader_epoch),
+        metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
+        error: match unstable {
+            true => ErrorCode::UnstableOffsetCommit,
+            false => ErrorCode::None,
+        },
+    }
 }
 
 /// What ListGroups shows of a group.
@@ -439,6 +525,7 @@ pub async fn delete_group(group_id: String) -> ErrorCode {
                 let mut entries: Vec<Entry> = g
                     .offsets
                     .partitions()
+                    .into_iter()
                     .map(|(topic, partition)| Entry {
                         key: Key::Offset {
                             group: id.clone(),

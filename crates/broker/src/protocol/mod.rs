@@ -2,6 +2,7 @@
 //! per API. Handlers reach partitions only through `cluster`; this layer
 //! knows nothing about files beyond the `FileSlice`s it passes to `net`.
 
+mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
@@ -37,6 +38,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 pub mod produce;
 mod sync_group;
+mod txn_offset_commit;
 mod unregister_broker;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -59,7 +61,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -234,7 +238,9 @@ async fn dispatch(
         ApiKey::DescribeCluster => describe_cluster::handle(&header, body)?,
         ApiKey::InitProducerId => init_producer_id::handle(&header, body).await?,
         ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(&header, body).await?,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(&header, body).await?,
         ApiKey::EndTxn => end_txn::handle(&header, body).await?,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(&header, body).await?,
         ApiKey::FindCoordinator => find_coordinator::handle(&header, body).await?,
         ApiKey::JoinGroup => join_group::handle(&header, body).await?,
         ApiKey::SyncGroup => sync_group::handle(&header, body).await?,
@@ -279,7 +285,9 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
         ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body, version)),
         ApiKey::InitProducerId => drop(decode::<InitProducerIdRequest>(body, version)),
         ApiKey::AddPartitionsToTxn => drop(decode::<AddPartitionsToTxnRequest>(body, version)),
+        ApiKey::AddOffsetsToTxn => drop(decode::<AddOffsetsToTxnRequest>(body, version)),
         ApiKey::EndTxn => drop(decode::<EndTxnRequest>(body, version)),
+        ApiKey::TxnOffsetCommit => drop(decode::<TxnOffsetCommitRequest>(body, version)),
         ApiKey::FindCoordinator => drop(decode::<FindCoordinatorRequest>(body, version)),
         ApiKey::JoinGroup => drop(decode::<JoinGroupRequest>(body, version)),
         ApiKey::SyncGroup => drop(decode::<SyncGroupRequest>(body, version)),
@@ -335,7 +343,9 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
                 ApiKey::DescribeCluster => encode_default::<DescribeClusterRequest>(version),
                 ApiKey::InitProducerId => encode_default::<InitProducerIdRequest>(version),
                 ApiKey::AddPartitionsToTxn => encode_default::<AddPartitionsToTxnRequest>(version),
+                ApiKey::AddOffsetsToTxn => encode_default::<AddOffsetsToTxnRequest>(version),
                 ApiKey::EndTxn => encode_default::<EndTxnRequest>(version),
+                ApiKey::TxnOffsetCommit => encode_default::<TxnOffsetCommitRequest>(version),
                 ApiKey::FindCoordinator => encode_default::<FindCoordinatorRequest>(version),
                 ApiKey::JoinGroup => encode_default::<JoinGroupRequest>(version),
                 ApiKey::SyncGroup => encode_default::<SyncGroupRequest>(version),

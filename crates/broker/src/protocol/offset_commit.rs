@@ -7,7 +7,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response};
 use crate::cluster::shard::local;
-use crate::group::{self, CommitRequest};
+use crate::group::{self, CommitRequest, Offsets};
 use crate::model::ErrorCode;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
@@ -17,33 +17,16 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
             .into_iter()
             .chain(request.group_instance_id.as_deref()),
     )?;
-    let shard = local();
-    let metadata = shard.metadata();
-    let metadata_max_bytes = shard.config.group.offset_metadata_max_bytes;
-    let mut codes = Vec::new();
-    let mut offsets = Vec::new();
-    for topic in &request.topics {
-        let name = topic.name.0.to_string();
-        let partitions = metadata.topics.get(&name).map_or(0, |t| t.partitions);
-        for p in &topic.partitions {
-            let metadata_text = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            let code = if !(0..partitions).contains(&p.partition_index) {
-                ErrorCode::UnknownTopicOrPartition
-            } else if metadata_text.len() > metadata_max_bytes {
-                ErrorCode::OffsetMetadataTooLarge
-            } else {
-                offsets.push((
-                    name.clone(),
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    metadata_text,
-                ));
-                ErrorCode::None
-            };
-            codes.push(code);
-        }
-    }
+    let asked = request.topics.iter().map(|t| {
+        let partitions = t.partitions.iter().map(|p| AskedOffset {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+        });
+        (t.name.0.to_string(), partitions.collect())
+    });
+    let (codes, offsets) = check_offsets(asked);
     let stored = if offsets.is_empty() {
         ErrorCode::None
     } else {
@@ -78,4 +61,39 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         })
         .collect();
     encode_response(header, &OffsetCommitResponse::default().with_topics(topics))
+}
+
+/// One partition's offset as a commit request gives it.
+pub(super) struct AskedOffset {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// Checks each partition of an OffsetCommit or TxnOffsetCommit, as Kafka
+/// does before storing anything: unknown topic or partition, metadata too
+/// large. Returns one code per partition in request order, and the offsets
+/// that passed.
+pub(super) fn check_offsets(topics: impl Iterator<Item = (String, Vec<AskedOffset>)>) -> (Vec<ErrorCode>, Offsets) {
+    let shard = local();
+    let metadata = shard.metadata();
+    let metadata_max_bytes = shard.config.group.offset_metadata_max_bytes;
+    let mut codes = Vec::new();
+    let mut offsets = Vec::new();
+    for (name, asked) in topics {
+        let partitions = metadata.topics.get(&name).map_or(0, |t| t.partitions);
+        for p in asked {
+            let code = if !(0..partitions).contains(&p.partition) {
+                ErrorCode::UnknownTopicOrPartition
+            } else if p.metadata.len() > metadata_max_bytes {
+                ErrorCode::OffsetMetadataTooLarge
+            } else {
+                offsets.push((name.clone(), p.partition, p.offset, p.leader_epoch, p.metadata));
+                ErrorCode::None
+            };
+            codes.push(code);
+        }
+    }
+    (codes, offsets)
 }

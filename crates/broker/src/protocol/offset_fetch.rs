@@ -1,5 +1,6 @@
 //! OffsetFetch: one group (v0–7) or many (v8+); a null topic list means every
-//! partition the group has committed.
+//! partition the group has committed. `require_stable` (v7+) makes a
+//! partition with a transaction's pending offset UNSTABLE_OFFSET_COMMIT.
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -51,7 +52,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                     .collect()
             });
             let mut group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            match group::fetch_offsets(g.group_id.0.to_string(), wanted).await {
+            match group::fetch_offsets(g.group_id.0.to_string(), wanted, request.require_stable).await {
                 Ok(offsets) => {
                     group.topics = by_topic(offsets)
                         .into_iter()
@@ -64,6 +65,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                                         .with_committed_offset(o.offset)
                                         .with_committed_leader_epoch(epoch(o))
                                         .with_metadata(metadata_of(o))
+                                        .with_error_code(o.error.code())
                                 })
                                 .collect();
                             OffsetFetchResponseTopics::default()
@@ -86,7 +88,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     });
     let group_id: GroupId = request.group_id.clone();
     let mut response = OffsetFetchResponse::default();
-    match group::fetch_offsets(group_id.0.to_string(), wanted.clone()).await {
+    match group::fetch_offsets(group_id.0.to_string(), wanted.clone(), request.require_stable).await {
         Ok(offsets) => {
             response.topics = by_topic(offsets)
                 .into_iter()
@@ -99,6 +101,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(epoch(o))
                                 .with_metadata(metadata_of(o))
+                                .with_error_code(o.error.code())
                         })
                         .collect();
                     OffsetFetchResponseTopic::default()

@@ -22,11 +22,44 @@ use super::state::{Expected, InitPlan, TxnMetadata, TxnStatus};
 use super::{TXN_TOPIC, txn_partitions};
 use crate::cluster::{controller, shard};
 use crate::config::TxnConfig;
-use crate::group::partition_for;
+use crate::group::{self, OFFSETS_TOPIC, partition_for};
 use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
 use crate::record::builder::{Record, build_batch};
 use crate::record::control::Marker;
 use crate::runtime;
+use crate::storage::Replayed;
+
+/// Appends `marker` to each of `partitions`: one result per partition, in
+/// order. A `__consumer_offsets` partition gets its marker through the group
+/// coordinator's writer, which commits or discards the transaction's
+/// offsets with it; the others straight from their owner shards.
+async fn write_markers(
+    partitions: &[TopicPartition],
+    marker: Marker,
+    producer: (i64, i16),
+    coordinator_epoch: i32,
+) -> Vec<Result<(), String>> {
+    let is_offsets = |tp: &TopicPartition| tp.topic == OFFSETS_TOPIC;
+    let (offsets, data): (Vec<TopicPartition>, Vec<TopicPartition>) = partitions.iter().cloned().partition(is_offsets);
+    let data = shard::append_markers(data, marker, producer, coordinator_epoch, MARKER_COMMIT_TIMEOUT);
+    let offsets = futures_util::future::join_all(
+        offsets
+            .iter()
+            .map(|tp| group::write_txn_marker(tp.partition, producer, marker, coordinator_epoch)),
+    );
+    let (data, offsets) = futures_util::join!(data, offsets);
+    let (mut data, mut offsets) = (data.into_iter(), offsets.into_iter());
+    partitions
+        .iter()
+        .map(|tp| match is_offsets(tp) {
+            true => offsets
+                .next()
+                .expect("one result per offsets partition")
+                .map_err(|code| format!("{OFFSETS_TOPIC} marker: {code:?}")),
+            false => data.next().expect("one result per partition").map_err(|e| e.message),
+        })
+        .collect()
+}
 
 /// Bytes read per step when loading a partition.
 const LOAD_READ_BYTES: u64 = 1 << 20;
@@ -106,7 +139,10 @@ impl TxnCoordinator {
         self.unload(partition);
         let log = shard::local().log(&tp).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let mut latest: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-        let loaded = log.replay_records(LOAD_READ_BYTES, |r| {
+        let loaded = log.replay_records(LOAD_READ_BYTES, |replayed| {
+            let Replayed::Record { record: r, .. } = replayed else {
+                return; // its own partitions hold no transactions
+            };
             let Some(id) = r.key.and_then(|k| decode_key(k).ok()) else {
                 warn!(
                     offset = r.offset,
@@ -359,14 +395,7 @@ impl TxnCoordinator {
             if self.loaded.borrow().get(&partition) != Some(&coordinator_epoch) {
                 return;
             }
-            let results = shard::append_markers(
-                remaining.clone(),
-                marker,
-                producer,
-                coordinator_epoch,
-                MARKER_COMMIT_TIMEOUT,
-            )
-            .await;
+            let results = write_markers(&remaining, marker, producer, coordinator_epoch).await;
             let metadata = shard::local().metadata();
             let failed: Vec<(TopicPartition, String)> = remaining
                 .into_iter()
@@ -375,7 +404,7 @@ impl TxnCoordinator {
                     Ok(()) => None,
                     // A deleted topic needs no marker.
                     Err(_) if !metadata.topics.contains_key(&tp.topic) => None,
-                    Err(e) => Some((tp, e.message)),
+                    Err(message) => Some((tp, message)),
                 })
                 .collect();
             if failed.is_empty() {

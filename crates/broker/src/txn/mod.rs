@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::group::partition_for;
+use crate::group::{self, partition_for};
 use crate::model::{ErrorCode, NAME_BYTES_MAX, TopicPartition};
 use crate::runtime::{self, submit_to};
 use coordinator::TxnCoordinator;
@@ -131,6 +131,18 @@ pub async fn add_partitions(
             .await
     })
     .await
+}
+
+/// AddOffsetsToTxn: the transaction will commit offsets of `group_id`, so
+/// the group's partition of `__consumer_offsets` joins it (and gets its
+/// marker at the end).
+pub async fn add_offsets(transactional_id: String, producer: (i64, i16), group_id: String) -> Result<(), ErrorCode> {
+    if group_id.is_empty() || group_id.len() > NAME_BYTES_MAX {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    group::ensure_offsets_topic().await?;
+    let tp = group::offsets_partition(&group_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    add_partitions(transactional_id, producer, vec![tp]).await
 }
 
 /// EndTxn: answered once the decision is stored; the markers follow.

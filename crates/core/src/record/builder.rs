@@ -56,10 +56,16 @@ pub fn build_batch_spaced(
 
 /// Who a batch is from, as its header says.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Producer {
-    pub(crate) id: i64,
-    pub(crate) epoch: i16,
-    pub(crate) base_sequence: i32,
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// As [`build_batch`], a transactional batch of `producer`'s: how a
+/// coordinator stores what a producer writes in its transaction.
+pub fn build_txn_batch(records: &[Record], timestamp_ms: i64, producer: Producer) -> BytesMut {
+    encode_batch(records, timestamp_ms, 0, producer, super::batch::TRANSACTIONAL_BIT)
 }
 
 /// An uncompressed batch with the given header `attributes` (the codec bits must be 0).

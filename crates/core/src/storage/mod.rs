@@ -10,7 +10,7 @@ pub mod segment;
 pub mod space;
 pub mod txn_index;
 
-pub use log::{AbortedRange, AppendInfo, FileSlice, PartitionLog, ReadResult, Reader};
+pub use log::{AbortedRange, AppendInfo, FileSlice, PartitionLog, ReadResult, Reader, Replayed};
 pub use log_config::{LogConfig, TimestampType};
 
 thread_local! {

@@ -93,15 +93,7 @@ impl ProducerStates {
             // Unknown producer (new, or its state predates a restart): accept and start tracking.
             return Ok(SequenceCheck::Append);
         };
-        if batch.producer_epoch < entry.epoch {
-            return Err(BatchError {
-                code: ErrorCode::InvalidProducerEpoch,
-                message: format!(
-                    "producer epoch {} is older than the current epoch {}",
-                    batch.producer_epoch, entry.epoch
-                ),
-            });
-        }
+        self.check_epoch(batch)?;
         if batch.producer_epoch > entry.epoch {
             if batch.base_sequence != 0 {
                 return Err(out_of_order(format!(
@@ -137,6 +129,20 @@ impl ProducerStates {
             )));
         }
         Ok(SequenceCheck::Append)
+    }
+
+    /// Refuses a batch from an older epoch of a producer this log knows.
+    pub fn check_epoch(&self, batch: &BatchHeader) -> Result<(), BatchError> {
+        match self.producers.get(&batch.producer_id) {
+            Some(entry) if batch.producer_epoch < entry.epoch => Err(BatchError {
+                code: ErrorCode::InvalidProducerEpoch,
+                message: format!(
+                    "producer epoch {} is older than the current epoch {}",
+                    batch.producer_epoch, entry.epoch
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Checks a marker the coordinator asks this leader to append: a zombie

@@ -134,6 +134,17 @@ impl LogState {
     }
 }
 
+/// Who wrote a batch, which decides how it is checked before the append.
+pub(super) enum Origin {
+    /// A client's batch: validated, its sequence checked.
+    Client,
+    /// A coordinator's, for a producer's transaction (`append_for_producer`).
+    Coordinator,
+    /// A marker the log built (`append_marker`), from the transaction
+    /// coordinator in the given epoch.
+    Marker(Marker, i32),
+}
+
 impl PartitionLog {
     /// Waits until no reshape is in flight, then starts one; it ends when
     /// the guard drops, also if the future holding it is cancelled (a
@@ -161,18 +172,35 @@ impl PartitionLog {
     /// Returns once the io_uring write has completed (the data is in the
     /// page cache); no fsync unless the flush policy asks for one.
     pub async fn append(&self, batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
-        self.append_as(batch, now_ms, leader_epoch, None).await
+        self.append_as(batch, now_ms, leader_epoch, Origin::Client).await
     }
 
-    /// `append` of a client's batch (`marker` None: validated, its sequence
-    /// checked) or of a marker the log built (`append_marker`).
+    /// `append` of a batch a coordinator writes to its own internal
+    /// partition on behalf of a producer's transaction (transactional offset
+    /// commits): validated and tracked as the producer's, without a sequence
+    /// check, since the coordinator is the partition's only writer and
+    /// numbers nothing. An older producer epoch is still refused.
+    pub async fn append_for_producer(
+        &self,
+        batch: BytesMut,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, BatchError> {
+        self.append_as(batch, now_ms, leader_epoch, Origin::Coordinator).await
+    }
+
+    /// `append` of a batch from `origin`.
     pub(super) async fn append_as(
         &self,
         mut batch: BytesMut,
         now_ms: i64,
         leader_epoch: i32,
-        marker: Option<(Marker, i32)>,
+        origin: Origin,
     ) -> Result<AppendInfo, BatchError> {
+        let marker = match origin {
+            Origin::Marker(marker, coordinator_epoch) => Some((marker, coordinator_epoch)),
+            Origin::Client | Origin::Coordinator => None,
+        };
         self.assert_owner();
         let turn = self.wait_for_turn().await;
         self.ready_to_append().await?;
@@ -206,6 +234,8 @@ impl PartitionLog {
             if let Some((_, coordinator_epoch)) = marker {
                 st.producers
                     .check_marker(header.producer_id, header.producer_epoch, coordinator_epoch)?;
+            } else if matches!(origin, Origin::Coordinator) {
+                st.producers.check_epoch(&header)?;
             } else if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset,

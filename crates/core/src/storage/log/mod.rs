@@ -35,6 +35,7 @@ mod retention;
 mod tests;
 mod transactions;
 
+pub use read::Replayed;
 pub use transactions::AbortedRange;
 
 use append::{Inflight, ReservedWrite, RollWhen};

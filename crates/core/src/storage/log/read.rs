@@ -2,6 +2,7 @@
 
 use crate::model::ErrorCode;
 use crate::record::builder::{StoredRecord, read_records};
+use crate::record::control::{Marker, read_marker};
 use crate::record::{BatchHeader, LOG_OVERHEAD_BYTES};
 use std::io;
 use std::sync::Arc;
@@ -175,14 +176,25 @@ impl PartitionLog {
     }
 }
 
+/// What `replay_records` hands its caller, in log order.
+pub enum Replayed<'a> {
+    /// A record; `txn_producer` is the producer id of the transaction it
+    /// belongs to, if it is transactional.
+    Record {
+        record: StoredRecord<'a>,
+        txn_producer: Option<i64>,
+    },
+    /// The marker that ended producer `producer_id`'s transaction.
+    Marker { producer_id: i64, marker: Marker },
+}
+
 impl PartitionLog {
-    /// Calls `f` with every record of the whole local log, in order (past
-    /// the high watermark too: a new leader's tail is what its followers
-    /// will copy), reading `read_bytes` at a time: how a coordinator loads
-    /// its internal partition. Control batches are skipped; a batch that is
-    /// compressed or unreadable is skipped with a warning. Returns the
-    /// records read.
-    pub fn replay_records(&self, read_bytes: u64, mut f: impl FnMut(StoredRecord<'_>)) -> io::Result<u64> {
+    /// Calls `f` with every record and marker of the whole local log, in
+    /// order (past the high watermark too: a new leader's tail is what its
+    /// followers will copy), reading `read_bytes` at a time: how a
+    /// coordinator loads its internal partition. A batch that is compressed
+    /// or unreadable is skipped with a warning. Returns the records read.
+    pub fn replay_records(&self, read_bytes: u64, mut f: impl FnMut(Replayed<'_>)) -> io::Result<u64> {
         self.assert_owner();
         let mut offset = self.log_start_offset();
         let mut replayed = 0;
@@ -202,11 +214,19 @@ impl PartitionLog {
                 if end > buf.len() || header.total_bytes() < LOG_OVERHEAD_BYTES {
                     break;
                 }
+                let txn_producer = header.is_transactional().then_some(header.producer_id);
                 match read_records(&buf[at..end]) {
-                    _ if header.is_control() => {}
+                    _ if header.is_control() => {
+                        if let Some((marker, _)) = read_marker(&buf[at..end]) {
+                            let producer_id = header.producer_id;
+                            f(Replayed::Marker { producer_id, marker });
+                        }
+                    }
                     Some(batch) => {
                         replayed += batch.len() as u64;
-                        batch.into_iter().for_each(&mut f);
+                        for record in batch {
+                            f(Replayed::Record { record, txn_producer });
+                        }
                     }
                     None => warn!(partition = %self.tp, offset = header.base_offset, "unreadable batch; skipped"),
                 }

@@ -170,8 +170,13 @@ impl PartitionLog {
     ) -> Result<AppendInfo, BatchError> {
         let (producer_id, producer_epoch) = producer;
         let batch = control::build_marker(marker, producer_id, producer_epoch, coordinator_epoch, now_ms);
-        self.append_as(batch, now_ms, leader_epoch, Some((marker, coordinator_epoch)))
-            .await
+        self.append_as(
+            batch,
+            now_ms,
+            leader_epoch,
+            super::append::Origin::Marker(marker, coordinator_epoch),
+        )
+        .await
     }
 }
 
@@ -180,6 +185,7 @@ mod tests {
     use super::*;
     use crate::model::ErrorCode;
     use crate::record::builder::{Producer, Record, encode_batch};
+    use crate::storage::Replayed;
     use bytes::BytesMut;
 
     /// A batch of `count` records from producer `pid` (transactional if `txn`).
@@ -272,6 +278,38 @@ mod tests {
             let zombie = log.append_marker(Marker::Commit, (9, 0), -1, 1, LEADER_EPOCH).await;
             assert!(zombie.is_ok(), "no coordinator epoch is known for producer 9 yet");
             assert_eq!(log.open_txns(), vec![(8, 8)]);
+        });
+    }
+
+    #[test]
+    fn a_coordinators_batches_for_a_producer_skip_the_sequence_check_and_replay_with_their_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = open(dir.path());
+            // Every one at sequence 0: a client's second would be a duplicate.
+            for _ in 0..2 {
+                let info = log
+                    .append_for_producer(batch(7, 1, 0, 1, true), 1, LEADER_EPOCH)
+                    .await
+                    .unwrap();
+                assert!(!info.duplicate);
+            }
+            assert_eq!(log.open_txns(), vec![(7, 0)], "tracked as the producer's transaction");
+            let zombie = log.append_for_producer(batch(7, 0, 0, 1, true), 1, LEADER_EPOCH).await;
+            assert_eq!(zombie.unwrap_err().code, ErrorCode::InvalidProducerEpoch);
+            log.append_marker(Marker::Commit, (7, 1), 0, 1, LEADER_EPOCH)
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            log.replay_records(1 << 20, |r| match r {
+                Replayed::Record { record, txn_producer } => seen.push((record.offset, txn_producer)),
+                Replayed::Marker { producer_id, marker } => {
+                    assert_eq!((producer_id, marker), (7, Marker::Commit));
+                    seen.push((-1, None));
+                }
+            })
+            .unwrap();
+            assert_eq!(seen, vec![(0, Some(7)), (1, Some(7)), (-1, None)]);
         });
     }
 

@@ -78,6 +78,7 @@ public final class ClientCheck {
             case "moves" -> check.moves();
             case "failover" -> check.failover();
             case "transactions" -> check.transactions();
+            case "exactly-once" -> check.exactlyOnce(arg);
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.println("OK " + args[1] + (arg.isEmpty() ? "" : " " + arg));
@@ -176,6 +177,104 @@ public final class ClientCheck {
             "read_committed sees the committed records only: " + committed);
         check(all.contains("aborted") && all.size() == 11, "read_uncommitted sees the aborted one too: " + all);
         System.out.println("transactions: 10 committed, 1 aborted, zombie fenced");
+    }
+
+    /**
+     * Consume-transform-produce over group protocol `protocol` (classic or
+     * consumer): each step sends the records it read to an output topic and
+     * the consumer's positions with sendOffsetsToTransaction, in one
+     * transaction. One step aborts and the consumer rewinds to the committed
+     * offsets. Each input record reaches the output once, and the group's
+     * committed offsets are the input's ends.
+     */
+    void exactlyOnce(String protocol) throws Exception {
+        String in = "java-eos-in-" + protocol;
+        String out = "java-eos-out-" + protocol;
+        createTopic(in, 2);
+        createTopic(out, 2);
+        Set<String> expected = new HashSet<>();
+        try (KafkaProducer<byte[], byte[]> plain = producer(Map.of())) {
+            for (int i = 0; i < 40; i++) {
+                expected.add("r" + i);
+                plain.send(new ProducerRecord<>(in, i % 2, null, bytes("r" + i)));
+            }
+        }
+        Map<String, Object> txn = Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-eos-" + protocol);
+        Map<String, Object> group = Map.of(
+            ConsumerConfig.GROUP_ID_CONFIG, "java-eos-" + protocol,
+            ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol,
+            ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed",
+            ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 7);
+        int steps = 0;
+        boolean aborted = false;
+        try (KafkaProducer<byte[], byte[]> producer = producer(txn);
+             KafkaConsumer<byte[], byte[]> consumer = consumer(group)) {
+            producer.initTransactions();
+            consumer.subscribe(List.of(in));
+            long deadline = System.currentTimeMillis() + DEADLINE_MS;
+            while (!caughtUp(consumer, in)) {
+                check(System.currentTimeMillis() < deadline, "timed out consuming " + in);
+                var records = consumer.poll(POLL);
+                if (records.isEmpty()) {
+                    continue;
+                }
+                producer.beginTransaction();
+                for (ConsumerRecord<byte[], byte[]> r : records) {
+                    producer.send(new ProducerRecord<>(out, r.partition(), null, r.value()));
+                }
+                Map<TopicPartition, OffsetAndMetadata> positions = new HashMap<>();
+                for (TopicPartition tp : consumer.assignment()) {
+                    positions.put(tp, new OffsetAndMetadata(consumer.position(tp)));
+                }
+                producer.sendOffsetsToTransaction(positions, consumer.groupMetadata());
+                steps++;
+                if (steps == 2 && !aborted) {
+                    aborted = true;
+                    producer.abortTransaction();
+                    rewindToCommitted(consumer);
+                } else {
+                    producer.commitTransaction();
+                }
+            }
+        }
+        check(aborted, "a step aborted");
+        List<String> seen = readAll(out, 2, "read_committed");
+        check(seen.size() == expected.size() && new HashSet<>(seen).equals(expected),
+            "each input record reached the output once: " + seen.size() + " records " + seen);
+        try (KafkaConsumer<byte[], byte[]> reader = consumer(Map.of(
+            ConsumerConfig.GROUP_ID_CONFIG, "java-eos-" + protocol,
+            ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+            Set<TopicPartition> tps = Set.of(new TopicPartition(in, 0), new TopicPartition(in, 1));
+            Map<TopicPartition, OffsetAndMetadata> committed = reader.committed(tps);
+            for (TopicPartition tp : tps) {
+                check(committed.get(tp) != null && committed.get(tp).offset() == 20,
+                    "the group committed the end of " + tp + ": " + committed);
+            }
+        }
+        System.out.println("exactly-once " + protocol + ": 40 records once in " + steps + " steps, one aborted");
+    }
+
+    /** Whether the consumer has read both partitions of `topic` to their ends. */
+    static boolean caughtUp(KafkaConsumer<byte[], byte[]> consumer, String topic) {
+        Set<TopicPartition> assigned = consumer.assignment();
+        if (assigned.size() < 2) {
+            return false;
+        }
+        Map<TopicPartition, Long> ends = consumer.endOffsets(assigned);
+        return assigned.stream().allMatch(tp -> consumer.position(tp) >= ends.get(tp));
+    }
+
+    /** After an abort: back to the offsets the group committed, or the beginning. */
+    static void rewindToCommitted(KafkaConsumer<byte[], byte[]> consumer) {
+        Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(consumer.assignment());
+        for (TopicPartition tp : consumer.assignment()) {
+            OffsetAndMetadata at = committed.get(tp);
+            if (at == null) {
+                consumer.seekToBeginning(List.of(tp));
+            } else {
+                consumer.seek(tp, at.offset());
+            }
+        }
     }
 
     /** Every record of `topic` that `isolation` lets a consumer see, up to the end offsets it reports. */
