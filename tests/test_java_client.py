@@ -104,3 +104,74 @@ def test_java_idempotent_producer_through_leader_kills(make_cluster, client_chec
     assert java.returncode == 0, f"{out}\n{err[-4000:]}\n{logs}"
     assert "OK failover" in out
     print(out)
+
+
+def test_kafka_streams_exactly_once_through_a_killed_instance(broker, java_classpath, tmp_path):
+    """Kafka Streams with exactly_once_v2 copies 20,000 records produced while it runs; the
+    first instance is killed with SIGKILL mid-stream and a second one takes over. Its
+    transactions commit the records with the input offsets (TxnOffsetCommit, KIP-447), so a
+    read_committed reader of the output sees each input record exactly once: the killed
+    instance's open transaction is aborted, its records hidden, and the second resumes from
+    what committed."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    import kwire
+    from clients import create_topic
+    from test_transactions import latest_offset, read, values
+
+    total = 20_000
+    create_topic(broker, "streams-in", partitions=2)
+    create_topic(broker, "streams-out", partitions=2)
+    app = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath, "sluice.StreamsCheck",
+           broker.bootstrap]
+
+    def start(name):
+        log = tmp_path / f"{name}.log"
+        with open(log, "w") as err:
+            proc = subprocess.Popen([*app, str(tmp_path / name)], stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout.readline().strip() == "RUNNING", f"{name} did not start: {log.read_text()[-4000:]}"
+        return proc
+
+    def feed():
+        """The input arrives over about 10 s, so the kill lands while records flow."""
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for i in range(total):
+            p.produce("streams-in", key=f"k{i}", value=f"v{i}", partition=i % 2)
+            if i % 200 == 199:
+                p.flush(10)
+                time.sleep(0.1)
+        p.flush(30)
+
+    first = start("first")
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+
+    def mid_transaction():
+        """Copying, with records of an open transaction in the log: the last stable offset
+        behind a high watermark read before it."""
+        with kwire.Connection(broker.bootstrap) as conn:
+            ends = [latest_offset(conn, "streams-out", p, read_committed=False) for p in (0, 1)]
+            stable = [latest_offset(conn, "streams-out", p, read_committed=True) for p in (0, 1)]
+        return sum(ends) >= 2_000 and any(s < e for s, e in zip(stable, ends))
+
+    try:
+        wait_for(mid_transaction, timeout_s=120, what="the first instance copying, mid-transaction")
+    finally:
+        first.kill()
+        first.wait()
+    killed_at = len(read(broker, "streams-out", 2, "read_uncommitted"))
+    assert killed_at < total, "killed mid-stream"
+    second = start("second")
+    try:
+        feeder.join(timeout=120)
+        wait_for(lambda: len(read(broker, "streams-out", 2, "read_committed")) >= total, timeout_s=180,
+                 what="the second instance finishing")
+        committed = values(read(broker, "streams-out", 2, "read_committed"))
+    finally:
+        second.terminate()
+        second.wait(timeout=60)
+    assert sorted(committed) == sorted(f"V{i}" for i in range(total)), "each input record exactly once"
+    assert len(read(broker, "streams-out", 2, "read_uncommitted")) > total, \
+        "the killed instance's open transaction is in the log, aborted, and its records were copied again"
