@@ -30,6 +30,8 @@ enum Command {
     Consume(sluice::cli::console::ConsumeArgs),
     /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
     Groups(sluice::cli::groups::GroupsArgs),
+    /// Transactions: list, describe, describe-producers, abort a hanging one.
+    Transactions(sluice::cli::transactions::TransactionsArgs),
     /// The cluster: info (brokers, controller, id), broker config get/set.
     Cluster(sluice::cli::cluster::ClusterArgs),
     /// Config files: check one for unknown keys and bad values.
@@ -167,6 +169,7 @@ fn main() {
         Command::Produce(args) => sluice::cli::console::produce(args),
         Command::Consume(args) => sluice::cli::console::consume(args),
         Command::Groups(args) => sluice::cli::groups::run(args),
+        Command::Transactions(args) => sluice::cli::transactions::run(args),
         Command::Cluster(args) => sluice::cli::cluster::run(args),
         Command::Config(args) => sluice::cli::config_check::run(args),
         Command::Bench(args) => sluice::bench::run(args),

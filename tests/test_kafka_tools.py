@@ -157,3 +157,51 @@ def describe_quorum_v0(bootstrap):
         r.tags()
         voters[voter] = end
     return leader_id, voters
+
+
+TRANSACTIONS = "org.apache.kafka.tools.TransactionsCommand"
+
+
+def table(out):
+    """A tool's tab-separated table: one dict per row, by column header."""
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    header = [h.strip() for h in lines[0]]
+    return [dict(zip(header, (cell.strip() for cell in row))) for row in lines[1:]]
+
+
+def test_kafka_transactions_lists_describes_and_aborts_a_hanging_transaction(tool, broker):
+    """kafka-transactions: list (ListTransactions, with its duration and id-pattern filters),
+    describe (DescribeTransactions), describe-producers (DescribeProducers), and the abort an
+    operator gives a hanging transaction: a marker written straight to the partition
+    (WriteTxnMarkers), after which read_committed readers pass it."""
+    from confluent_kafka import Producer
+
+    from test_transactions import read, values
+
+    create_topic(broker, "txtool", partitions=2)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "tool-txn"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for partition in (0, 1):
+        p.produce("txtool", value=b"open", partition=partition)
+    p.flush(10)
+
+    listed = {row["TransactionalId"]: row for row in table(tool(TRANSACTIONS, "list"))}
+    assert listed["tool-txn"]["TransactionState"] == "Ongoing"
+    assert "tool-txn" not in tool(TRANSACTIONS, "list", "--duration-filter", "3600000")
+    assert "tool-txn" in tool(TRANSACTIONS, "list", "--transactional-id-pattern", "tool-.*")
+    assert "tool-txn" not in tool(TRANSACTIONS, "list", "--transactional-id-pattern", "other-.*")
+    [described] = table(tool(TRANSACTIONS, "describe", "--transactional-id", "tool-txn"))
+    assert described["TransactionState"] == "Ongoing"
+    assert set(described["TopicPartitions"].split(",")) == {"txtool-0", "txtool-1"}
+    assert described["ProducerId"] == listed["tool-txn"]["ProducerId"]
+    [producer] = table(tool(TRANSACTIONS, "describe-producers", "--topic", "txtool", "--partition", "0"))
+    assert (producer["ProducerId"], producer["CurrentTransactionStartOffset"]) == (described["ProducerId"], "0")
+
+    tool(TRANSACTIONS, "abort", "--topic", "txtool", "--partition", "0", "--start-offset", "0")
+    [producer] = table(tool(TRANSACTIONS, "describe-producers", "--topic", "txtool", "--partition", "0"))
+    assert producer["CurrentTransactionStartOffset"] == "None"
+    assert values(read(broker, "txtool", 1, "read_committed")) == [], "partition 0 is readable past the abort"
+    p.abort_transaction(30)
+    [described] = table(tool(TRANSACTIONS, "describe", "--transactional-id", "tool-txn"))
+    assert described["TransactionState"] in ("PrepareAbort", "CompleteAbort")

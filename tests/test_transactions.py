@@ -448,3 +448,37 @@ def test_a_zombie_group_member_cannot_commit_offsets_in_a_transaction(broker):
     first.close()
     second.close()
     assert committed_offset(broker, "zombie-group", "zin") == 2
+
+
+def test_sluice_transactions_lists_describes_and_aborts(broker):
+    """`sluice transactions`, the CLI after kafka-transactions.sh, on an open transaction."""
+    from test_cli import sluice
+
+    create_topic(broker, "cli-tx", partitions=2)
+    p = txn_producer(broker, "tx-cli")
+    p.begin_transaction()
+    for partition in (0, 1):
+        p.produce("cli-tx", value=b"open", partition=partition)
+    p.flush(10)
+    if broker.metrics_port is not None:
+        gauges = dict(line.split() for line in broker.metrics_text().splitlines()
+                      if line.startswith("sluice_transaction"))
+        assert gauges["sluice_transactions_open"] == "1" and int(gauges["sluice_transaction_oldest_open_age_ms"]) >= 0
+    rows = [line.split() for line in sluice(broker, "transactions", "list").splitlines()[1:]]
+    [(txn_id, _, producer_id, state)] = [row for row in rows if row[0] == "tx-cli"]
+    assert state == "Ongoing"
+    assert "tx-cli" not in sluice(broker, "transactions", "list", "--state", "CompleteCommit")
+    assert "tx-cli" in sluice(broker, "transactions", "list", "--transactional-id-pattern", "tx-c.i")
+    described = sluice(broker, "transactions", "describe", "tx-cli")
+    assert "state:             Ongoing" in described and "cli-tx-0" in described and "cli-tx-1" in described
+    producers = sluice(broker, "transactions", "describe-producers", "--topic", "cli-tx", "--partition", "1")
+    [row] = [line.split() for line in producers.splitlines()[1:]]
+    assert (row[0], row[-1]) == (producer_id, "0"), "its transaction starts at offset 0"
+    aborted = sluice(broker, "transactions", "abort", "--topic", "cli-tx", "--partition", "1", "--start-offset", "0")
+    assert f"aborted producer {producer_id}'s transaction on cli-tx-1" in aborted
+    with kwire.Connection(broker.bootstrap) as conn:
+        assert latest_offset(conn, "cli-tx", 1, read_committed=True) == 2, "partition 1 is stable past the marker"
+        assert latest_offset(conn, "cli-tx", 0, read_committed=True) == 0, "partition 0's transaction is open"
+    p.abort_transaction(30)
+    if broker.metrics_port is not None:
+        kwire.wait_for(lambda: "sluice_transactions_open 0" in broker.metrics_text(), what="no open transaction")

@@ -92,6 +92,7 @@ pub enum ErrorCode {
     BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,
+    InvalidRegularExpression = 128,
     OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,
     NotCoordinator = 16,

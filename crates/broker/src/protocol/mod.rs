@@ -18,7 +18,9 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 pub mod fetch;
@@ -31,6 +33,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -40,6 +43,7 @@ pub mod produce;
 mod sync_group;
 mod txn_offset_commit;
 mod unregister_broker;
+mod write_txn_markers;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -89,6 +93,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -261,6 +269,10 @@ async fn dispatch(
         ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(&header, body).await?,
         ApiKey::UnregisterBroker => unregister_broker::handle(&header, body).await?,
         ApiKey::DescribeQuorum => describe_quorum::handle(&header, body).await?,
+        ApiKey::DescribeProducers => describe_producers::handle(&header, body).await?,
+        ApiKey::DescribeTransactions => describe_transactions::handle(&header, body).await?,
+        ApiKey::ListTransactions => list_transactions::handle(&header, body).await?,
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(&header, body).await?,
         _ => return Err(Malformed("API not supported")),
     };
     Ok(Some(response))
@@ -308,6 +320,10 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
         ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
         ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
         ApiKey::DescribeQuorum => drop(decode::<DescribeQuorumRequest>(body, version)),
+        ApiKey::DescribeProducers => drop(decode::<DescribeProducersRequest>(body, version)),
+        ApiKey::DescribeTransactions => drop(decode::<DescribeTransactionsRequest>(body, version)),
+        ApiKey::ListTransactions => drop(decode::<ListTransactionsRequest>(body, version)),
+        ApiKey::WriteTxnMarkers => drop(decode::<WriteTxnMarkersRequest>(body, version)),
         ApiKey::Produce => drop(produce::parse(&body, version)),
         // Callers pick from SUPPORTED_APIS; the decoder property covers every entry.
         other => panic!("{other:?} is advertised but not decoded here"),
@@ -366,6 +382,10 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
                 ApiKey::ListPartitionReassignments => encode_default::<ListPartitionReassignmentsRequest>(version),
                 ApiKey::UnregisterBroker => encode_default::<UnregisterBrokerRequest>(version),
                 ApiKey::DescribeQuorum => encode_default::<DescribeQuorumRequest>(version),
+                ApiKey::DescribeProducers => encode_default::<DescribeProducersRequest>(version),
+                ApiKey::DescribeTransactions => encode_default::<DescribeTransactionsRequest>(version),
+                ApiKey::ListTransactions => encode_default::<ListTransactionsRequest>(version),
+                ApiKey::WriteTxnMarkers => encode_default::<WriteTxnMarkersRequest>(version),
                 ApiKey::Produce => encode_default::<ProduceRequest>(version),
                 _ => None,
             };

@@ -52,6 +52,8 @@ struct ShardReport {
     request_bytes: (usize, usize),
     /// Partition-log fsyncs of the flush policy.
     log_fsyncs: u64,
+    /// When each open transaction it coordinates began (wall-clock ms).
+    open_txn_starts_ms: Vec<i64>,
 }
 
 fn report() -> ShardReport {
@@ -92,6 +94,7 @@ fn report() -> ShardReport {
         under_replicated,
         request_bytes: crate::runtime::request_bytes::queued_and_max(),
         log_fsyncs: crate::storage::fsyncs(),
+        open_txn_starts_ms: crate::txn::coordinator::local().open_txn_starts_ms(),
     }
 }
 
@@ -160,6 +163,7 @@ pub fn render(shards: &ShardsHandle, admission: &Admission) -> String {
     render_topics_and_partitions(&mut out, &reports);
     render_shards(&mut out, &reports, shards);
     render_group_lag(&mut out, &reports);
+    render_transactions(&mut out, &reports);
     render_replication(&mut out, &reports);
     render_limits(&mut out, &reports, admission);
     out
@@ -481,6 +485,28 @@ fn render_shards(out: &mut String, reports: &[ShardReport], shards: &ShardsHandl
             shards.mailbox_depth(i)
         );
     }
+}
+
+fn render_transactions(out: &mut String, reports: &[ShardReport]) {
+    let starts: Vec<i64> = reports.iter().flat_map(|r| &r.open_txn_starts_ms).copied().collect();
+    header(
+        out,
+        "sluice_transactions_open",
+        "gauge",
+        "Transactions this broker coordinates that are open or being completed.",
+    );
+    let _ = writeln!(out, "sluice_transactions_open {}", starts.len());
+    header(
+        out,
+        "sluice_transaction_oldest_open_age_ms",
+        "gauge",
+        "How long the oldest open transaction has run (0 with none open).",
+    );
+    let age_ms = starts
+        .iter()
+        .min()
+        .map_or(0, |start| (crate::model::now_ms() - start).max(0));
+    let _ = writeln!(out, "sluice_transaction_oldest_open_age_ms {age_ms}");
 }
 
 fn render_group_lag(out: &mut String, reports: &[ShardReport]) {

@@ -22,49 +22,17 @@ use super::state::{Expected, InitPlan, TxnMetadata, TxnStatus};
 use super::{TXN_TOPIC, txn_partitions};
 use crate::cluster::{controller, shard};
 use crate::config::TxnConfig;
-use crate::group::{self, OFFSETS_TOPIC, partition_for};
+use crate::group::partition_for;
 use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
 use crate::record::builder::{Record, build_batch};
 use crate::record::control::Marker;
 use crate::runtime;
 use crate::storage::Replayed;
 
-/// Appends `marker` to each of `partitions`: one result per partition, in
-/// order. A `__consumer_offsets` partition gets its marker through the group
-/// coordinator's writer, which commits or discards the transaction's
-/// offsets with it; the others straight from their owner shards.
-async fn write_markers(
-    partitions: &[TopicPartition],
-    marker: Marker,
-    producer: (i64, i16),
-    coordinator_epoch: i32,
-) -> Vec<Result<(), String>> {
-    let is_offsets = |tp: &TopicPartition| tp.topic == OFFSETS_TOPIC;
-    let (offsets, data): (Vec<TopicPartition>, Vec<TopicPartition>) = partitions.iter().cloned().partition(is_offsets);
-    let data = shard::append_markers(data, marker, producer, coordinator_epoch, MARKER_COMMIT_TIMEOUT);
-    let offsets = futures_util::future::join_all(
-        offsets
-            .iter()
-            .map(|tp| group::write_txn_marker(tp.partition, producer, marker, coordinator_epoch)),
-    );
-    let (data, offsets) = futures_util::join!(data, offsets);
-    let (mut data, mut offsets) = (data.into_iter(), offsets.into_iter());
-    partitions
-        .iter()
-        .map(|tp| match is_offsets(tp) {
-            true => offsets
-                .next()
-                .expect("one result per offsets partition")
-                .map_err(|code| format!("{OFFSETS_TOPIC} marker: {code:?}")),
-            false => data.next().expect("one result per partition").map_err(|e| e.message),
-        })
-        .collect()
-}
-
 /// Bytes read per step when loading a partition.
 const LOAD_READ_BYTES: u64 = 1 << 20;
 /// How long a marker append waits for the in-sync replicas.
-const MARKER_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const MARKER_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retries of a failed marker or Complete write back off up to this.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the coordinator looks for partitions to load.
@@ -347,6 +315,30 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// DescribeTransactions of one id: its current state;
+    /// TRANSACTIONAL_ID_NOT_FOUND for an id unknown here or being removed.
+    pub fn describe(&self, id: &str) -> Result<TxnMetadata, ErrorCode> {
+        self.current(id)
+            .filter(|m| m.status != TxnStatus::Dead)
+            .ok_or(ErrorCode::TransactionalIdNotFound)
+    }
+
+    /// When each open transaction (Ongoing, or prepared and having its
+    /// markers written) began, for the metrics.
+    pub fn open_txn_starts_ms(&self) -> Vec<i64> {
+        let txns = self.txns.borrow();
+        let open = txns
+            .values()
+            .filter(|t| t.meta.status == TxnStatus::Ongoing || t.meta.is_prepared());
+        open.map(|t| t.meta.start_ms).collect()
+    }
+
+    /// The ids this shard coordinates that `keep` keeps (ListTransactions).
+    pub fn list(&self, keep: impl Fn(&TxnMetadata) -> bool) -> Vec<TxnMetadata> {
+        let txns = self.txns.borrow();
+        txns.values().map(|t| &t.meta).filter(|m| keep(m)).cloned().collect()
+    }
+
     /// Which of `partitions` are in `id`'s open transaction of `producer`:
     /// INVALID_TXN_STATE for one that is not, as Kafka answers an older client.
     pub fn verify(
@@ -395,7 +387,7 @@ impl TxnCoordinator {
             if self.loaded.borrow().get(&partition) != Some(&coordinator_epoch) {
                 return;
             }
-            let results = write_markers(&remaining, marker, producer, coordinator_epoch).await;
+            let results = super::write_markers(&remaining, marker, producer, coordinator_epoch).await;
             let metadata = shard::local().metadata();
             let failed: Vec<(TopicPartition, String)> = remaining
                 .into_iter()
@@ -404,7 +396,7 @@ impl TxnCoordinator {
                     Ok(()) => None,
                     // A deleted topic needs no marker.
                     Err(_) if !metadata.topics.contains_key(&tp.topic) => None,
-                    Err(message) => Some((tp, message)),
+                    Err(e) => Some((tp, e.message)),
                 })
                 .collect();
             if failed.is_empty() {

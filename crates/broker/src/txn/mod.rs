@@ -23,11 +23,13 @@ use std::rc::Rc;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::group::{self, partition_for};
+use crate::group::{self, OFFSETS_TOPIC, partition_for};
 use crate::model::{ErrorCode, NAME_BYTES_MAX, TopicPartition};
+use crate::record::BatchError;
+use crate::record::control::Marker;
 use crate::runtime::{self, submit_to};
 use coordinator::TxnCoordinator;
-pub use state::Expected;
+pub use state::{Expected, TxnMetadata, TxnStatus};
 
 pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
 
@@ -152,6 +154,98 @@ pub async fn end_txn(transactional_id: String, producer: (i64, i16), commit: boo
         c.end_txn(partition, &transactional_id, producer, commit).await
     })
     .await
+}
+
+/// DescribeTransactions of one id, at its coordinator.
+pub async fn describe(transactional_id: String) -> Result<TxnMetadata, ErrorCode> {
+    let id = transactional_id.clone();
+    on_coordinator(&id, move |c, _| async move { c.describe(&transactional_id) }).await
+}
+
+/// ListTransactions' filters; an empty list filters nothing.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub states: Vec<TxnStatus>,
+    pub producer_ids: Vec<i64>,
+    /// Only transactions running longer than this; negative for all.
+    pub duration_ms: i64,
+    /// Only ids this matches whole (v2, KIP-1152).
+    pub pattern: Option<regex::Regex>,
+}
+
+impl ListFilter {
+    /// As Kafka's coordinator filters, Dead ids never listed. Like
+    /// Kafka's, the duration counts from a start of -1 for an id with no
+    /// open transaction.
+    fn keeps(&self, m: &TxnMetadata, now_ms: i64) -> bool {
+        m.status != TxnStatus::Dead
+            && (self.producer_ids.is_empty() || self.producer_ids.contains(&m.producer_id))
+            && (self.states.is_empty() || self.states.contains(&m.status))
+            && (self.duration_ms < 0 || now_ms - m.start_ms > self.duration_ms)
+            && self.pattern.as_ref().is_none_or(|p| p.is_match(&m.transactional_id))
+    }
+}
+
+/// ListTransactions: the ids every shard of this broker coordinates, by id.
+pub async fn list(filter: ListFilter) -> Vec<TxnMetadata> {
+    if !enabled() {
+        return Vec::new();
+    }
+    let per_shard = (0..runtime::shard_count()).map(|shard| {
+        let filter = filter.clone();
+        submit_to(shard, move || async move {
+            let now = crate::model::now_ms();
+            coordinator::local().list(|m| filter.keeps(m, now))
+        })
+    });
+    let mut listed: Vec<TxnMetadata> = futures_util::future::join_all(per_shard)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .collect();
+    listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    listed
+}
+
+/// Appends `marker` to each of `partitions`: one result per partition, in
+/// order (the coordinator's, and WriteTxnMarkers'). A `__consumer_offsets` partition gets its marker through the group
+/// coordinator's writer, which commits or discards the transaction's
+/// offsets with it; the others straight from their owner shards.
+pub async fn write_markers(
+    partitions: &[TopicPartition],
+    marker: Marker,
+    producer: (i64, i16),
+    coordinator_epoch: i32,
+) -> Vec<Result<(), BatchError>> {
+    let is_offsets = |tp: &TopicPartition| tp.topic == OFFSETS_TOPIC;
+    let (offsets, data): (Vec<TopicPartition>, Vec<TopicPartition>) = partitions.iter().cloned().partition(is_offsets);
+    let data = shard::append_markers(
+        data,
+        marker,
+        producer,
+        coordinator_epoch,
+        coordinator::MARKER_COMMIT_TIMEOUT,
+    );
+    let offsets = futures_util::future::join_all(
+        offsets
+            .iter()
+            .map(|tp| group::write_txn_marker(tp.partition, producer, marker, coordinator_epoch)),
+    );
+    let (data, offsets) = futures_util::join!(data, offsets);
+    let (mut data, mut offsets) = (data.into_iter(), offsets.into_iter());
+    partitions
+        .iter()
+        .map(|tp| match is_offsets(tp) {
+            true => offsets
+                .next()
+                .expect("one result per offsets partition")
+                .map_err(|code| BatchError {
+                    code,
+                    message: format!("{OFFSETS_TOPIC} marker: {code:?}"),
+                }),
+            false => data.next().expect("one result per partition"),
+        })
+        .collect()
 }
 
 /// KIP-890's verification, before a leader appends transactional batches:

@@ -49,6 +49,11 @@ impl TxnStatus {
         }
     }
 
+    /// The state of a ListTransactions filter's name, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        (0..=7).filter_map(Self::from_code).find(|s| s.name() == name)
+    }
+
     fn is_prepare(self) -> bool {
         matches!(self, Self::PrepareCommit | Self::PrepareAbort)
     }

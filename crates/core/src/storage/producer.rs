@@ -26,6 +26,8 @@ struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSeq>,
     last_seen_ms: i64,
+    /// The max timestamp of its last batch.
+    last_timestamp_ms: i64,
     /// The first offset of the producer's open transaction on this partition.
     txn_first_offset: Option<i64>,
     /// The epoch of the coordinator that wrote the producer's last marker:
@@ -39,6 +41,7 @@ impl Default for ProducerEntry {
             epoch: 0,
             batches: VecDeque::new(),
             last_seen_ms: 0,
+            last_timestamp_ms: -1,
             txn_first_offset: None,
             // No marker seen: any coordinator's is accepted.
             coordinator_epoch: -1,
@@ -54,6 +57,20 @@ pub struct CompletedTxn {
     pub first_offset: i64,
     pub last_offset: i64,
     pub aborted: bool,
+}
+
+/// One producer this partition knows, as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence number appended; -1 for none (only markers).
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    /// The coordinator epoch of its last marker; -1 for none.
+    pub coordinator_epoch: i32,
+    /// Where its open transaction began here, if one is open.
+    pub txn_first_offset: Option<i64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +210,7 @@ impl ProducerStates {
             entry.batches.clear();
         }
         entry.last_seen_ms = now_ms;
+        entry.last_timestamp_ms = batch.max_timestamp;
         if let Some((marker, coordinator_epoch)) = marker {
             entry.coordinator_epoch = coordinator_epoch;
             let first_offset = entry.txn_first_offset.take()?;
@@ -222,6 +240,24 @@ impl ProducerStates {
             self.open_txns.insert(batch.base_offset, batch.producer_id);
         }
         None
+    }
+
+    /// Every producer this partition tracks, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ActiveProducer {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp_ms: e.last_timestamp_ms,
+                coordinator_epoch: e.coordinator_epoch,
+                txn_first_offset: e.txn_first_offset,
+            })
+            .collect();
+        active.sort_by_key(|p| p.producer_id);
+        active
     }
 
     /// The first offset of the earliest open transaction, if any.

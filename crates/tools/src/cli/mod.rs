@@ -7,6 +7,7 @@ pub mod console;
 pub mod groups;
 pub mod reassign;
 pub mod topic;
+pub mod transactions;
 pub mod tune;
 
 use std::time::Duration;

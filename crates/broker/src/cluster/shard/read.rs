@@ -7,6 +7,7 @@ use super::leadership::check_leader_epoch;
 use super::{local, on_owners};
 use crate::cluster::leader;
 use crate::model::{ErrorCode, TopicPartition};
+use crate::storage::producer::ActiveProducer;
 use crate::storage::{PartitionLog, ReadResult, Reader};
 
 /// One partition of a multi-partition read (Fetch).
@@ -136,6 +137,11 @@ pub async fn offsets_for(specs: Vec<LookupSpec>, reader: Reader) -> Vec<Result<(
         Ok((offset, timestamp, log.epoch_at(offset)))
     })
     .await
+}
+
+/// DescribeProducers: for each partition the producers its leader's log tracks.
+pub async fn producers_for(specs: Vec<LookupSpec>) -> Vec<Result<Vec<ActiveProducer>, ErrorCode>> {
+    lookup_many(specs, |log, _| Ok(log.active_producers())).await
 }
 
 /// OffsetForLeaderEpoch: for each partition (`arg` the epoch asked about)

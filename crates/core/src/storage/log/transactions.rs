@@ -10,7 +10,7 @@
 
 use crate::record::control::{self, Marker};
 use crate::record::{BatchError, BatchHeader};
-use crate::storage::producer::CompletedTxn;
+use crate::storage::producer::{ActiveProducer, CompletedTxn};
 use crate::storage::txn_index::AbortedTxn;
 
 use super::*;
@@ -153,6 +153,12 @@ impl PartitionLog {
     pub fn open_txns(&self) -> Vec<(i64, i64)> {
         self.assert_owner();
         self.state.borrow().producers.open_txns().collect()
+    }
+
+    /// The producers this partition tracks (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.assert_owner();
+        self.state.borrow().producers.active()
     }
 
     /// Appends the marker that ends producer `producer_id`'s transaction
