@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 import kwire
 from clients import create_topic, produce
-from conftest import AGAINST
+from conftest import AGAINST, sluice_only
 
 # The coordinator looks for timed-out transactions this often (Kafka's default is 10 s).
 CONFIG = '"transaction.abort.timed.out.transaction.cleanup.interval.ms" = 200\n'
@@ -482,3 +482,40 @@ def test_sluice_transactions_lists_describes_and_aborts(broker):
     p.abort_transaction(30)
     if broker.metrics_port is not None:
         kwire.wait_for(lambda: "sluice_transactions_open 0" in broker.metrics_text(), what="no open transaction")
+
+
+@sluice_only("compaction of __transaction_state (its files on disk)")
+def test_the_transaction_log_stays_bounded_and_replays_after_compaction(make_broker):
+    """Each transaction stores three states of its id; with one small partition of
+    __transaction_state the coordinator compacts it many times over 100 transactions,
+    its files stay a few segments, and after a restart the id's state is whole again."""
+    config = CONFIG + ('"transaction.state.log.num.partitions" = 1\n'
+                       '"transaction.state.log.segment.bytes" = 4096\n')
+    broker = make_broker(config=config)
+    create_topic(broker, "compacted")
+    # Stored once, before everything the compactions delete (the producer creates the topic).
+    p = txn_producer(broker, "tx-compact")
+    with kwire.Connection(broker.bootstrap) as conn:
+        error, producer_id, epoch = init_producer_id(conn, "tx-other")
+        assert error == 0
+    for i in range(100):
+        p.begin_transaction()
+        p.produce("compacted", value=f"c{i}", partition=0)
+        p.commit_transaction(30)
+    partition_dir = broker.data_dir / "__transaction_state-0"
+
+    def log_bytes():
+        return sum(f.stat().st_size for f in partition_dir.glob("*.log"))
+
+    kwire.wait_for(lambda: log_bytes() < 16_384, what="the transaction log compacted")
+    assert "compacted __transaction_state" in broker.log()
+    broker.stop()
+    broker.start()
+    with kwire.Connection(broker.bootstrap) as conn:
+        answers = []
+        # COORDINATOR_NOT_AVAILABLE while the partition loads.
+        kwire.wait_for(lambda: answers.append(init_producer_id(conn, "tx-other")) or answers[-1][0] != 15,
+                       what="the coordinator loaded")
+        # The same producer id back, one epoch on: the state survived compaction.
+        assert answers[-1] == (0, producer_id, epoch + 1)
+    assert len(values(read(broker, "compacted", 1, "read_committed"))) == 100

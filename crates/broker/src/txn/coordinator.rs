@@ -9,9 +9,16 @@
 //! PrepareCommit or PrepareAbort is stored; a task then appends the marker
 //! to every partition of the transaction and stores the Complete state. A
 //! coordinator that loads a partition finishes what it finds prepared.
+//!
+//! A partition that outgrows `transaction.state.log.segment.bytes` and twice
+//! its last snapshot is compacted as the group coordinator compacts its own:
+//! rolled, every id's current state written after everything else, and the
+//! older segments deleted. Meanwhile its ids answer CONCURRENT_TRANSACTIONS,
+//! so no state is stored between the snapshot and what it replaces.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,7 +34,7 @@ use crate::model::{ErrorCode, TopicPartition, now_ms, steady_ms};
 use crate::record::builder::{Record, build_batch};
 use crate::record::control::Marker;
 use crate::runtime;
-use crate::storage::Replayed;
+use crate::storage::{PartitionLog, Replayed};
 
 /// Bytes read per step when loading a partition.
 const LOAD_READ_BYTES: u64 = 1 << 20;
@@ -35,6 +42,8 @@ const LOAD_READ_BYTES: u64 = 1 << 20;
 pub(super) const MARKER_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retries of a failed marker or Complete write back off up to this.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Ids per batch of a snapshot.
+const SNAPSHOT_BATCH_RECORDS: usize = 256;
 /// How often the coordinator looks for partitions to load.
 const TICK_MS: u64 = 100;
 
@@ -54,6 +63,10 @@ pub struct TxnCoordinator {
     /// The leader epoch each loaded partition was loaded in: the coordinator
     /// epoch its markers carry.
     loaded: RefCell<HashMap<i32, i32>>,
+    /// Partitions being compacted.
+    compacting: RefCell<HashSet<i32>>,
+    /// The bytes of each partition's last snapshot.
+    snapshot_bytes: RefCell<HashMap<i32, u64>>,
 }
 
 thread_local! {
@@ -90,6 +103,8 @@ impl TxnCoordinator {
             config,
             txns: RefCell::new(HashMap::new()),
             loaded: RefCell::new(HashMap::new()),
+            compacting: RefCell::new(HashSet::new()),
+            snapshot_bytes: RefCell::new(HashMap::new()),
         });
         let installed = LOCAL.with(|l| l.set(Rc::clone(&coordinator)).is_ok());
         assert!(installed, "transaction coordinator installed twice");
@@ -172,6 +187,10 @@ impl TxnCoordinator {
         id: &str,
         plan: impl FnOnce(&TxnMetadata) -> Result<T, ErrorCode>,
     ) -> Result<(T, PendingGuard), ErrorCode> {
+        let partitions = txn_partitions().unwrap_or(1);
+        if self.compacting.borrow().contains(&partition_for(id, partitions)) {
+            return Err(ErrorCode::ConcurrentTransactions);
+        }
         let mut txns = self.txns.borrow_mut();
         let txn = txns.get_mut(id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
         if txn.pending {
@@ -216,19 +235,29 @@ impl TxnCoordinator {
     /// Appends one record for `id` (None: a tombstone) to its partition, as
     /// the leader it was loaded under.
     async fn append(&self, partition: i32, id: &str, meta: Option<&TxnMetadata>) -> Result<(), ErrorCode> {
+        self.append_states(partition, &[(id, meta)]).await
+    }
+
+    /// Appends one batch with a record per (id, state), as `append`.
+    async fn append_states(&self, partition: i32, states: &[(&str, Option<&TxnMetadata>)]) -> Result<(), ErrorCode> {
         let tp = txn_tp(partition);
         let epoch = shard::leader_epoch_here(&tp).map_err(|_| ErrorCode::NotCoordinator)?;
         if self.loaded.borrow().get(&partition) != Some(&epoch) {
             return Err(ErrorCode::NotCoordinator);
         }
         let log = shard::local().log(&tp).ok_or(ErrorCode::NotCoordinator)?;
-        let key = encode_key(id);
-        let value = meta.map(encode_value);
-        let record = Record {
-            key: Some(&key),
-            value: value.as_deref(),
-        };
-        let batch = build_batch(&[record], now_ms(), -1, -1);
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = states
+            .iter()
+            .map(|(id, meta)| (encode_key(id), meta.map(encode_value)))
+            .collect();
+        let records: Vec<Record> = encoded
+            .iter()
+            .map(|(key, value)| Record {
+                key: Some(key),
+                value: value.as_deref(),
+            })
+            .collect();
+        let batch = build_batch(&records, now_ms(), -1, -1);
         let info = log.append(batch, now_ms(), epoch).await.map_err(|e| {
             warn!(partition = %tp, "transaction state write failed: {}", e.message);
             ErrorCode::CoordinatorNotAvailable
@@ -440,6 +469,7 @@ impl TxnCoordinator {
         while !state.is_stopping() {
             tick.tick().await;
             self.load_owned_partitions();
+            self.compact_grown_partitions().await;
             let now = steady_ms();
             if now - last_abort_ms >= self.config.abort_timed_out_interval_ms as i64 {
                 last_abort_ms = now;
@@ -466,6 +496,71 @@ impl TxnCoordinator {
                 self.unload(p);
             }
         }
+    }
+
+    /// Compacts each loaded partition whose log outgrew the segment size and
+    /// twice its last snapshot, once none of its ids is being stored.
+    async fn compact_grown_partitions(self: &Rc<Self>) {
+        let loaded: Vec<i32> = self.loaded.borrow().keys().copied().collect();
+        let partitions = txn_partitions().unwrap_or(1);
+        for partition in loaded {
+            let Some(log) = shard::local().log(&txn_tp(partition)) else {
+                continue;
+            };
+            let last = self.snapshot_bytes.borrow().get(&partition).copied().unwrap_or(0);
+            if log.size_bytes() <= self.config.log_segment_bytes.max(2 * last) {
+                continue;
+            }
+            let storing = self
+                .txns
+                .borrow()
+                .iter()
+                .any(|(id, t)| t.pending && partition_for(id, partitions) == partition);
+            if storing {
+                continue; // on a later tick
+            }
+            self.compacting.borrow_mut().insert(partition);
+            let compacted = self.compact(partition, &log).await;
+            self.compacting.borrow_mut().remove(&partition);
+            match compacted {
+                Ok(bytes) => {
+                    self.snapshot_bytes.borrow_mut().insert(partition, bytes);
+                }
+                Err(e) => warn!(partition, "compacting {TXN_TOPIC} failed: {e}"),
+            }
+        }
+    }
+
+    /// Rolls the partition, writes every id's current state after
+    /// everything else, and deletes the segments before it. Returns the
+    /// snapshot's bytes.
+    async fn compact(&self, partition: i32, log: &PartitionLog) -> io::Result<u64> {
+        log.roll_now(now_ms()).await?;
+        let start = log.log_end_offset();
+        let partitions = txn_partitions().unwrap_or(1);
+        let states: Vec<TxnMetadata> = self
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(id, _)| partition_for(id, partitions) == partition)
+            .map(|(_, t)| t.meta.clone())
+            .collect();
+        for chunk in states.chunks(SNAPSHOT_BATCH_RECORDS) {
+            let records: Vec<(&str, Option<&TxnMetadata>)> =
+                chunk.iter().map(|m| (m.transactional_id.as_str(), Some(m))).collect();
+            self.append_states(partition, &records)
+                .await
+                .map_err(|code| io::Error::other(format!("snapshot append: {code:?}")))?;
+        }
+        let deleted = log.delete_segments_below(start)?;
+        let bytes = log.size_bytes();
+        info!(
+            partition,
+            ids = states.len(),
+            deleted_segments = deleted,
+            "compacted {TXN_TOPIC}"
+        );
+        Ok(bytes)
     }
 
     /// Aborts every open transaction past its timeout, bumping its epoch.
