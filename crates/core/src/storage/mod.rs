@@ -6,6 +6,7 @@ pub mod index;
 pub mod log;
 pub mod log_config;
 pub mod producer;
+pub mod producer_snapshot;
 pub mod segment;
 pub mod space;
 pub mod txn_index;

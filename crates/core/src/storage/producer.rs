@@ -242,6 +242,72 @@ impl ProducerStates {
         None
     }
 
+    /// The state as bytes, for a snapshot file (`producer_snapshot`):
+    /// per producer its id, epoch, coordinator epoch, last timestamp, open
+    /// transaction and last batches.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.producers.len() * 64);
+        out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
+        for (id, e) in &self.producers {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp_ms.to_be_bytes());
+            out.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// The state `encode` wrote, or `None` if the bytes are not one (a
+    /// damaged file is not trusted in part). Producers count as seen at
+    /// `now_ms`.
+    pub fn decode(bytes: &[u8], now_ms: i64) -> Option<ProducerStates> {
+        let mut r = crate::wire::Reader::new(bytes);
+        let count = usize::try_from(r.i32().ok()?).ok()?;
+        if count > PRODUCERS_MAX {
+            return None;
+        }
+        let mut states = ProducerStates::default();
+        for _ in 0..count {
+            let id = r.i64().ok()?;
+            let mut entry = ProducerEntry {
+                epoch: r.i16().ok()?,
+                coordinator_epoch: r.i32().ok()?,
+                last_timestamp_ms: r.i64().ok()?,
+                last_seen_ms: now_ms,
+                ..ProducerEntry::default()
+            };
+            let txn_first_offset = r.i64().ok()?;
+            let batches = usize::from(r.i8().ok()? as u8);
+            if batches > BATCHES_PER_PRODUCER || id < 0 {
+                return None;
+            }
+            for _ in 0..batches {
+                entry.batches.push_back(BatchSeq {
+                    first_seq: r.i32().ok()?,
+                    last_seq: r.i32().ok()?,
+                    base_offset: r.i64().ok()?,
+                });
+            }
+            if txn_first_offset >= 0 {
+                entry.txn_first_offset = Some(txn_first_offset);
+                if states.open_txns.insert(txn_first_offset, id).is_some() {
+                    return None; // two transactions cannot begin at one offset
+                }
+            }
+            if states.producers.insert(id, entry).is_some() {
+                return None;
+            }
+        }
+        (r.remaining() == 0).then_some(states)
+    }
+
     /// Every producer this partition tracks, by producer id.
     pub fn active(&self) -> Vec<ActiveProducer> {
         let mut active: Vec<ActiveProducer> = self
@@ -380,6 +446,33 @@ mod tests {
         s.record(&txn_header(8, 0, 0, 1, 2), None, 1);
         s.truncate_from(1, &[ended]);
         assert_eq!(s.open_txns().collect::<Vec<_>>(), vec![(7, 0)]);
+    }
+
+    #[test]
+    fn a_snapshot_decodes_to_the_same_state_and_a_damaged_one_to_none() {
+        let mut states = ProducerStates::default();
+        for seq in 0..7 {
+            states.record(&header(1, 0, seq, 1, seq as i64), None, 5);
+        }
+        states.record(&txn_header(2, 3, 0, 2, 7), None, 5);
+        states.record(&marker(3, 1, 9), Some((Marker::Commit, 4)), 5);
+        let bytes = states.encode();
+        let decoded = ProducerStates::decode(&bytes, 9).expect("its own encoding");
+        assert_eq!(decoded.active(), states.active());
+        assert_eq!(decoded.open_txns().collect::<Vec<_>>(), vec![(2, 7)]);
+        assert_eq!(
+            decoded.check(&header(1, 0, 6, 1, 0)).unwrap(),
+            SequenceCheck::Duplicate(6)
+        );
+        for cut in 0..bytes.len() {
+            assert!(
+                ProducerStates::decode(&bytes[..cut], 9).is_none(),
+                "a prefix of {cut} bytes"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ProducerStates::decode(&longer, 9).is_none(), "trailing bytes");
     }
 
     #[test]

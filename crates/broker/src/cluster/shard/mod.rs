@@ -473,7 +473,7 @@ impl ShardState {
             }
         }
         for log in self.owned_logs() {
-            write_checkpoints(&log).await;
+            write_final_checkpoints(&log).await;
         }
         self.shut_down.set(true);
         self.shut_down_event.notify(usize::MAX);
@@ -501,6 +501,15 @@ async fn write_checkpoints(log: &PartitionLog) {
     }
     if let Err(e) = log.make_epochs_durable().await {
         warn!(partition = %log.topic_partition(), "leader-epoch checkpoint failed: {e}");
+    }
+}
+
+/// At a clean shutdown also the producer states (`write_checkpoints` runs
+/// on every maintenance tick; the snapshot only here and at each roll).
+async fn write_final_checkpoints(log: &PartitionLog) {
+    write_checkpoints(log).await;
+    if let Err(e) = log.write_producer_snapshot().await {
+        warn!(partition = %log.topic_partition(), "producer snapshot failed: {e}");
     }
 }
 

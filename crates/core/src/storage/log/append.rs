@@ -7,6 +7,7 @@ use crate::record::control::Marker;
 use crate::record::{self, BatchError, BatchHeader};
 use crate::storage::log_config::TimestampType;
 use crate::storage::producer::SequenceCheck;
+use crate::storage::producer_snapshot;
 use crate::storage::segment::Segment;
 use bytes::BytesMut;
 use compio::BufResult;
@@ -334,7 +335,18 @@ impl PartitionLog {
             };
             claims += 1;
             let dir = self.dir.clone();
-            let created = compio::runtime::spawn_blocking(move || Segment::create(&dir, base, now_ms)).await;
+            // Appends wait while the roll is claimed: the producer states are as of `base`.
+            let snapshot = self.producer_snapshot_at(base);
+            let tp = self.tp.clone();
+            let created = compio::runtime::spawn_blocking(move || {
+                let segment = Segment::create(&dir, base, now_ms)?;
+                // Only costs a longer replay at the next start if it fails.
+                if let Err(e) = producer_snapshot::write(&dir, base, &snapshot) {
+                    warn!(partition = %tp, base, "writing a producer snapshot failed: {e}");
+                }
+                Ok(segment)
+            })
+            .await;
             let segment = match created {
                 Ok(Ok(segment)) => segment,
                 Ok(Err(e)) => return Err(e),
@@ -343,7 +355,12 @@ impl PartitionLog {
             let Some(raced) = self.end_roll(segment, base, reshape) else {
                 continue; // installed; the next round finds no roll due
             };
-            let removed = compio::runtime::spawn_blocking(move || raced.delete_files()).await;
+            let dir = self.dir.clone();
+            let removed = compio::runtime::spawn_blocking(move || {
+                producer_snapshot::remove_after(&dir, base - 1)?;
+                raced.delete_files()
+            })
+            .await;
             if !matches!(removed, Ok(Ok(()))) {
                 return Err(io::Error::other("removing a segment made for a roll that raced failed"));
             }

@@ -31,6 +31,7 @@ mod read;
 mod recovery;
 mod replication;
 mod retention;
+mod snapshots;
 #[cfg(test)]
 mod tests;
 mod transactions;

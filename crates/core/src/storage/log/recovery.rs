@@ -5,6 +5,7 @@ use crate::model::TopicPartition;
 use crate::storage::epoch::LeaderEpochCache;
 use crate::storage::log_config::LogConfig;
 use crate::storage::producer::ProducerStates;
+use crate::storage::producer_snapshot;
 use crate::storage::segment::{RecoveryStats, Segment};
 use crate::storage::txn_index::AbortedTxn;
 use std::cell::RefCell;
@@ -47,19 +48,19 @@ pub(super) fn load_epochs(
     Ok(epochs)
 }
 
-/// Producers' recent sequences and open transactions, re-read from the
-/// batches of the newest segments (Kafka keeps snapshots; the headers and
-/// markers hold the same facts). Producers not seen in those segments are
-/// forgotten and treated as new. An abort whose index entry the page cache
-/// lost is indexed again from its marker.
-pub(super) fn rebuild_producer_states(segments: &mut [Segment], now_ms: i64) -> io::Result<ProducerStates> {
+/// Producers' recent sequences and open transactions: the newest snapshot
+/// (`producer_snapshot`) with the batches after it replayed, or without one
+/// the batches of the newest segments re-read, which forgets producers not
+/// seen in them. An abort of those segments whose index entry the page
+/// cache lost is indexed again from its marker either way.
+pub(super) fn rebuild_producer_states(dir: &Path, segments: &mut [Segment], now_ms: i64) -> io::Result<ProducerStates> {
     pub(super) const SEGMENTS_SCANNED: usize = 2;
-    let mut producers = ProducerStates::default();
+    let mut scanned = ProducerStates::default();
     let first = segments.len().saturating_sub(SEGMENTS_SCANNED);
     for segment in &mut segments[first..] {
         let mut aborted = Vec::new();
         segment.for_each_header(|header, marker| {
-            if let Some(txn) = producers.record(header, marker, now_ms)
+            if let Some(txn) = scanned.record(header, marker, now_ms)
                 && txn.aborted
             {
                 aborted.push(txn);
@@ -73,6 +74,18 @@ pub(super) fn rebuild_producer_states(segments: &mut [Segment], now_ms: i64) -> 
                 last_stable_offset: txn.first_offset,
             });
         }
+    }
+    let start = segments.first().map_or(0, |s| s.base_offset);
+    let end = segments.last().map_or(0, |s| s.next_offset);
+    let Some((from, mut producers)) = producer_snapshot::load_newest(dir, start, end, now_ms)? else {
+        return Ok(scanned);
+    };
+    for segment in segments.iter().filter(|s| s.next_offset > from) {
+        segment.for_each_header(|header, marker| {
+            if header.base_offset >= from {
+                producers.record(header, marker, now_ms);
+            }
+        })?;
     }
     Ok(producers)
 }
@@ -150,7 +163,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments[0].base_offset;
         let next_offset = segments.last().map_or(0, |s| s.next_offset);
-        let producers = rebuild_producer_states(&mut segments, now_ms)?;
+        let producers = rebuild_producer_states(&dir, &mut segments, now_ms)?;
         let high_watermark_checkpointed = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
             .ok()
             .and_then(|t| t.trim().parse().ok());

@@ -84,9 +84,14 @@ impl PartitionLog {
             Ok((_, dropped)) if !dropped.is_empty() => remove_segments_off_loop(dropped).await,
             _ => Ok(()),
         };
+        let snapshots_removed = match &cut {
+            Ok((end, _)) => self.remove_producer_snapshots_after(*end).await,
+            Err(_) => Ok(()),
+        };
         drop(reshape);
         let (end, _) = cut?;
         removed?;
+        snapshots_removed?;
         self.make_epochs_durable().await?;
         Ok(end)
     }
@@ -150,6 +155,7 @@ impl PartitionLog {
             // Below the new log start: their names never come back.
             segment.delete_files_in_background();
         }
+        self.remove_producer_snapshots_below_start();
         self.make_epochs_durable().await
     }
 

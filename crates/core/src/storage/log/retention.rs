@@ -61,6 +61,8 @@ impl PartitionLog {
         if deleted > 0 {
             st.start_at_first_segment();
             info!(partition = %self.tp, deleted, log_start_offset = st.log_start_offset, "retention deleted segments");
+            drop(st);
+            self.remove_producer_snapshots_below_start();
         }
         Ok(deleted)
     }
@@ -99,6 +101,8 @@ impl PartitionLog {
         }
         if deleted > 0 {
             st.start_at_first_segment();
+            drop(st);
+            self.remove_producer_snapshots_below_start();
         }
         Ok(deleted)
     }

@@ -274,3 +274,88 @@ fn rolled_segments_are_flushed_each_with_its_own_offset() {
         );
     });
 }
+
+/// Producer 7 writes once, then other producers fill more segments than a
+/// restart re-reads. Whether producer 7 is still known after the restart.
+fn silent_producer_known_after_restart(snapshot_at_close: bool, damage: bool) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let config = LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    };
+    compio::runtime::Runtime::new().unwrap().block_on(async {
+        let log = PartitionLog::open(dir.path(), tp.clone(), config.clone(), 0).unwrap();
+        log.append(batch(&[b"silent"], 7, 0), 5, LEADER_EPOCH).await.unwrap();
+        for seq in 0..20 {
+            let values: &[&[u8]] = &[b"0123456789", b"abcdefghij"];
+            log.append(batch(values, 8, seq * 2), 5, LEADER_EPOCH).await.unwrap();
+        }
+        assert!(log.segment_count() > 4, "segment.bytes=300 rolls");
+        if snapshot_at_close {
+            log.write_producer_snapshot().await.unwrap();
+        }
+        log.flush_indexes().unwrap();
+    });
+    let partition_dir = dir.path().join(tp.dir_name());
+    let snapshots = crate::storage::producer_snapshot::offsets(&partition_dir).unwrap();
+    assert!(snapshots.len() > 1, "one per roll, and one at close: {snapshots:?}");
+    if !snapshot_at_close {
+        for offset in &snapshots {
+            std::fs::remove_file(partition_dir.join(format!("{offset:020}.snapshot"))).unwrap();
+        }
+    } else if damage {
+        let newest = partition_dir.join(format!("{:020}.snapshot", snapshots.last().unwrap()));
+        let mut bytes = std::fs::read(&newest).unwrap();
+        bytes[6] ^= 0xff;
+        std::fs::write(&newest, bytes).unwrap();
+    }
+    compio::runtime::Runtime::new().unwrap().block_on(async {
+        let log = PartitionLog::open(dir.path(), tp, config, 0).unwrap();
+        let retry = log.append(batch(&[b"silent"], 7, 0), 5, LEADER_EPOCH).await.unwrap();
+        retry.duplicate && retry.base_offset == 0
+    })
+}
+
+#[test]
+fn producer_snapshots_keep_a_silent_producer_across_a_restart() {
+    assert!(
+        silent_producer_known_after_restart(true, false),
+        "the snapshot at close knows it"
+    );
+    assert!(
+        silent_producer_known_after_restart(true, true),
+        "a damaged newest snapshot is skipped for the one of the last roll"
+    );
+    assert!(
+        !silent_producer_known_after_restart(false, false),
+        "without snapshots only the newest segments are re-read"
+    );
+}
+
+#[test]
+fn a_truncation_removes_the_snapshots_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let config = LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    };
+    compio::runtime::Runtime::new().unwrap().block_on(async {
+        let log = PartitionLog::open(dir.path(), tp, config, 0).unwrap();
+        for seq in 0..10 {
+            let values: &[&[u8]] = &[b"0123456789", b"abcdefghij"];
+            log.append(batch(values, 8, seq * 2), 5, LEADER_EPOCH).await.unwrap();
+        }
+        log.write_producer_snapshot().await.unwrap();
+        let partition_dir = dir.path().join("t-0");
+        let before = crate::storage::producer_snapshot::offsets(&partition_dir).unwrap();
+        assert!(before.contains(&20), "the snapshot at the log end: {before:?}");
+        let end = log.truncate_to(5).await.unwrap();
+        let left = crate::storage::producer_snapshot::offsets(&partition_dir).unwrap();
+        assert!(
+            left.iter().all(|o| *o <= end),
+            "none past the cut: {left:?} beyond {end}"
+        );
+    });
+}
