@@ -6,13 +6,15 @@ Sends RECORDS (default 200,000) 100-byte records to a new 6-partition topic `ben
 three ways, twice each, interleaved: idempotent (no transactions), transactions of 10,000
 records and transactions of 1,000 records. Prints records/s per run and the client's
 commit_transaction time (which includes flushing the transaction's last records, so it is
-an upper bound on EndTxn's latency). #16's first figures came from this script.
+an upper bound on EndTxn's latency). Then reads the whole topic (its transactions and its
+markers) with read_committed and read_uncommitted consumers, twice each, interleaved, and
+prints their records/s. #16's figures came from this script.
 """
 
 import sys
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BOOTSTRAP = sys.argv[1]
@@ -66,3 +68,27 @@ admin = AdminClient({"bootstrap.servers": BOOTSTRAP})  # must outlive the future
 admin.create_topics([NewTopic("bench-txn", PARTITIONS, 1)])["bench-txn"].result()
 for txn_records in [0, 10_000, 1_000, 0, 10_000, 1_000]:
     run(txn_records)
+
+
+def consume(isolation):
+    """Reads every partition from its start to the end the consumer sees (the last stable
+    offset for read_committed; no transaction is open, so both read the same records)."""
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "bench-txn-reader", "enable.auto.commit": False,
+                  "isolation.level": isolation, "enable.partition.eof": True, "fetch.max.bytes": 52_428_800})
+    c.assign([TopicPartition("bench-txn", p, 0) for p in range(PARTITIONS)])
+    count, at_end = 0, set()
+    start = time.time()
+    while len(at_end) < PARTITIONS:
+        for m in c.consume(num_messages=10_000, timeout=1):
+            if m.error() is not None:
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                at_end.add(m.partition())
+            else:
+                count += 1
+    elapsed = time.time() - start
+    c.close()
+    print(f"{isolation} consumer: {count / elapsed:,.0f} records/s ({count:,} records)", flush=True)
+
+
+for isolation in ["read_committed", "read_uncommitted", "read_committed", "read_uncommitted"]:
+    consume(isolation)

@@ -519,3 +519,76 @@ def test_the_transaction_log_stays_bounded_and_replays_after_compaction(make_bro
         # The same producer id back, one epoch on: the state survived compaction.
         assert answers[-1] == (0, producer_id, epoch + 1)
     assert len(values(read(broker, "compacted", 1, "read_committed"))) == 100
+
+
+def find_txn_coordinator(bootstrap, txn_id):
+    """FindCoordinator v1 for a transactional id (key type 1): the node id, or None."""
+    with kwire.Connection(bootstrap) as conn:
+        conn.send(10, 1, kwire.string(txn_id) + b"\x01")
+        _, frame = conn.recv()
+    r = kwire.Reader(frame)
+    r.i32()  # throttle
+    error = r.i16()
+    r.string()  # message
+    node_id = r.i32()
+    return node_id if error == 0 else None
+
+
+def test_transactions_span_a_three_node_cluster_and_survive_a_coordinator_kill(make_cluster):
+    """Three nodes, RF 3: the coordinator (leader of the id's __transaction_state partition)
+    writes markers to partitions other brokers lead (WriteTxnMarkers), and those leaders check
+    each transactional batch with it (KIP-890, AddPartitionsToTxn v4). The coordinator is
+    SIGKILLed with a transaction open: a new one loads the state, and the transaction commits
+    or aborts whole. read_committed sees every committed record once and nothing aborted."""
+    from types import SimpleNamespace
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from test_cluster import agreed_controller
+
+    nodes = make_cluster(3, config=CONFIG + '"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n')
+    kwire.wait_for(lambda: agreed_controller(nodes), what="a controller")
+    cluster = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in nodes))
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic("ctx", 3, 3)])["ctx"].result(timeout=20)
+    p = txn_producer(cluster, "tx-cluster")
+    expected = []
+    for t in range(5):
+        p.begin_transaction()
+        for part in range(3):
+            p.produce("ctx", value=f"t{t}-p{part}", partition=part)
+            expected.append(f"t{t}-p{part}")
+        p.commit_transaction(30)
+    p.begin_transaction()
+    p.produce("ctx", value="aborted", partition=1)
+    p.flush(10)
+    p.abort_transaction(30)
+    assert sorted(values(read(cluster, "ctx", 3, "read_committed"))) == sorted(expected)
+
+    coordinator = find_txn_coordinator(nodes[0].bootstrap, "tx-cluster")
+    assert coordinator is not None and coordinator == find_txn_coordinator(nodes[1].bootstrap, "tx-cluster")
+    p.begin_transaction()
+    doomed = [f"across-kill-p{part}" for part in range(3)]
+    for part, value in enumerate(doomed):
+        p.produce("ctx", value=value, partition=part)
+    p.flush(10)
+    nodes[coordinator - 1].kill9()
+    survivors = [n for n in nodes if n.node_id != coordinator]
+    try:
+        p.commit_transaction(90)
+        expected += doomed
+        print("the transaction open across the kill committed")
+    except KafkaException as e:
+        assert e.args[0].txn_requires_abort(), e
+        p.abort_transaction(60)
+        print("the transaction open across the kill aborted")
+    moved = find_txn_coordinator(survivors[0].bootstrap, "tx-cluster")
+    assert moved not in (None, coordinator), "a surviving broker coordinates the id now"
+    p.begin_transaction()
+    p.produce("ctx", value="after", partition=0)
+    p.commit_transaction(60)
+    expected.append("after")
+    live = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in survivors))
+    assert sorted(values(read(live, "ctx", 3, "read_committed", timeout_s=60))) == sorted(expected)
+    nodes[coordinator - 1].start()
+    assert sorted(values(read(cluster, "ctx", 3, "read_committed", timeout_s=60))) == sorted(expected)

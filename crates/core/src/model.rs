@@ -120,8 +120,91 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code the broker knows, for `from_code`.
+    const ALL: [ErrorCode; 74] = [
+        ErrorCode::None,
+        ErrorCode::UnknownServerError,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::CorruptMessage,
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::RequestTimedOut,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::InvalidTopicException,
+        ErrorCode::RecordListTooLarge,
+        ErrorCode::InvalidRequiredAcks,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::InvalidConfig,
+        ErrorCode::NotController,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnsupportedForMessageFormat,
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::DuplicateSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::InvalidTxnState,
+        ErrorCode::InvalidProducerIdMapping,
+        ErrorCode::InvalidTransactionTimeout,
+        ErrorCode::ConcurrentTransactions,
+        ErrorCode::TransactionCoordinatorFenced,
+        ErrorCode::TransactionalIdAuthorizationFailed,
+        ErrorCode::ProducerFenced,
+        ErrorCode::UnsupportedCompressionType,
+        ErrorCode::KafkaStorageError,
+        ErrorCode::OperationNotAttempted,
+        ErrorCode::FetchSessionIdNotFound,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::InvalidFetchSessionEpoch,
+        ErrorCode::FetchSessionTopicIdError,
+        ErrorCode::UnknownProducerId,
+        ErrorCode::InvalidTimestamp,
+        ErrorCode::InvalidRecord,
+        ErrorCode::UnknownTopicId,
+        ErrorCode::BrokerIdNotRegistered,
+        ErrorCode::InconsistentTopicId,
+        ErrorCode::TransactionalIdNotFound,
+        ErrorCode::InvalidRegularExpression,
+        ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::NotCoordinator,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::InvalidSessionTimeout,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::MemberIdRequired,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::FencedInstanceId,
+        ErrorCode::GroupSubscribedToTopic,
+        ErrorCode::UnstableOffsetCommit,
+        ErrorCode::PreferredLeaderNotAvailable,
+        ErrorCode::EligibleLeadersNotAvailable,
+        ErrorCode::ElectionNotNeeded,
+        ErrorCode::NoReassignmentInProgress,
+        ErrorCode::FencedMemberEpoch,
+        ErrorCode::UnreleasedInstanceId,
+        ErrorCode::UnsupportedAssignor,
+        ErrorCode::StaleMemberEpoch,
+    ];
+
     pub fn code(self) -> i16 {
         self as i16
+    }
+
+    /// The code another broker answered, if this broker knows it.
+    pub fn from_code(code: i16) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|e| e.code() == code)
     }
 }
 
@@ -206,6 +289,18 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_error_code_reads_back_and_none_is_listed_twice() {
+        for e in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_code(e.code()), Some(e));
+        }
+        let mut codes: Vec<i16> = ErrorCode::ALL.iter().map(|e| e.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+        assert_eq!(ErrorCode::from_code(12345), None);
+    }
     use super::*;
 
     #[test]

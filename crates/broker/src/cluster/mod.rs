@@ -6,6 +6,7 @@
 pub mod controller;
 pub mod leader;
 pub mod metadata;
+pub mod peer;
 pub mod quorum;
 pub mod replica;
 pub mod request;

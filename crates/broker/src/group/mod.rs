@@ -68,22 +68,8 @@ pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
 /// cluster mode the leader of the group's `__consumer_offsets` partition, as
 /// in Kafka. Returns (node id, host, port).
 pub fn coordinator_of(group_id: &str) -> Result<(i32, String, u16), ErrorCode> {
-    let shard = shard::local();
-    let metadata = shard.metadata();
-    let topic = metadata
-        .topics
-        .get(OFFSETS_TOPIC)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let partition = partition_for(group_id, topic.partitions);
-    if topic.assignment.is_empty() {
-        let (host, port) = shard.config.advertised_endpoint();
-        return Ok((shard.config.broker_id, host, port));
-    }
-    let (leader, _, endpoint) = metadata
-        .current_leader(OFFSETS_TOPIC, partition)
-        .filter(|(leader, _, _)| *leader >= 0)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    Ok((leader, endpoint.host.clone(), endpoint.port))
+    let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    shard::leader_endpoint(OFFSETS_TOPIC, partition_for(group_id, partitions))
 }
 
 /// The partition of `__consumer_offsets` that holds `group_id`'s offsets,

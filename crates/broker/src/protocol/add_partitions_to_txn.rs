@@ -1,11 +1,12 @@
-//! AddPartitionsToTxn, versions 0 to 3 (a client's, one transaction per
-//! request): the partitions join the producer's open transaction at its
-//! coordinator. Versions 4 and up (brokers verifying for KIP-890) are not
-//! offered yet.
+//! AddPartitionsToTxn. Versions 0 to 3 are a client's, one transaction per
+//! request: the partitions join the producer's open transaction at its
+//! coordinator. Version 4 is a partition leader's, batched over
+//! transactions: with verify_only, KIP-890's check that the partitions are
+//! in each transaction already (`txn::remote::verify` sends it).
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
@@ -18,8 +19,14 @@ use crate::txn;
 /// transaction over more is not a client's.
 const PARTITIONS_PER_REQUEST_MAX: usize = 100_000;
 
+/// Transactions one broker's request may carry.
+const TRANSACTIONS_PER_REQUEST_MAX: usize = 10_000;
+
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: AddPartitionsToTxnRequest = decode(body, header.api_version)?;
+    if header.api_version >= 4 {
+        return handle_batched(header, request).await;
+    }
     check_names(std::iter::once(&**request.v3_and_below_transactional_id))?;
     check_names(request.v3_and_below_topics.iter().map(|t| &*t.name.0))?;
     let asked: Vec<TopicPartition> = request
@@ -87,5 +94,77 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     encode_response(
         header,
         &AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+    )
+}
+
+/// Version 4: each transaction verified (verify_only) or added at this
+/// broker, its coordinator; the codes are the coordinator's own.
+async fn handle_batched(header: &RequestHeader, request: AddPartitionsToTxnRequest) -> Result<Response, Malformed> {
+    if request.transactions.len() > TRANSACTIONS_PER_REQUEST_MAX {
+        return Err(Malformed("too many transactions in AddPartitionsToTxn"));
+    }
+    let asked: usize = request
+        .transactions
+        .iter()
+        .flat_map(|t| &t.topics)
+        .map(|t| t.partitions.len())
+        .sum();
+    if asked > PARTITIONS_PER_REQUEST_MAX {
+        return Err(Malformed("too many partitions in AddPartitionsToTxn"));
+    }
+    check_names(request.transactions.iter().map(|t| &**t.transactional_id))?;
+    check_names(request.transactions.iter().flat_map(|t| &t.topics).map(|t| &*t.name.0))?;
+    let mut results = Vec::with_capacity(request.transactions.len());
+    for t in &request.transactions {
+        let partitions: Vec<TopicPartition> = t
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(topic.name.0.to_string(), *p))
+            })
+            .collect();
+        let producer = (t.producer_id.0, t.producer_epoch);
+        let id = t.transactional_id.to_string();
+        let codes = if t.verify_only {
+            txn::verify_here(id, producer, partitions.clone()).await
+        } else {
+            let count = partitions.len();
+            txn::add_partitions(id, producer, partitions.clone())
+                .await
+                .map(|()| vec![ErrorCode::None; count])
+        };
+        let codes = codes.unwrap_or_else(|code| vec![code; partitions.len()]);
+        let mut codes = codes.into_iter();
+        let topic_results = t
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = codes.next().expect("one code per partition");
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_partition_error_code(code.code())
+                    })
+                    .collect();
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(topic.name.clone())
+                    .with_results_by_partition(partitions)
+            })
+            .collect();
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
+    }
+    encode_response(
+        header,
+        &AddPartitionsToTxnResponse::default().with_results_by_transaction(results),
     )
 }

@@ -9,12 +9,14 @@
 //! per-shard owner of the ids, which stores each state before it becomes
 //! current and writes the COMMIT and ABORT markers.
 //!
-//! Single node only for now: in cluster mode the markers to partitions led by
-//! other brokers need WriteTxnMarkers, and transactional ids are refused with
-//! COORDINATOR_NOT_AVAILABLE as before.
+//! In cluster mode `__transaction_state` is replicated like any topic, and
+//! `remote` carries what crosses brokers: the coordinator's markers to
+//! partitions led elsewhere (WriteTxnMarkers), and a leader's KIP-890 check
+//! with a coordinator elsewhere (AddPartitionsToTxn v4, verify only).
 
 pub mod coordinator;
 pub mod records;
+pub mod remote;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -23,27 +25,18 @@ use std::rc::Rc;
 
 use crate::cluster::controller;
 use crate::cluster::shard::{self, owner_of};
-use crate::group::{self, OFFSETS_TOPIC, partition_for};
+use crate::group::{self, partition_for};
 use crate::model::{ErrorCode, NAME_BYTES_MAX, TopicPartition};
-use crate::record::BatchError;
-use crate::record::control::Marker;
 use crate::runtime::{self, submit_to};
 use coordinator::TxnCoordinator;
+pub use remote::write_markers;
 pub use state::{Expected, TxnMetadata, TxnStatus};
 
 pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
 
-/// Whether this broker runs transactions at all (see the module's note).
-pub fn enabled() -> bool {
-    shard::local().config.controller_voters.is_empty()
-}
-
 /// Creates `__transaction_state` on first use, as Kafka does on the first
 /// FindCoordinator for a transactional id.
 pub async fn ensure_txn_topic() -> Result<(), ErrorCode> {
-    if !enabled() {
-        return Err(ErrorCode::CoordinatorNotAvailable);
-    }
     let config = &shard::local().config.txn;
     let configs = || {
         BTreeMap::from([
@@ -63,15 +56,11 @@ pub fn txn_partitions() -> Option<i32> {
     shard::local().metadata().topics.get(TXN_TOPIC).map(|t| t.partitions)
 }
 
-/// The broker that coordinates `transactional_id`: (node id, host, port).
+/// The broker that coordinates `transactional_id`, the leader of its
+/// partition of `__transaction_state`: (node id, host, port).
 pub fn coordinator_of(transactional_id: &str) -> Result<(i32, String, u16), ErrorCode> {
     let partitions = txn_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    if !coordinates(partition_for(transactional_id, partitions)) {
-        return Err(ErrorCode::CoordinatorNotAvailable);
-    }
-    let shard = shard::local();
-    let (host, port) = shard.config.advertised_endpoint();
-    Ok((shard.config.broker_id, host, port))
+    shard::leader_endpoint(TXN_TOPIC, partition_for(transactional_id, partitions))
 }
 
 fn coordinates(partition: i32) -> bool {
@@ -87,9 +76,6 @@ where
 {
     if transactional_id.is_empty() || transactional_id.len() > NAME_BYTES_MAX {
         return Err(ErrorCode::InvalidRequest);
-    }
-    if !enabled() {
-        return Err(ErrorCode::CoordinatorNotAvailable);
     }
     let partitions = txn_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
     let partition = partition_for(transactional_id, partitions);
@@ -188,9 +174,6 @@ impl ListFilter {
 
 /// ListTransactions: the ids every shard of this broker coordinates, by id.
 pub async fn list(filter: ListFilter) -> Vec<TxnMetadata> {
-    if !enabled() {
-        return Vec::new();
-    }
     let per_shard = (0..runtime::shard_count()).map(|shard| {
         let filter = filter.clone();
         submit_to(shard, move || async move {
@@ -207,62 +190,40 @@ pub async fn list(filter: ListFilter) -> Vec<TxnMetadata> {
     listed
 }
 
-/// Appends `marker` to each of `partitions`: one result per partition, in
-/// order (the coordinator's, and WriteTxnMarkers'). A `__consumer_offsets` partition gets its marker through the group
-/// coordinator's writer, which commits or discards the transaction's
-/// offsets with it; the others straight from their owner shards.
-pub async fn write_markers(
-    partitions: &[TopicPartition],
-    marker: Marker,
-    producer: (i64, i16),
-    coordinator_epoch: i32,
-) -> Vec<Result<(), BatchError>> {
-    let is_offsets = |tp: &TopicPartition| tp.topic == OFFSETS_TOPIC;
-    let (offsets, data): (Vec<TopicPartition>, Vec<TopicPartition>) = partitions.iter().cloned().partition(is_offsets);
-    let data = shard::append_markers(
-        data,
-        marker,
-        producer,
-        coordinator_epoch,
-        coordinator::MARKER_COMMIT_TIMEOUT,
-    );
-    let offsets = futures_util::future::join_all(
-        offsets
-            .iter()
-            .map(|tp| group::write_txn_marker(tp.partition, producer, marker, coordinator_epoch)),
-    );
-    let (data, offsets) = futures_util::join!(data, offsets);
-    let (mut data, mut offsets) = (data.into_iter(), offsets.into_iter());
-    partitions
-        .iter()
-        .map(|tp| match is_offsets(tp) {
-            true => offsets
-                .next()
-                .expect("one result per offsets partition")
-                .map_err(|code| BatchError {
-                    code,
-                    message: format!("{OFFSETS_TOPIC} marker: {code:?}"),
-                }),
-            false => data.next().expect("one result per partition"),
-        })
-        .collect()
-}
-
 /// KIP-890's verification, before a leader appends transactional batches:
 /// each partition must be in the producer's open transaction at its
 /// coordinator. One code per partition, already as a producer expects it
 /// (Kafka's translation of coordinator errors for Produce).
 pub async fn verify(transactional_id: String, producer: (i64, i16), partitions: Vec<TopicPartition>) -> Vec<ErrorCode> {
     let count = partitions.len();
-    let id = transactional_id.clone();
-    let verified = on_coordinator(&id, move |c, _| async move {
-        c.verify(&transactional_id, producer, &partitions)
-    })
-    .await;
+    let verified = match remote_coordinator(&transactional_id) {
+        Some(broker) => remote::verify(broker, &transactional_id, producer, &partitions).await,
+        None => verify_here(transactional_id, producer, partitions).await,
+    };
     match verified {
         Ok(codes) => codes.into_iter().map(for_produce).collect(),
         Err(code) => vec![for_produce(code); count],
     }
+}
+
+/// `verify` at this broker, its coordinator: the coordinator's own codes
+/// (AddPartitionsToTxn v4 with verify_only answers them to other leaders).
+pub async fn verify_here(
+    transactional_id: String,
+    producer: (i64, i16),
+    partitions: Vec<TopicPartition>,
+) -> Result<Vec<ErrorCode>, ErrorCode> {
+    let id = transactional_id.clone();
+    on_coordinator(&id, move |c, _| async move {
+        c.verify(&transactional_id, producer, &partitions)
+    })
+    .await
+}
+
+/// The broker coordinating `transactional_id` if it is another one.
+fn remote_coordinator(transactional_id: &str) -> Option<i32> {
+    let (broker, _, _) = coordinator_of(transactional_id).ok()?;
+    (broker != shard::local().config.broker_id).then_some(broker)
 }
 
 fn for_produce(code: ErrorCode) -> ErrorCode {

@@ -14,6 +14,25 @@ pub fn check_leader(tp: &TopicPartition) -> Result<(), ErrorCode> {
     check_leader_epoch(tp, NO_LEADER_EPOCH).map(|_| ())
 }
 
+/// The broker that leads `topic`'s partition `partition`, with its
+/// advertised endpoint: (node id, host, port). On a single node (no
+/// assignment) this broker. How coordinators are found: a group's or a
+/// transactional id's is the leader of its internal partition.
+pub fn leader_endpoint(topic: &str, partition: i32) -> Result<(i32, String, u16), ErrorCode> {
+    let shard = local();
+    let metadata = shard.metadata();
+    let t = metadata.topics.get(topic).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    if t.assignment.is_empty() {
+        let (host, port) = shard.config.advertised_endpoint();
+        return Ok((shard.config.broker_id, host, port));
+    }
+    let (leader, _, endpoint) = metadata
+        .current_leader(topic, partition)
+        .filter(|(leader, _, _)| *leader >= 0)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    Ok((leader, endpoint.host.clone(), endpoint.port))
+}
+
 /// Waits (on `tp`'s owner shard) until the high watermark covers offsets
 /// below `end`, which this broker appended as leader in `epoch`.
 pub async fn wait_until_committed(

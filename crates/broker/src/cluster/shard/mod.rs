@@ -8,7 +8,9 @@ mod leadership;
 mod read;
 
 pub use append::{AppendSpec, Appended, append_many, append_markers, wait_committed_many};
-pub use leadership::{NO_LEADER_EPOCH, check_leader, check_leader_epoch, leader_epoch_here, wait_until_committed};
+pub use leadership::{
+    NO_LEADER_EPOCH, check_leader, check_leader_epoch, leader_endpoint, leader_epoch_here, wait_until_committed,
+};
 pub use read::{
     Fetcher, LookupSpec, ReadSpec, end_offsets_for_epochs, offsets_for, producers_for, read_many, wait_for_any,
 };
