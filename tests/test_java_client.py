@@ -107,7 +107,7 @@ def test_java_idempotent_producer_through_leader_kills(make_cluster, client_chec
 
 
 def test_kafka_streams_exactly_once_through_a_killed_instance(broker, java_classpath, tmp_path):
-    """Kafka Streams with exactly_once_v2 copies 20,000 records produced while it runs; the
+    """Kafka Streams with exactly_once_v2 copies 10,000 records produced while it runs; the
     first instance is killed with SIGKILL mid-stream and a second one takes over. Its
     transactions commit the records with the input offsets (TxnOffsetCommit, KIP-447), so a
     read_committed reader of the output sees each input record exactly once: the killed
@@ -121,7 +121,7 @@ def test_kafka_streams_exactly_once_through_a_killed_instance(broker, java_class
     from clients import create_topic
     from test_transactions import latest_offset, read, values
 
-    total = 20_000
+    total = 10_000
     create_topic(broker, "streams-in", partitions=2)
     create_topic(broker, "streams-out", partitions=2)
     app = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath, "sluice.StreamsCheck",
@@ -135,7 +135,7 @@ def test_kafka_streams_exactly_once_through_a_killed_instance(broker, java_class
         return proc
 
     def feed():
-        """The input arrives over about 10 s, so the kill lands while records flow."""
+        """The input arrives over about 5 s, so the kill lands while records flow."""
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
         for i in range(total):
             p.produce("streams-in", key=f"k{i}", value=f"v{i}", partition=i % 2)

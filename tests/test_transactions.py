@@ -487,7 +487,7 @@ def test_sluice_transactions_lists_describes_and_aborts(broker):
 @sluice_only("compaction of __transaction_state (its files on disk)")
 def test_the_transaction_log_stays_bounded_and_replays_after_compaction(make_broker):
     """Each transaction stores three states of its id; with one small partition of
-    __transaction_state the coordinator compacts it many times over 100 transactions,
+    __transaction_state the coordinator compacts it several times over 60 transactions,
     its files stay a few segments, and after a restart the id's state is whole again."""
     config = CONFIG + ('"transaction.state.log.num.partitions" = 1\n'
                        '"transaction.state.log.segment.bytes" = 4096\n')
@@ -498,7 +498,7 @@ def test_the_transaction_log_stays_bounded_and_replays_after_compaction(make_bro
     with kwire.Connection(broker.bootstrap) as conn:
         error, producer_id, epoch = init_producer_id(conn, "tx-other")
         assert error == 0
-    for i in range(100):
+    for i in range(60):
         p.begin_transaction()
         p.produce("compacted", value=f"c{i}", partition=0)
         p.commit_transaction(30)
@@ -518,7 +518,7 @@ def test_the_transaction_log_stays_bounded_and_replays_after_compaction(make_bro
                        what="the coordinator loaded")
         # The same producer id back, one epoch on: the state survived compaction.
         assert answers[-1] == (0, producer_id, epoch + 1)
-    assert len(values(read(broker, "compacted", 1, "read_committed"))) == 100
+    assert len(values(read(broker, "compacted", 1, "read_committed"))) == 60
 
 
 def find_txn_coordinator(bootstrap, txn_id):
