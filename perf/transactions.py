@@ -1,6 +1,6 @@
 """Transactional against idempotent producing with confluent-kafka, on a broker you started:
 
-    python3 perf/transactions.py BOOTSTRAP [RECORDS]
+    python3 perf/transactions.py BOOTSTRAP [RECORDS [REPLICATION_FACTOR]]
 
 Sends RECORDS (default 200,000) 100-byte records to a new 6-partition topic `bench-txn`,
 three ways, twice each, interleaved: idempotent (no transactions), transactions of 10,000
@@ -19,6 +19,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 BOOTSTRAP = sys.argv[1]
 RECORDS = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
+# 3 on a three-node cluster: every append then waits for the in-sync replicas (acks=all).
+REPLICATION_FACTOR = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 VALUE = b"x" * 100
 PARTITIONS = 6
 
@@ -65,7 +67,7 @@ def run(txn_records):
 
 
 admin = AdminClient({"bootstrap.servers": BOOTSTRAP})  # must outlive the future
-admin.create_topics([NewTopic("bench-txn", PARTITIONS, 1)])["bench-txn"].result()
+admin.create_topics([NewTopic("bench-txn", PARTITIONS, REPLICATION_FACTOR)])["bench-txn"].result()
 for txn_records in [0, 10_000, 1_000, 0, 10_000, 1_000]:
     run(txn_records)
 

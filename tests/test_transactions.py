@@ -592,3 +592,85 @@ def test_transactions_span_a_three_node_cluster_and_survive_a_coordinator_kill(m
     assert sorted(values(read(live, "ctx", 3, "read_committed", timeout_s=60))) == sorted(expected)
     nodes[coordinator - 1].start()
     assert sorted(values(read(cluster, "ctx", 3, "read_committed", timeout_s=60))) == sorted(expected)
+
+
+def cluster_with_a_topic(make_cluster, topic):
+    """Three nodes, RF 3, `topic` with 3 partitions: (nodes, a bootstrap of them all)."""
+    from types import SimpleNamespace
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from test_cluster import agreed_controller
+
+    nodes = make_cluster(3, config=CONFIG + '"broker.session.timeout.ms" = 2000\n"replica.lag.time.max.ms" = 3000\n')
+    kwire.wait_for(lambda: agreed_controller(nodes), what="a controller")
+    cluster = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in nodes))
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(20)
+    return nodes, cluster
+
+
+def partition_leader(node, topic, partition):
+    with kwire.Connection(node.bootstrap) as conn:
+        return conn.partitions(topic)[partition][0]
+
+
+def test_a_coordinator_killed_in_prepare_commit_is_finished_by_the_next_one(make_cluster):
+    """The transaction's commit is decided (PrepareCommit stored, EndTxn answered) while a
+    partition's leader is paused, so its marker cannot be written yet; then the coordinator
+    is SIGKILLed. The next coordinator loads PrepareCommit and writes the markers: the
+    transaction becomes visible whole."""
+    import signal
+    from types import SimpleNamespace
+
+    nodes, cluster = cluster_with_a_topic(make_cluster, "prep")
+    p = txn_producer(cluster, "tx-prepare")
+    p.begin_transaction()
+    for part in range(3):
+        p.produce("prep", value=f"decided-p{part}", partition=part)
+    p.flush(10)
+    coordinator = find_txn_coordinator(nodes[0].bootstrap, "tx-prepare")
+    leaders = {part: partition_leader(nodes[0], "prep", part) for part in range(3)}
+    paused_id = next((leader for leader in leaders.values() if leader != coordinator), None)
+    assert paused_id is not None, f"every partition led by the coordinator {coordinator}: {leaders}"
+    paused = nodes[paused_id - 1]
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        p.commit_transaction(60)  # answered once PrepareCommit is stored by the in-sync replicas
+        nodes[coordinator - 1].kill9()
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    survivors = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in nodes if n.node_id != coordinator))
+    kwire.wait_for(lambda: sorted(values(read(survivors, "prep", 3, "read_committed"))) ==
+                   [f"decided-p{part}" for part in range(3)], timeout_s=90,
+                   what="the next coordinator writing the markers")
+    assert any("prepared=1" in n.log() for n in nodes if n.node_id != coordinator), \
+        "the next coordinator found the transaction prepared"
+    nodes[coordinator - 1].start()
+
+
+def test_a_partition_leader_killed_mid_transaction_loses_nothing_of_it(make_cluster):
+    """A partition's leader is SIGKILLed with a transaction open on it; the producer goes on
+    writing to the new leader, which knows the open transaction from the replicated batches,
+    and commits. read_committed sees the whole transaction once."""
+    from types import SimpleNamespace
+
+    nodes, cluster = cluster_with_a_topic(make_cluster, "lead")
+    p = txn_producer(cluster, "tx-leader-kill", **{"acks": "all"})
+    p.begin_transaction()
+    for part in range(3):
+        p.produce("lead", value=f"before-p{part}", partition=part)
+    p.flush(10)
+    coordinator = find_txn_coordinator(nodes[0].bootstrap, "tx-leader-kill")
+    leaders = {part: partition_leader(nodes[0], "lead", part) for part in range(3)}
+    victim_id = next((leader for leader in leaders.values() if leader != coordinator), None)
+    assert victim_id is not None, f"every partition led by the coordinator {coordinator}: {leaders}"
+    nodes[victim_id - 1].kill9()
+    for part in range(3):
+        p.produce("lead", value=f"after-p{part}", partition=part)
+    p.commit_transaction(90)
+    survivors = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in nodes if n.node_id != victim_id))
+    expected = sorted([f"before-p{part}" for part in range(3)] + [f"after-p{part}" for part in range(3)])
+    assert sorted(values(read(survivors, "lead", 3, "read_committed", timeout_s=60))) == expected
+    nodes[victim_id - 1].start()
+    assert sorted(values(read(cluster, "lead", 3, "read_committed", timeout_s=60))) == expected

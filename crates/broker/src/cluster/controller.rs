@@ -606,9 +606,15 @@ pub async fn create_internal_topic(
 ) -> Result<(), ApiError> {
     assert!(is_internal_topic(&name), "{name} is not an internal topic");
     on_controller(move |c| {
-        // Replicated like any topic in cluster mode, on as many brokers as there are up to the setting.
+        // Replicated like any topic in cluster mode, on as many registered brokers as there
+        // are up to the setting. One fenced for the moment fails the creation (the client's
+        // FindCoordinator gets COORDINATOR_NOT_AVAILABLE and retries), as Kafka's does until
+        // enough brokers are up, rather than leave the topic with fewer replicas for good.
         let current = Arc::clone(&c.current.borrow());
-        let brokers = c.placeable_brokers(&current).len();
+        let brokers = match c.cluster_mode {
+            true => current.brokers.len(),
+            false => 1,
+        };
         let replication_factor = replication_factor
             .min(i16::try_from(brokers).unwrap_or(i16::MAX))
             .max(1);
