@@ -131,7 +131,10 @@ def test_kafka_streams_exactly_once_through_a_killed_instance(broker, java_class
         log = tmp_path / f"{name}.log"
         with open(log, "w") as err:
             proc = subprocess.Popen([*app, str(tmp_path / name)], stdout=subprocess.PIPE, stderr=err, text=True)
-        assert proc.stdout.readline().strip() == "RUNNING", f"{name} did not start: {log.read_text()[-4000:]}"
+        if proc.stdout.readline().strip() != "RUNNING":
+            proc.kill()  # not left behind by a failed test
+            proc.wait()
+            pytest.fail(f"{name} did not start: {log.read_text()[-4000:]}")
         return proc
 
     def feed():
