@@ -101,7 +101,17 @@ where
         return Err(ErrorCode::InvalidGroupId);
     }
     let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let partition = partition_for(group_id, partitions);
+    on_partition(partition_for(group_id, partitions), f).await
+}
+
+/// Runs `f` with the coordinator of offsets partition `partition`, loaded,
+/// on the shard that owns it.
+async fn on_partition<R, F, Fut>(partition: i32, f: F) -> Result<R, ErrorCode>
+where
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<R, ErrorCode>> + 'static,
+    R: Send + 'static,
+{
     if !coordinates(partition) {
         return Err(ErrorCode::NotCoordinator);
     }
@@ -269,6 +279,23 @@ fn offset_entries(group_id: &str, offsets: Offsets, now_ms: i64) -> Vec<Entry> {
         .collect()
 }
 
+/// Runs a commit's member `check` on group `group_id`: a commit from outside
+/// any membership (generation < 0) may create the group; a member's needs
+/// the group to exist, else ILLEGAL_GENERATION.
+fn check_committer(
+    c: &Coordinator,
+    group_id: &str,
+    generation: i32,
+    check: impl FnOnce(&mut Group) -> Result<(), ErrorCode>,
+) -> Result<(), ErrorCode> {
+    if generation < 0 {
+        c.with_group_or_new(group_id, check)
+    } else {
+        c.with_group(group_id, check)
+            .unwrap_or(Err(ErrorCode::IllegalGeneration))
+    }
+}
+
 /// OffsetCommit of partitions the handler has already validated. The whole
 /// request succeeds or fails together: it is one batch in the log.
 pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
@@ -283,12 +310,7 @@ pub async fn commit(group_id: String, request: CommitRequest) -> ErrorCode {
                 now,
             )
         };
-        let checked = if request.generation < 0 {
-            c.with_group_or_new(&id, check)
-        } else {
-            c.with_group(&id, check).unwrap_or(Err(ErrorCode::IllegalGeneration))
-        };
-        checked?;
+        check_committer(&c, &id, request.generation, check)?;
         c.write(&id, offset_entries(&id, request.offsets, now)).await
     })
     .await
@@ -309,12 +331,7 @@ pub async fn commit_txn(group_id: String, producer: (i64, i16), request: CommitR
                 request.generation,
             )
         };
-        let checked = if request.generation < 0 {
-            c.with_group_or_new(&id, check)
-        } else {
-            c.with_group(&id, check).unwrap_or(Err(ErrorCode::IllegalGeneration))
-        };
-        checked?;
+        check_committer(&c, &id, request.generation, check)?;
         let entries = offset_entries(&id, request.offsets, crate::model::now_ms());
         c.write_txn_offsets(&id, entries, producer).await
     })
@@ -332,22 +349,16 @@ pub async fn write_txn_marker(
     marker: Marker,
     coordinator_epoch: i32,
 ) -> Result<(), ErrorCode> {
-    let owner = owner_of(OFFSETS_TOPIC, partition, runtime::shard_count());
     let write = TxnWrite::Marker {
         producer,
         marker,
         coordinator_epoch,
     };
-    submit_to(owner, move || async move {
-        if !coordinates(partition) {
-            return Err(ErrorCode::NotCoordinator);
-        }
-        let coordinator = coordinator::local();
-        coordinator.ensure_partition(partition)?;
-        coordinator.write_marker(partition, write).await
-    })
+    on_partition(
+        partition,
+        move |c| async move { c.write_marker(partition, write).await },
+    )
     .await
-    .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
 }
 
 /// A committed offset as OffsetFetch reports it.

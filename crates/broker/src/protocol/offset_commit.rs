@@ -48,11 +48,9 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                 .iter()
                 .map(|p| {
                     let checked = codes.next().expect("one code per partition");
-                    let code = if checked == ErrorCode::None { stored } else { checked };
-                    crate::metrics::record_error(header.api_key as i16, code.code());
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code.code())
+                        .with_error_code(answered(header, checked, stored))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -96,4 +94,12 @@ pub(super) fn check_offsets(topics: impl Iterator<Item = (String, Vec<AskedOffse
         }
     }
     (codes, offsets)
+}
+
+/// The code a partition of a commit is answered: its own check's, or, if it
+/// passed, the store's. Counted in the error metrics.
+pub(super) fn answered(header: &RequestHeader, checked: ErrorCode, stored: ErrorCode) -> i16 {
+    let code = if checked == ErrorCode::None { stored } else { checked };
+    crate::metrics::record_error(header.api_key as i16, code.code());
+    code.code()
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::offset_commit::{AskedOffset, check_offsets};
+use super::offset_commit::{AskedOffset, answered, check_offsets};
 use super::{Malformed, RequestHeader, Response, check_names, decode, encode_response};
 use crate::group::{self, CommitRequest};
 use crate::model::ErrorCode;
@@ -61,11 +61,9 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
                 .iter()
                 .map(|p| {
                     let checked = codes.next().expect("one code per partition");
-                    let code = if checked == ErrorCode::None { stored } else { checked };
-                    crate::metrics::record_error(header.api_key as i16, code.code());
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code.code())
+                        .with_error_code(answered(header, checked, stored))
                 })
                 .collect();
             TxnOffsetCommitResponseTopic::default()

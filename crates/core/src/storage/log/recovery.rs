@@ -55,15 +55,33 @@ pub(super) fn load_epochs(
 /// cache lost is indexed again from its marker either way.
 pub(super) fn rebuild_producer_states(dir: &Path, segments: &mut [Segment], now_ms: i64) -> io::Result<ProducerStates> {
     pub(super) const SEGMENTS_SCANNED: usize = 2;
+    let start = segments.first().map_or(0, |s| s.base_offset);
+    let end = segments.last().map_or(0, |s| s.next_offset);
+    let snapshot = producer_snapshot::load_newest(dir, start, end, now_ms)?;
+    let from = snapshot.as_ref().map(|(offset, _)| *offset);
+    let mut from_snapshot = snapshot.map(|(_, states)| states);
     let mut scanned = ProducerStates::default();
-    let first = segments.len().saturating_sub(SEGMENTS_SCANNED);
-    for segment in &mut segments[first..] {
+    let first_scanned = segments.len().saturating_sub(SEGMENTS_SCANNED);
+    // One read of each segment serves both: the newest segments' aborts, and
+    // the batches after the snapshot.
+    for (i, segment) in segments.iter_mut().enumerate() {
+        let rescans = i >= first_scanned;
+        let replays = from.is_some_and(|from| segment.next_offset > from);
+        if !rescans && !replays {
+            continue;
+        }
         let mut aborted = Vec::new();
         segment.for_each_header(|header, marker| {
-            if let Some(txn) = scanned.record(header, marker, now_ms)
+            if rescans
+                && let Some(txn) = scanned.record(header, marker, now_ms)
                 && txn.aborted
             {
                 aborted.push(txn);
+            }
+            if let (Some(from), Some(states)) = (from, from_snapshot.as_mut())
+                && header.base_offset >= from
+            {
+                states.record(header, marker, now_ms);
             }
         })?;
         for txn in aborted {
@@ -75,19 +93,7 @@ pub(super) fn rebuild_producer_states(dir: &Path, segments: &mut [Segment], now_
             });
         }
     }
-    let start = segments.first().map_or(0, |s| s.base_offset);
-    let end = segments.last().map_or(0, |s| s.next_offset);
-    let Some((from, mut producers)) = producer_snapshot::load_newest(dir, start, end, now_ms)? else {
-        return Ok(scanned);
-    };
-    for segment in segments.iter().filter(|s| s.next_offset > from) {
-        segment.for_each_header(|header, marker| {
-            if header.base_offset >= from {
-                producers.record(header, marker, now_ms);
-            }
-        })?;
-    }
-    Ok(producers)
+    Ok(from_snapshot.unwrap_or(scanned))
 }
 
 pub(super) fn report_recovery(tp: &TopicPartition, base: i64, stats: &RecoveryStats) {
