@@ -211,14 +211,16 @@ class Connection:
         return found
 
 
-    def produce_v10(self, topic, partition, records, acks=-1):
-        """Produce v10 (flexible) for one partition; returns (error_code, current_leader,
-        node_endpoints): KIP-951's (leader id, leader epoch) or None, and {node id: (host, port)}."""
-        body = b"\x00" + struct.pack(">hi", acks, 10_000)  # null transactional id
+    def produce_v10(self, topic, partition, records, acks=-1, version=10, transactional_id=None):
+        """Produce v10 (flexible; or `version`, 9 to 12) for one partition; returns (error_code,
+        current_leader, node_endpoints): KIP-951's (leader id, leader epoch) or None, and
+        {node id: (host, port)}."""
+        body = b"\x00" if transactional_id is None else compact_string(transactional_id)
+        body += struct.pack(">hi", acks, 10_000)
         body += uvarint(2) + compact_string(topic) + uvarint(2) + struct.pack(">i", partition)
         body += uvarint(len(records) + 1) + records + b"\x00" + b"\x00" + b"\x00"
         # Request header v2 ends with (empty) tagged fields.
-        self.send(0, 10, body, header_tags=True)
+        self.send(0, version, body, header_tags=True)
         _, resp = self.recv()
         r = Reader(resp)
         r.tags()  # response header v1
@@ -246,9 +248,10 @@ class Connection:
                     endpoints[node] = (host, port)
         return error_code, current_leader, endpoints
 
-    def find_coordinator(self, group):
-        """FindCoordinator v1 for a group; returns (error_code, node_id, port)."""
-        self.send(10, 1, string(group) + b"\x00")
+    def find_coordinator(self, group, key_type=0):
+        """FindCoordinator v1 for a group (key type 1: a transactional id); returns
+        (error_code, node_id, port)."""
+        self.send(10, 1, string(group) + bytes([key_type]))
         _, resp = self.recv()
         (error_code,) = struct.unpack(">h", resp[4:6])
         (msg_len,) = struct.unpack(">h", resp[6:8])

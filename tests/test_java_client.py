@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import sluice_only
 from kwire import wait_for
 
 
@@ -33,6 +34,24 @@ def test_java_client(broker, client_check, scenario):
                          timeout=300)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}\n{broker.log()[-2000:]}"
     assert f"OK {scenario}" in run.stdout
+    if scenario == "transactions":
+        # transaction.version 2, Kafka 4's default: each commit and abort bumped the epoch.
+        assert "producer epoch after a commit and an abort: 2" in run.stdout, run.stdout
+
+
+@sluice_only("transaction.version setting (Kafka sets the feature with kafka-features.sh)")
+def test_java_transactions_with_transaction_version_1(make_broker, client_check):
+    """With the feature at 1 the Java client falls back to AddPartitionsToTxn and AddOffsetsToTxn
+    and keeps its epoch; commits, aborts, fencing and exactly-once still hold."""
+    broker = make_broker(config='"transaction.version" = 1\n')
+    outputs = {}
+    for scenario in ["transactions", "exactly-once classic"]:
+        run = subprocess.run([*client_check, broker.bootstrap, *scenario.split()], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}\n{broker.log()[-2000:]}"
+        assert f"OK {scenario}" in run.stdout
+        outputs[scenario] = run.stdout
+    assert "producer epoch after a commit and an abort: 0" in outputs["transactions"], outputs["transactions"]
 
 
 def test_java_consumer_fetches_1000_partitions_through_a_fetch_session(broker, client_check):

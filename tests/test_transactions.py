@@ -189,15 +189,22 @@ def test_an_open_transaction_survives_a_broker_restart_and_commits_after_it(make
     assert values(read(broker, "restart", 1, "read_committed")) == ["before", "after"]
 
 
-def end_txn(conn, txn_id, producer_id, epoch, commit):
-    """EndTxn v3 (flexible): the error code."""
+def end_txn_v5(conn, txn_id, producer_id, epoch, commit, version=5):
+    """EndTxn v5 (KIP-890 part 2): (error code, producer id, epoch) to go on with; from
+    `version` 3 or 4, flexible too, only the error code is real."""
     body = kwire.compact_string(txn_id) + struct.pack(">qhb", producer_id, epoch, int(commit)) + b"\x00"
-    conn.send(26, 3, body, header_tags=True)
+    conn.send(26, version, body, header_tags=True)
     _, frame = conn.recv()
     r = kwire.Reader(frame)
     r.take(1)  # response header tags
     r.i32()  # throttle
-    return r.i16()
+    error = r.i16()
+    return (error, r.i64(), r.i16()) if version >= 5 else (error, -1, -1)
+
+
+def end_txn(conn, txn_id, producer_id, epoch, commit):
+    """EndTxn v3 (flexible): the error code."""
+    return end_txn_v5(conn, txn_id, producer_id, epoch, commit, version=3)[0]
 
 
 def add_partitions(conn, txn_id, producer_id, epoch, topic, partition):
@@ -262,6 +269,46 @@ def test_bad_transactional_requests_get_kafkas_codes_and_a_bystander_keeps_worki
         assert end_txn(conn, "tx-raw", producer_id, epoch, True) == INVALID_TXN_STATE
     live.commit_transaction(30)
     assert values(read(broker, "raw", 1, "read_committed")) == ["kept"]
+
+
+INVALID_PRODUCER_EPOCH, TRANSACTION_ABORTABLE = 47, 120
+
+
+def test_transaction_version_2_adds_partitions_with_their_batches_and_bumps_the_epoch_at_each_end(broker):
+    """KIP-890 part 2 on the wire, as Kafka 4.4 answers it: Produce v12 adds its partition to
+    the transaction (v11 only verifies, and answers TRANSACTION_ABORTABLE), EndTxn v5 answers with the bumped epoch and a retry
+    with the old epoch gets the same answer, the old epoch is fenced, the next transaction
+    runs at the new epoch from sequence 0, and an abort with nothing open bumps it too."""
+    create_topic(broker, "tv2")
+    txn = dict(transactional_id="tx-tv2")
+    with kwire.Connection(broker.bootstrap) as conn:
+        # The first asks create __transaction_state: COORDINATOR_NOT_AVAILABLE until it has leaders.
+        kwire.wait_for(lambda: conn.find_coordinator("tx-tv2", key_type=1)[0] == 0, what="a coordinator for tx-tv2")
+        kwire.wait_for(lambda: init_producer_id(conn, "tx-tv2")[0] == 0, what="tx-tv2's coordinator loaded")
+        error, pid, epoch = init_producer_id(conn, "tx-tv2")
+        assert error == 0
+        first = kwire.record_batch([b"one"], producer_id=pid, epoch=epoch, base_seq=0, attributes=0x10)
+        assert conn.produce_v10("tv2", 0, first, version=11, **txn)[0] == TRANSACTION_ABORTABLE
+        assert conn.produce_v10("tv2", 0, first, version=12, **txn)[0] == 0
+        second = kwire.record_batch([b"two"], producer_id=pid, epoch=epoch, base_seq=1, attributes=0x10)
+        assert conn.produce_v10("tv2", 0, second, version=12, **txn)[0] == 0
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch, True) == (0, pid, epoch + 1)
+        kwire.wait_for(lambda: end_txn_v5(conn, "tx-tv2", pid, epoch, True) == (0, pid, epoch + 1),
+                       what="a retried commit answers the bumped epoch once the markers are written")
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch, False)[0] == INVALID_TXN_STATE
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch + 1, True)[0] == INVALID_TXN_STATE  # nothing open
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch + 2, True)[0] == PRODUCER_FENCED
+        zombie = kwire.record_batch([b"zombie"], producer_id=pid, epoch=epoch, base_seq=2, attributes=0x10)
+        assert conn.produce_v10("tv2", 0, zombie, version=12, **txn)[0] == INVALID_PRODUCER_EPOCH
+        after = kwire.record_batch([b"aborted"], producer_id=pid, epoch=epoch + 1, base_seq=0, attributes=0x10)
+        assert conn.produce_v10("tv2", 0, after, version=12, **txn)[0] == 0
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch + 1, False) == (0, pid, epoch + 2)
+        # An abort with nothing open bumps the epoch too (the client cannot always know).
+        kwire.wait_for(lambda: end_txn_v5(conn, "tx-tv2", pid, epoch + 1, False) == (0, pid, epoch + 2),
+                       what="the abort completed")
+        assert end_txn_v5(conn, "tx-tv2", pid, epoch + 2, False) == (0, pid, epoch + 3)
+    assert values(read(broker, "tv2", 1, "read_committed")) == ["one", "two"]
+    assert values(read(broker, "tv2", 1, "read_uncommitted")) == ["one", "two", "aborted"]
 
 
 def test_kafka_python_commits_and_aborts(broker):

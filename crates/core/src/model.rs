@@ -93,6 +93,7 @@ pub enum ErrorCode {
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,
     InvalidRegularExpression = 128,
+    TransactionAbortable = 120,
     OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,
     NotCoordinator = 16,
@@ -121,7 +122,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the broker knows, for `from_code`.
-    const ALL: [ErrorCode; 74] = [
+    const ALL: [ErrorCode; 75] = [
         ErrorCode::None,
         ErrorCode::UnknownServerError,
         ErrorCode::OffsetOutOfRange,
@@ -172,6 +173,7 @@ impl ErrorCode {
         ErrorCode::InconsistentTopicId,
         ErrorCode::TransactionalIdNotFound,
         ErrorCode::InvalidRegularExpression,
+        ErrorCode::TransactionAbortable,
         ErrorCode::OffsetMetadataTooLarge,
         ErrorCode::CoordinatorLoadInProgress,
         ErrorCode::NotCoordinator,

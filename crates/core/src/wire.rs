@@ -141,13 +141,33 @@ impl<'a> Reader<'a> {
     }
 
     pub fn skip_tagged_fields(&mut self) -> Result<(), Malformed> {
+        self.tagged_fields(|_, _| Ok(()))
+    }
+
+    /// Reads a tagged-field section, handing each field's tag and bytes to `field`.
+    pub fn tagged_fields(
+        &mut self,
+        mut field: impl FnMut(u32, &'a [u8]) -> Result<(), Malformed>,
+    ) -> Result<(), Malformed> {
+        // Bounded: each field takes at least two bytes of what is left.
         let count = self.uvarint()?;
         for _ in 0..count {
-            self.uvarint()?;
+            let tag = self.uvarint()?;
             let size = self.uvarint()? as usize;
-            self.take(size, "truncated tagged field")?;
+            field(tag, self.take(size, "truncated tagged field")?)?;
         }
         Ok(())
+    }
+}
+
+/// A tagged-field section: `fields` as (tag, bytes), in ascending tag order.
+pub fn put_tagged_fields(out: &mut BytesMut, fields: &[(u32, &[u8])]) {
+    assert!(fields.windows(2).all(|w| w[0].0 < w[1].0), "tags ascend");
+    put_uvarint(out, fields.len() as u32);
+    for (tag, bytes) in fields {
+        put_uvarint(out, *tag);
+        put_uvarint(out, bytes.len() as u32);
+        out.put_slice(bytes);
     }
 }
 

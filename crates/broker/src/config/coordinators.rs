@@ -119,6 +119,12 @@ pub struct TxnConfig {
     pub abort_timed_out_interval_ms: u64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
     pub remove_expired_interval_ms: u64,
+    /// `transaction.version`, the feature level ApiVersions finalizes (Kafka
+    /// sets it with `kafka-features.sh`): 2 bumps the producer epoch at every
+    /// commit or abort and lets partition leaders add partitions to a
+    /// transaction (KIP-890 part 2); 0 and 1 do neither. Every broker of a
+    /// cluster should have the same.
+    pub version: i16,
 }
 
 impl Default for TxnConfig {
@@ -132,6 +138,7 @@ impl Default for TxnConfig {
             id_expiration_ms: 604_800_000,
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
+            version: 2,
         }
     }
 }
@@ -172,6 +179,12 @@ impl TxnConfig {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => parse_num::<i64>(key, value)
                 .and_then(positive)
                 .map(|n| self.remove_expired_interval_ms = n as u64),
+            "transaction.version" => parse_num::<i16>(key, value).and_then(|n| {
+                (0..=2)
+                    .contains(&n)
+                    .then(|| self.version = n)
+                    .ok_or_else(|| format!("{key} must be 0, 1 or 2"))
+            }),
             _ => return None,
         };
         Some(result)

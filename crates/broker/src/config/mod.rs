@@ -303,6 +303,7 @@ pub const BROKER_SETTINGS: &[&str] = &[
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.version",
 ];
 
 /// The known setting closest to `key` by edit distance, if it is plausibly a typo.

@@ -1,8 +1,9 @@
 //! AddPartitionsToTxn. Versions 0 to 3 are a client's, one transaction per
 //! request: the partitions join the producer's open transaction at its
-//! coordinator. Version 4 is a partition leader's, batched over
+//! coordinator. Versions 4 and 5 are a partition leader's, batched over
 //! transactions: with verify_only, KIP-890's check that the partitions are
-//! in each transaction already (`txn::remote::verify` sends it).
+//! in each transaction already; without, the partitions of a version 2
+//! producer joining its transaction (`txn::remote::check` sends both).
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -64,7 +65,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     } else {
         let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
         let id = request.v3_and_below_transactional_id.to_string();
-        let code = match txn::add_partitions(id, producer, asked.clone()).await {
+        let code = match txn::add_partitions(id, producer, asked.clone(), 1).await {
             Ok(()) => ErrorCode::None,
             // Version 2 added PRODUCER_FENCED.
             Err(code) => super::fenced_for(code, header.api_version, 2),
@@ -97,8 +98,8 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     )
 }
 
-/// Version 4: each transaction verified (verify_only) or added at this
-/// broker, its coordinator; the codes are the coordinator's own.
+/// Versions 4 and 5: each transaction verified (verify_only) or added at
+/// this broker, its coordinator; the codes are the coordinator's own.
 async fn handle_batched(header: &RequestHeader, request: AddPartitionsToTxnRequest) -> Result<Response, Malformed> {
     if request.transactions.len() > TRANSACTIONS_PER_REQUEST_MAX {
         return Err(Malformed("too many transactions in AddPartitionsToTxn"));
@@ -128,14 +129,11 @@ async fn handle_batched(header: &RequestHeader, request: AddPartitionsToTxnReque
             .collect();
         let producer = (t.producer_id.0, t.producer_epoch);
         let id = t.transactional_id.to_string();
-        let codes = if t.verify_only {
-            txn::verify_here(id, producer, partitions.clone()).await
-        } else {
-            let count = partitions.len();
-            txn::add_partitions(id, producer, partitions.clone())
-                .await
-                .map(|()| vec![ErrorCode::None; count])
+        let check = match t.verify_only {
+            true => txn::TxnCheck::Verify,
+            false => txn::TxnCheck::Add,
         };
+        let codes = txn::check_here(id, producer, partitions.clone(), check).await;
         let codes = codes.unwrap_or_else(|code| vec![code; partitions.len()]);
         let mut codes = codes.into_iter();
         let topic_results = t

@@ -1,8 +1,10 @@
-//! ApiVersions: the table of `SUPPORTED_APIS`, nothing more.
+//! ApiVersions: the table of `SUPPORTED_APIS`, and the one feature clients
+//! act on, `transaction.version` (the Java client uses KIP-890 part 2 when
+//! it is finalized at 2).
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiVersionsResponse;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 
 use super::{Malformed, RequestHeader, Response, SUPPORTED_APIS, encode_response_version};
 use crate::model::ErrorCode;
@@ -19,9 +21,39 @@ fn api_table() -> Vec<ApiVersion> {
         .collect()
 }
 
+const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// Clients take the features of the highest epoch they have seen: the time
+/// this broker process first answered, so a restart with another level is
+/// noticed by a client that outlives it.
+fn features_epoch() -> i64 {
+    static EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(crate::model::now_ms)
+}
+
 pub fn handle(header: &RequestHeader, _body: Bytes) -> Result<Response, Malformed> {
     // The body (client software name and version) is informational only.
-    let response = ApiVersionsResponse::default().with_api_keys(api_table());
+    let state = crate::cluster::shard::local();
+    let finalized = state.config.txn.version;
+    let supported = SupportedFeatureKey::default()
+        .with_name(super::str_bytes(TRANSACTION_VERSION))
+        .with_min_version(0)
+        .with_max_version(crate::txn::VERSION_MAX);
+    // As Kafka, a feature at level 0 is not listed as finalized.
+    let finalized_features = (finalized > 0)
+        .then(|| {
+            FinalizedFeatureKey::default()
+                .with_name(super::str_bytes(TRANSACTION_VERSION))
+                .with_min_version_level(finalized)
+                .with_max_version_level(finalized)
+        })
+        .into_iter()
+        .collect();
+    let response = ApiVersionsResponse::default()
+        .with_api_keys(api_table())
+        .with_supported_features(vec![supported])
+        .with_finalized_features_epoch(features_epoch())
+        .with_finalized_features(finalized_features);
     super::encode_response(header, &response)
 }
 

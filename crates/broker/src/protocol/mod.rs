@@ -56,7 +56,7 @@ pub use crate::wire::{self, Malformed};
 /// Every API the broker implements, with the versions it really handles.
 /// ApiVersions advertises exactly this table.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
@@ -64,10 +64,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -415,6 +415,16 @@ pub fn fenced_for(code: crate::model::ErrorCode, version: i16, since: i16) -> cr
     use crate::model::ErrorCode;
     match code {
         ErrorCode::ProducerFenced if version < since => ErrorCode::InvalidProducerEpoch,
+        other => other,
+    }
+}
+
+/// TRANSACTION_ABORTABLE (KIP-890) for a request `version` from `since`
+/// on; INVALID_TXN_STATE, what older clients know, before it.
+pub fn abortable_for(code: crate::model::ErrorCode, version: i16, since: i16) -> crate::model::ErrorCode {
+    use crate::model::ErrorCode;
+    match code {
+        ErrorCode::TransactionAbortable if version < since => ErrorCode::InvalidTxnState,
         other => other,
     }
 }

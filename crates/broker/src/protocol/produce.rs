@@ -21,6 +21,10 @@ use crate::runtime::request_bytes::Charged;
 use crate::storage::AppendInfo;
 use crate::txn;
 
+/// The first version whose transactional producer adds its partitions to
+/// its transaction with its batches (KIP-890 part 2).
+const IMPLICIT_ADD_VERSION: i16 = 12;
+
 /// acks=all waits for the ISR at most this long, whatever the request asks.
 const ACKS_ALL_TIMEOUT_MS_MAX: i32 = 120_000;
 
@@ -170,13 +174,27 @@ pub async fn handle(
             if refusal.is_none() {
                 let batch = records.expect("checked above");
                 let tp = TopicPartition::new(topic.name.clone(), p.partition);
-                specs.push(shard::AppendSpec { tp, batch });
+                specs.push(shard::AppendSpec {
+                    tp,
+                    batch,
+                    unverified_txn: false,
+                });
             }
             refused.push(refusal);
         }
     }
-    let specs = verify_transactional(request.transactional_id.as_deref(), specs, &mut refused).await;
+    let (specs, txn) = gate_transactional(request.transactional_id.as_deref(), specs, &mut refused);
     let appended = shard::append_many(specs, now, acks).await;
+    let appended = match txn {
+        None => appended.into_iter().map(shard::Appending::done).collect(),
+        Some(txn) => {
+            let check = match txn::client_version(header.api_version, IMPLICIT_ADD_VERSION) {
+                txn::VERSION_MAX => txn::TxnCheck::Add,
+                _ => txn::TxnCheck::Verify,
+            };
+            append_first_batches(txn, check, header.api_version, appended, now, acks).await
+        }
+    };
     // The batches are written: the frame no longer counts against
     // queued.max.request.bytes while acks=all waits for the ISR, as Kafka
     // releases a request's buffer once it is handled, before its purgatory.
@@ -226,17 +244,22 @@ pub async fn handle(
     encode_response(header, &response).map(Some)
 }
 
+/// A request's transactional id and producer (id, epoch).
+type ProducerTxn = (String, (i64, i16));
+
 /// Transactional batches (KIP-890): the request must name its transactional
-/// id, carry one producer, and every partition must be in that producer's
-/// open transaction at the coordinator; a batch that fails is refused (its
-/// slot in `refused` gets the error) instead of opening a transaction the
-/// coordinator knows nothing of, which would hold the partition's last
-/// stable offset back for ever. `refused` holds `None` for each of `specs`.
-async fn verify_transactional(
+/// id and carry one producer, or its transactional batches are refused
+/// (their slots in `refused`, which holds `None` for each of `specs`, get
+/// the error). The others are marked `unverified_txn`: each is appended
+/// only into its producer's transaction already open on its partition, and
+/// the first of a transaction there comes back for `append_first_batches`.
+/// Returns the specs to append, and the transactional id and producer if
+/// any is transactional.
+fn gate_transactional(
     transactional_id: Option<&str>,
     specs: Vec<shard::AppendSpec>,
     refused: &mut [Option<Result<AppendInfo, BatchError>>],
-) -> Vec<shard::AppendSpec> {
+) -> (Vec<shard::AppendSpec>, Option<ProducerTxn>) {
     let transactional = |s: &shard::AppendSpec| {
         BatchHeader::parse(&s.batch)
             .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0)
@@ -244,47 +267,97 @@ async fn verify_transactional(
     };
     // The common case, no transaction: nothing allocated, one header read per batch.
     let Some(producer) = specs.iter().find_map(transactional) else {
-        return specs;
+        return (specs, None);
     };
     let producers: Vec<Option<(i64, i16)>> = specs.iter().map(transactional).collect();
-    let verdicts: Vec<ErrorCode> = match transactional_id {
-        None => vec![ErrorCode::TransactionalIdAuthorizationFailed; specs.len()],
-        Some(_) if producers.iter().flatten().any(|p| *p != producer) => {
-            vec![ErrorCode::InvalidProducerIdMapping; specs.len()]
-        }
-        Some(id) => {
-            let tps = specs
-                .iter()
-                .zip(&producers)
-                .filter(|(_, p)| p.is_some())
-                .map(|(s, _)| s.tp.clone())
-                .collect();
-            let mut verified = txn::verify(id.to_string(), producer, tps).await.into_iter();
-            producers
-                .iter()
-                .map(|p| match p {
-                    Some(_) => verified.next().expect("one verdict per transactional batch"),
-                    None => ErrorCode::None,
-                })
-                .collect()
-        }
+    let refusal = match transactional_id {
+        None => Some(ErrorCode::TransactionalIdAuthorizationFailed),
+        Some(_) if producers.iter().flatten().any(|p| *p != producer) => Some(ErrorCode::InvalidProducerIdMapping),
+        Some(_) => None,
     };
     let mut kept = Vec::with_capacity(specs.len());
     let slots = refused.iter_mut().filter(|r| r.is_none());
-    for ((spec, verdict), slot) in specs.into_iter().zip(verdicts).zip(slots) {
-        match verdict {
-            ErrorCode::None => kept.push(spec),
-            code => *slot = Some(refuse(code, verification_message(code))),
+    for ((mut spec, producer), slot) in specs.into_iter().zip(producers).zip(slots) {
+        match (producer, refusal) {
+            (Some(_), Some(code)) => *slot = Some(refuse(code, verification_message(code))),
+            (Some(_), None) => {
+                spec.unverified_txn = true;
+                kept.push(spec);
+            }
+            (None, _) => kept.push(spec),
         }
     }
-    kept
+    let txn = refusal
+        .is_none()
+        .then(|| (transactional_id.expect("checked").to_string(), producer));
+    (kept, txn)
+}
+
+/// The batches that opened their producer's transaction on a partition:
+/// `check`ed at the coordinator (only these, as Kafka's leaders check only
+/// a transaction's first batch), then appended. Results in the order of
+/// `appended`.
+async fn append_first_batches(
+    txn: ProducerTxn,
+    check: txn::TxnCheck,
+    api_version: i16,
+    appended: Vec<shard::Appending>,
+    now: i64,
+    acks: i16,
+) -> Vec<Result<shard::Appended, BatchError>> {
+    let mut results: Vec<Option<Result<shard::Appended, BatchError>>> = Vec::with_capacity(appended.len());
+    let mut first = Vec::new();
+    let mut first_slots = Vec::new();
+    for outcome in appended {
+        match outcome {
+            shard::Appending::Done(result) => results.push(Some(result)),
+            shard::Appending::NotInOpenTxn(mut spec) => {
+                spec.unverified_txn = false;
+                first_slots.push(results.len());
+                first.push(spec);
+                results.push(None);
+            }
+        }
+    }
+    if !first.is_empty() {
+        let (transactional_id, producer) = txn;
+        let tps = first.iter().map(|s| s.tp.clone()).collect();
+        let verdicts = txn::check_in_txn(transactional_id, producer, tps, check).await;
+        assert_eq!(verdicts.len(), first.len(), "one verdict per partition");
+        let mut to_append = Vec::with_capacity(first.len());
+        let mut append_slots = Vec::with_capacity(first.len());
+        for ((spec, verdict), slot) in first.into_iter().zip(verdicts).zip(first_slots) {
+            match verdict {
+                ErrorCode::None => {
+                    to_append.push(spec);
+                    append_slots.push(slot);
+                }
+                code => {
+                    // Version 11 added TRANSACTION_ABORTABLE.
+                    let code = super::abortable_for(code, api_version, 11);
+                    let message = verification_message(code).to_string();
+                    results[slot] = Some(Err(BatchError { code, message }));
+                }
+            }
+        }
+        let appended = shard::append_many(to_append, now, acks).await;
+        for (slot, outcome) in append_slots.into_iter().zip(appended) {
+            results[slot] = Some(outcome.done());
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every batch has a result"))
+        .collect()
 }
 
 fn verification_message(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::TransactionalIdAuthorizationFailed => "transactional records need the request's transactional id",
         ErrorCode::InvalidProducerIdMapping => "the producer id is not this transactional id's",
-        ErrorCode::InvalidTxnState => "the partition was not added to the transaction",
+        ErrorCode::InvalidTxnState | ErrorCode::TransactionAbortable => {
+            "the partition was not added to the transaction"
+        }
         ErrorCode::InvalidProducerEpoch => "the producer has been fenced by a newer epoch",
         _ => "the transaction coordinator could not verify the transaction; retry",
     }

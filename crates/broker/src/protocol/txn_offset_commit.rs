@@ -1,7 +1,9 @@
 //! TxnOffsetCommit: offsets committed in the producer's transaction, sent
 //! to the group's coordinator. Partitions are checked here as OffsetCommit
 //! checks them; the transaction is verified at its coordinator (the group's
-//! offsets partition must be in it, KIP-890), and the group's coordinator
+//! offsets partition must be in it, KIP-890; from version 5 with
+//! `transaction.version` 2 it joins it here, for the producer sends no
+//! AddOffsetsToTxn), and the group's coordinator
 //! checks the member and generation (KIP-447) and keeps the offsets pending
 //! until the transaction's marker.
 
@@ -16,6 +18,10 @@ use super::{Malformed, RequestHeader, Response, check_names, decode, encode_resp
 use crate::group::{self, CommitRequest};
 use crate::model::ErrorCode;
 use crate::txn;
+
+/// The first version whose producer adds the offsets partition with this
+/// request (KIP-890 part 2).
+const IMPLICIT_ADD_VERSION: i16 = 5;
 
 pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Malformed> {
     let request: TxnOffsetCommitRequest = decode(body, header.api_version)?;
@@ -46,9 +52,14 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         };
         let producer = (request.producer_id.0, request.producer_epoch);
         let group_id = request.group_id.0.to_string();
-        match verify(request.transactional_id.to_string(), producer, &group_id).await {
+        let check = match txn::client_version(header.api_version, IMPLICIT_ADD_VERSION) {
+            txn::VERSION_MAX => txn::TxnCheck::Add,
+            _ => txn::TxnCheck::Verify,
+        };
+        match check_in_txn(request.transactional_id.to_string(), producer, &group_id, check).await {
             ErrorCode::None => group::commit_txn(group_id, producer, commit).await,
-            refused => refused,
+            // Version 4 added TRANSACTION_ABORTABLE.
+            refused => super::abortable_for(refused, header.api_version, 4),
         }
     };
     let mut codes = codes.into_iter();
@@ -75,14 +86,19 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
 }
 
 /// KIP-890's check that the group's offsets partition is in the producer's
-/// open transaction. The codes are Produce's (`txn::verify`); a retriable
-/// one becomes COORDINATOR_NOT_AVAILABLE, as Kafka's group coordinator
-/// turns NOT_ENOUGH_REPLICAS into it.
-async fn verify(transactional_id: String, producer: (i64, i16), group_id: &str) -> ErrorCode {
+/// open transaction, or its joining it. The codes are Produce's
+/// (`txn::check_in_txn`); a retriable one becomes COORDINATOR_NOT_AVAILABLE,
+/// as Kafka's group coordinator turns NOT_ENOUGH_REPLICAS into it.
+async fn check_in_txn(
+    transactional_id: String,
+    producer: (i64, i16),
+    group_id: &str,
+    check: txn::TxnCheck,
+) -> ErrorCode {
     let Some(tp) = group::offsets_partition(group_id) else {
         return ErrorCode::CoordinatorNotAvailable;
     };
-    let verified = txn::verify(transactional_id, producer, vec![tp]).await;
+    let verified = txn::check_in_txn(transactional_id, producer, vec![tp], check).await;
     match verified.first().copied().unwrap_or(ErrorCode::CoordinatorNotAvailable) {
         ErrorCode::NotEnoughReplicas => ErrorCode::CoordinatorNotAvailable,
         other => other,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::records::{decode_key, decode_value, encode_key, encode_value};
-use super::state::{Expected, InitPlan, TxnMetadata, TxnStatus};
+use super::state::{EndPlan, Expected, InitPlan, TxnMetadata, TxnStatus};
 use super::{TXN_TOPIC, txn_partitions};
 use crate::cluster::{controller, shard};
 use crate::config::TxnConfig;
@@ -320,28 +320,39 @@ impl TxnCoordinator {
         id: &str,
         producer: (i64, i16),
         partitions: Vec<TopicPartition>,
+        client_version: i16,
     ) -> Result<(), ErrorCode> {
-        let (next, guard) = self.begin(id, |m| m.plan_add(producer, &partitions, now_ms()))?;
+        let (next, guard) = self.begin(id, |m| m.plan_add(producer, &partitions, client_version, now_ms()))?;
         match next {
             Some(next) => self.store(partition, guard, next).await,
             None => Ok(()),
         }
     }
 
+    /// EndTxn: stores the Prepare state, starts the markers, and answers
+    /// with the producer id and epoch the producer goes on with.
     pub async fn end_txn(
         self: Rc<Self>,
         partition: i32,
         id: &str,
         producer: (i64, i16),
         commit: bool,
-    ) -> Result<(), ErrorCode> {
-        let (next, guard) = self.begin(id, |m| m.plan_end(producer, commit, now_ms()))?;
-        let Some(next) = next else {
-            return Ok(()); // it ended that way already: a retry
+        client_version: i16,
+    ) -> Result<(i64, i16), ErrorCode> {
+        let (plan, guard) = self.begin(id, |m| m.plan_end(producer, commit, client_version, now_ms()))?;
+        let next = match plan {
+            EndPlan::Ended(producer_id, epoch) => return Ok((producer_id, epoch)), // a retry
+            EndPlan::Prepare(next) => next,
+            EndPlan::Rotate => {
+                let producer_id = controller::allocate_producer_id().await.map_err(|e| e.code)?;
+                let current = self.current(id).ok_or(ErrorCode::NotCoordinator)?;
+                current.prepare_with_next_id(commit, producer_id, now_ms())
+            }
         };
+        let answer = next.answer();
         self.store(partition, guard, next).await?;
         compio::runtime::spawn(Rc::clone(&self).complete(partition, id.to_string())).detach();
-        Ok(())
+        Ok(answer)
     }
 
     /// DescribeTransactions of one id: its current state;
@@ -369,7 +380,8 @@ impl TxnCoordinator {
     }
 
     /// Which of `partitions` are in `id`'s open transaction of `producer`:
-    /// INVALID_TXN_STATE for one that is not, as Kafka answers an older client.
+    /// TRANSACTION_ABORTABLE for one that is not, as Kafka's coordinator
+    /// answers (leaders turn it into INVALID_TXN_STATE for older clients).
     pub fn verify(
         &self,
         id: &str,
@@ -387,7 +399,7 @@ impl TxnCoordinator {
             .iter()
             .map(|tp| match open && meta.partitions.contains(tp) {
                 true => ErrorCode::None,
-                false => ErrorCode::InvalidTxnState,
+                false => ErrorCode::TransactionAbortable,
             })
             .collect())
     }

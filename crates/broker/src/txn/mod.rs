@@ -33,6 +33,18 @@ pub use remote::write_markers;
 pub use state::{Expected, TxnMetadata, TxnStatus};
 
 pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
+/// The highest `transaction.version` this broker supports.
+pub const VERSION_MAX: i16 = state::TV_EPOCH_BUMP;
+
+/// The transaction version a request at `api_version` gets: 2 from
+/// `since_version` on, if the `transaction.version` feature is 2; else 1.
+pub fn client_version(api_version: i16, since_version: i16) -> i16 {
+    let finalized = shard::local().config.txn.version;
+    match api_version >= since_version && finalized >= VERSION_MAX {
+        true => VERSION_MAX,
+        false => 1,
+    }
+}
 
 /// Creates `__transaction_state` on first use, as Kafka does on the first
 /// FindCoordinator for a transactional id.
@@ -107,15 +119,17 @@ pub async fn init_producer_id(
 }
 
 /// AddPartitionsToTxn: one error for the whole request (clients' versions
-/// 0 to 3 carry one transaction).
+/// 0 to 3 carry one transaction). `client_version` is the transaction
+/// version the client uses: 2 when a partition leader adds for it.
 pub async fn add_partitions(
     transactional_id: String,
     producer: (i64, i16),
     partitions: Vec<TopicPartition>,
+    client_version: i16,
 ) -> Result<(), ErrorCode> {
     let id = transactional_id.clone();
     on_coordinator(&id, move |c, partition| async move {
-        c.add_partitions(partition, &transactional_id, producer, partitions)
+        c.add_partitions(partition, &transactional_id, producer, partitions, client_version)
             .await
     })
     .await
@@ -130,14 +144,21 @@ pub async fn add_offsets(transactional_id: String, producer: (i64, i16), group_i
     }
     group::ensure_offsets_topic().await?;
     let tp = group::offsets_partition(&group_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    add_partitions(transactional_id, producer, vec![tp]).await
+    add_partitions(transactional_id, producer, vec![tp], 1).await
 }
 
-/// EndTxn: answered once the decision is stored; the markers follow.
-pub async fn end_txn(transactional_id: String, producer: (i64, i16), commit: bool) -> Result<(), ErrorCode> {
+/// EndTxn: answered once the decision is stored; the markers follow. The
+/// answer is the producer id and epoch to go on with (version 2 bumps it).
+pub async fn end_txn(
+    transactional_id: String,
+    producer: (i64, i16),
+    commit: bool,
+    client_version: i16,
+) -> Result<(i64, i16), ErrorCode> {
     let id = transactional_id.clone();
     on_coordinator(&id, move |c, partition| async move {
-        c.end_txn(partition, &transactional_id, producer, commit).await
+        c.end_txn(partition, &transactional_id, producer, commit, client_version)
+            .await
     })
     .await
 }
@@ -190,32 +211,76 @@ pub async fn list(filter: ListFilter) -> Vec<TxnMetadata> {
     listed
 }
 
-/// KIP-890's verification, before a leader appends transactional batches:
-/// each partition must be in the producer's open transaction at its
-/// coordinator. One code per partition, already as a producer expects it
-/// (Kafka's translation of coordinator errors for Produce).
-pub async fn verify(transactional_id: String, producer: (i64, i16), partitions: Vec<TopicPartition>) -> Vec<ErrorCode> {
+/// What a partition leader asks a producer's coordinator before it appends
+/// a transactional batch that no transaction open on the partition vouches
+/// for (the first of each transaction there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// KIP-890 part 1: each partition must be in the open transaction.
+    Verify,
+    /// Part 2 (`transaction.version` 2): each partition joins it.
+    Add,
+}
+
+/// Kafka's leaders retry CONCURRENT_TRANSACTIONS this long before answering
+/// the producer (`add.partitions.to.txn.retry.backoff.max.ms`).
+const CONCURRENT_RETRY_MS_MAX: u64 = 100;
+
+/// `check` at the producer's coordinator for `partitions`: one code per
+/// partition, already as a producer expects it (Kafka's translation of
+/// coordinator errors for Produce). CONCURRENT_TRANSACTIONS, the previous
+/// transaction's markers still being written (a version 2 producer does
+/// not wait for them), is retried here first.
+pub async fn check_in_txn(
+    transactional_id: String,
+    producer: (i64, i16),
+    partitions: Vec<TopicPartition>,
+    check: TxnCheck,
+) -> Vec<ErrorCode> {
     let count = partitions.len();
-    let verified = match remote_coordinator(&transactional_id) {
-        Some(broker) => remote::verify(broker, &transactional_id, producer, &partitions).await,
-        None => verify_here(transactional_id, producer, partitions).await,
+    let started = std::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(1);
+    // Bounded by CONCURRENT_RETRY_MS_MAX.
+    let checked = loop {
+        let checked = match remote_coordinator(&transactional_id) {
+            Some(broker) => remote::check(broker, &transactional_id, producer, &partitions, check).await,
+            None => check_here(transactional_id.clone(), producer, partitions.clone(), check).await,
+        };
+        let concurrent = match &checked {
+            Ok(codes) => codes.contains(&ErrorCode::ConcurrentTransactions),
+            Err(code) => *code == ErrorCode::ConcurrentTransactions,
+        };
+        if !concurrent || started.elapsed() + backoff > std::time::Duration::from_millis(CONCURRENT_RETRY_MS_MAX) {
+            break checked;
+        }
+        compio::time::sleep(backoff).await;
+        backoff *= 2;
     };
-    match verified {
+    match checked {
         Ok(codes) => codes.into_iter().map(for_produce).collect(),
         Err(code) => vec![for_produce(code); count],
     }
 }
 
-/// `verify` at this broker, its coordinator: the coordinator's own codes
-/// (AddPartitionsToTxn v4 with verify_only answers them to other leaders).
-pub async fn verify_here(
+/// `check_in_txn` at this broker, the id's coordinator: the coordinator's
+/// own codes (AddPartitionsToTxn v4 and v5 answer them to other leaders).
+pub async fn check_here(
     transactional_id: String,
     producer: (i64, i16),
     partitions: Vec<TopicPartition>,
+    check: TxnCheck,
 ) -> Result<Vec<ErrorCode>, ErrorCode> {
     let id = transactional_id.clone();
-    on_coordinator(&id, move |c, _| async move {
-        c.verify(&transactional_id, producer, &partitions)
+    on_coordinator(&id, move |c, partition| async move {
+        match check {
+            TxnCheck::Verify => c.verify(&transactional_id, producer, &partitions),
+            TxnCheck::Add => {
+                let count = partitions.len();
+                c.add_partitions(partition, &transactional_id, producer, partitions, VERSION_MAX)
+                    .await
+                    .map(|()| vec![ErrorCode::None; count])
+            }
+        }
     })
     .await
 }

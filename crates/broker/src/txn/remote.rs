@@ -1,8 +1,8 @@
 //! What transactions send between brokers in cluster mode: the
 //! coordinator's COMMIT and ABORT markers to partitions another broker
 //! leads (WriteTxnMarkers), and a leader's KIP-890 check with a
-//! coordinator on another broker (AddPartitionsToTxn v4, verify only), as
-//! Kafka's brokers send them. On a single node everything is local.
+//! coordinator on another broker (AddPartitionsToTxn v4 to verify, v5 to
+//! add), as Kafka's brokers send them. On a single node everything is local.
 
 use std::collections::BTreeMap;
 
@@ -159,18 +159,21 @@ async fn send_markers(
 }
 
 /// KIP-890's check at a coordinator on `broker`: AddPartitionsToTxn v4 with
-/// verify_only, one code per partition as that coordinator answers them.
-pub async fn verify(
+/// verify_only, or v5 adding; one code per partition as that coordinator
+/// answers them.
+pub async fn check(
     broker: i32,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[TopicPartition],
+    check: super::TxnCheck,
 ) -> Result<Vec<ErrorCode>, ErrorCode> {
+    let verify_only = check == super::TxnCheck::Verify;
     let transaction = AddPartitionsToTxnTransaction::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.to_string())))
         .with_producer_id(ProducerId(producer.0))
         .with_producer_epoch(producer.1)
-        .with_verify_only(true)
+        .with_verify_only(verify_only)
         .with_topics(
             by_topic(partitions)
                 .into_iter()
@@ -182,7 +185,8 @@ pub async fn verify(
                 .collect(),
         );
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-    let response: AddPartitionsToTxnResponse = peer::call(broker, &request, 4)
+    let version = if verify_only { 4 } else { 5 };
+    let response: AddPartitionsToTxnResponse = peer::call(broker, &request, version)
         .await
         .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
     if response.error_code != 0 {

@@ -326,6 +326,14 @@ impl ProducerStates {
         active
     }
 
+    /// Whether `producer_id` has a transaction open on this partition, begun
+    /// at `epoch`.
+    pub fn in_open_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
+    }
+
     /// The first offset of the earliest open transaction, if any.
     pub fn first_open_txn_offset(&self) -> Option<i64> {
         self.open_txns.keys().next().copied()
@@ -409,6 +417,7 @@ mod tests {
         s.record(&txn_header(7, 0, 2, 1, 4), None, 1);
         assert_eq!(s.first_open_txn_offset(), Some(1));
         assert_eq!(s.open_txns().collect::<Vec<_>>(), vec![(7, 1), (8, 3)]);
+        assert!(s.in_open_txn(7, 0) && !s.in_open_txn(7, 1) && !s.in_open_txn(5, 0));
         // A non-transactional write while its transaction is open is refused.
         let plain = s.check(&header(7, 0, 3, 1, -1)).unwrap_err();
         assert_eq!(plain.code, ErrorCode::InvalidTxnState);
@@ -425,6 +434,7 @@ mod tests {
         assert_eq!(s.first_open_txn_offset(), Some(3));
         // A marker with no data here ends nothing.
         assert_eq!(s.record(&marker(7, 0, 6), Some((Marker::Commit, 2)), 2), None);
+        assert!(!s.in_open_txn(7, 0), "the marker ended it");
         // Zombies: an older producer epoch, an older coordinator.
         assert_eq!(
             s.check_marker(7, 0, 1).unwrap_err().code,

@@ -16,6 +16,28 @@ use crate::storage::AppendInfo;
 pub struct AppendSpec {
     pub tp: TopicPartition,
     pub batch: BytesMut,
+    /// A transactional batch the transaction coordinator has not vouched
+    /// for: appended only into its producer's transaction already open on
+    /// the partition (`PartitionLog::append_in_open_txn`).
+    pub unverified_txn: bool,
+}
+
+/// What became of one `AppendSpec`.
+pub enum Appending {
+    Done(Result<Appended, BatchError>),
+    /// An `unverified_txn` batch whose producer has no transaction open
+    /// there: to be verified at the coordinator, then appended again.
+    NotInOpenTxn(AppendSpec),
+}
+
+impl Appending {
+    /// The outcome of a spec that was not `unverified_txn`.
+    pub fn done(self) -> Result<Appended, BatchError> {
+        match self {
+            Appending::Done(result) => result,
+            Appending::NotInOpenTxn(_) => unreachable!("only an unverified batch comes back"),
+        }
+    }
 }
 
 /// Appends each batch on its partition's owner shard, with one task per
@@ -24,12 +46,12 @@ pub struct AppendSpec {
 /// the ISR first, and the append answers with what `wait_committed_many` must
 /// then wait for. Results come back in the order of `specs`. The request's
 /// frame is no longer needed once this returns: its batches are written.
-pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Result<Appended, BatchError>> {
+pub async fn append_many(specs: Vec<AppendSpec>, now: i64, acks: i16) -> Vec<Appending> {
     on_owners(
         specs,
         |spec| &spec.tp,
         move |spec| append_here(spec, now, acks),
-        || Err(shutting_down()),
+        || Appending::Done(Err(shutting_down())),
     )
     .await
 }
@@ -97,35 +119,57 @@ pub async fn wait_committed_many(
 /// One partition's append, on its owner shard. Leadership is decided here,
 /// once, by the owner's metadata: the receiving shard may have applied a
 /// change first or not yet. The log stamps that epoch or refuses the batch.
-async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, BatchError> {
-    let AppendSpec { tp, batch } = spec;
+async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Appending {
+    let AppendSpec {
+        tp,
+        batch,
+        unverified_txn,
+    } = spec;
     let shard = local();
     let Some(log) = shard.log(&tp) else {
-        return Err(unknown_partition());
+        return Appending::Done(Err(unknown_partition()));
     };
-    let leading = leading_here(&tp).map_err(|code| not_leader(code, &tp))?;
+    let leading = match leading_here(&tp) {
+        Ok(leading) => leading,
+        Err(code) => return Appending::Done(Err(not_leader(code, &tp))),
+    };
     let epoch = leading.epoch;
     let led_by_quorum = shard.leaderships.borrow().contains_key(&tp);
     if led_by_quorum && !crate::cluster::quorum::in_contact(shard.config.broker_session_timeout_ms) {
         // Fenced by now, its leadership moved: an acks=all write could never
         // commit here, and an acks=1 one would be cut when it rejoins.
-        return Err(BatchError {
+        return Appending::Done(Err(BatchError {
             code: ErrorCode::NotLeaderOrFollower,
             message: format!("{tp}: this broker has been cut off from the metadata quorum; its leadership has moved"),
-        });
+        }));
     }
     let replicated = acks == -1 && led_by_quorum;
     if replicated {
         let isr = leading.isr_size as i32;
         let min_isr = log.min_insync_replicas();
         if isr < min_isr {
-            return Err(BatchError {
+            return Appending::Done(Err(BatchError {
                 code: ErrorCode::NotEnoughReplicas,
                 message: format!("{tp} has {isr} in-sync replicas; min.insync.replicas is {min_isr}"),
-            });
+            }));
         }
     }
-    let info = log.append(batch, now, epoch).await?;
+    let appended = match unverified_txn {
+        false => log.append(batch, now, epoch).await.map(Ok),
+        true => log.append_in_open_txn(batch, now, epoch).await,
+    };
+    let info = match appended {
+        Ok(Ok(info)) => info,
+        Ok(Err(batch)) => {
+            let spec = AppendSpec {
+                tp,
+                batch,
+                unverified_txn,
+            };
+            return Appending::NotInOpenTxn(spec);
+        }
+        Err(e) => return Appending::Done(Err(e)),
+    };
     assert_eq!(
         info.leader_epoch, epoch,
         "{tp}: the log stamps the epoch the owner decided"
@@ -133,7 +177,7 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Result<Appended, 
     // A duplicate (a retry of a batch already in the log) waits too: the
     // first attempt may have timed out before the ISR had it.
     let commit = replicated.then(|| (tp, info.last_offset + 1, epoch));
-    Ok(Appended { info, commit })
+    Appending::Done(Ok(Appended { info, commit }))
 }
 
 /// The markers that end producer `producer`'s transaction on each of

@@ -7,7 +7,7 @@ mod append;
 mod leadership;
 mod read;
 
-pub use append::{AppendSpec, Appended, append_many, append_markers, wait_committed_many};
+pub use append::{AppendSpec, Appended, Appending, append_many, append_markers, wait_committed_many};
 pub use leadership::{
     NO_LEADER_EPOCH, check_leader, check_leader_epoch, leader_endpoint, leader_epoch_here, wait_until_committed,
 };

@@ -139,6 +139,9 @@ impl LogState {
 pub(super) enum Origin {
     /// A client's batch: validated, its sequence checked.
     Client,
+    /// A client's batch that, if transactional, is appended only into its
+    /// producer's transaction already open here (`append_in_open_txn`).
+    InOpenTxn,
     /// A coordinator's, for a producer's transaction (`append_for_producer`).
     Coordinator,
     /// A marker the log built (`append_marker`), from the transaction
@@ -173,7 +176,24 @@ impl PartitionLog {
     /// Returns once the io_uring write has completed (the data is in the
     /// page cache); no fsync unless the flush policy asks for one.
     pub async fn append(&self, batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
-        self.append_as(batch, now_ms, leader_epoch, Origin::Client).await
+        let appended = self.append_as(batch, now_ms, leader_epoch, Origin::Client).await?;
+        Ok(appended.expect("only InOpenTxn hands a batch back"))
+    }
+
+    /// `append` of a client's batch that, if it is transactional, no
+    /// transaction coordinator has vouched for: it is appended only into its
+    /// producer's transaction already open on this partition at its epoch,
+    /// which the coordinator confirmed when the first batch came (KIP-890
+    /// verifies only that one). Otherwise the batch comes back untouched,
+    /// to be verified and then appended with `append`. The check and the
+    /// append are one step, so no marker can end the transaction between them.
+    pub async fn append_in_open_txn(
+        &self,
+        batch: BytesMut,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<Result<AppendInfo, BytesMut>, BatchError> {
+        self.append_as(batch, now_ms, leader_epoch, Origin::InOpenTxn).await
     }
 
     /// `append` of a batch a coordinator writes to its own internal
@@ -187,20 +207,22 @@ impl PartitionLog {
         now_ms: i64,
         leader_epoch: i32,
     ) -> Result<AppendInfo, BatchError> {
-        self.append_as(batch, now_ms, leader_epoch, Origin::Coordinator).await
+        let appended = self.append_as(batch, now_ms, leader_epoch, Origin::Coordinator).await?;
+        Ok(appended.expect("only InOpenTxn hands a batch back"))
     }
 
-    /// `append` of a batch from `origin`.
+    /// `append` of a batch from `origin`; `Err` inside only for
+    /// `Origin::InOpenTxn`, with the batch.
     pub(super) async fn append_as(
         &self,
         mut batch: BytesMut,
         now_ms: i64,
         leader_epoch: i32,
         origin: Origin,
-    ) -> Result<AppendInfo, BatchError> {
+    ) -> Result<Result<AppendInfo, BytesMut>, BatchError> {
         let marker = match origin {
             Origin::Marker(marker, coordinator_epoch) => Some((marker, coordinator_epoch)),
-            Origin::Client | Origin::Coordinator => None,
+            Origin::Client | Origin::InOpenTxn | Origin::Coordinator => None,
         };
         self.assert_owner();
         let turn = self.wait_for_turn().await;
@@ -237,15 +259,20 @@ impl PartitionLog {
                     .check_marker(header.producer_id, header.producer_epoch, coordinator_epoch)?;
             } else if matches!(origin, Origin::Coordinator) {
                 st.producers.check_epoch(&header)?;
+            } else if matches!(origin, Origin::InOpenTxn)
+                && header.is_transactional()
+                && !st.producers.in_open_txn(header.producer_id, header.producer_epoch)
+            {
+                return Ok(Err(batch));
             } else if let SequenceCheck::Duplicate(base_offset) = st.producers.check(&header)? {
-                return Ok(AppendInfo {
+                return Ok(Ok(AppendInfo {
                     base_offset,
                     last_offset: base_offset + i64::from(header.last_offset_delta),
                     leader_epoch,
                     log_append_time_ms: -1,
                     log_start_offset: st.log_start_offset,
                     duplicate: true,
-                });
+                }));
             }
             let base_offset = st.next_offset;
             st.note_epoch(leader_epoch, base_offset);
@@ -268,7 +295,7 @@ impl PartitionLog {
         };
         drop(turn);
         self.write_reserved(file, position, seq, batch, now_ms).await?;
-        Ok(info)
+        Ok(Ok(info))
     }
 
     /// Writes consecutive reserved batches in one go, completes each, and

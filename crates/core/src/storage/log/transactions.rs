@@ -176,13 +176,9 @@ impl PartitionLog {
     ) -> Result<AppendInfo, BatchError> {
         let (producer_id, producer_epoch) = producer;
         let batch = control::build_marker(marker, producer_id, producer_epoch, coordinator_epoch, now_ms);
-        self.append_as(
-            batch,
-            now_ms,
-            leader_epoch,
-            super::append::Origin::Marker(marker, coordinator_epoch),
-        )
-        .await
+        let origin = super::append::Origin::Marker(marker, coordinator_epoch);
+        let appended = self.append_as(batch, now_ms, leader_epoch, origin).await?;
+        Ok(appended.expect("only InOpenTxn hands a batch back"))
     }
 }
 
@@ -231,6 +227,31 @@ mod tests {
             at += header.total_bytes();
         }
         end
+    }
+
+    #[test]
+    fn only_a_transaction_open_here_takes_an_unverified_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let log = open(dir.path());
+            let first = batch(7, 0, 0, 2, true);
+            let returned = log.append_in_open_txn(first.clone(), 1, LEADER_EPOCH).await.unwrap();
+            assert_eq!(returned.unwrap_err(), first, "nothing open: the batch comes back");
+            assert_eq!(log.log_end_offset(), 0);
+            let plain = log.append_in_open_txn(batch(8, 0, 0, 1, false), 1, LEADER_EPOCH).await;
+            assert!(plain.unwrap().is_ok(), "a non-transactional batch needs no transaction");
+            log.append(first, 1, LEADER_EPOCH).await.unwrap(); // verified: 1..=2
+            let second = log.append_in_open_txn(batch(7, 0, 2, 1, true), 1, LEADER_EPOCH).await;
+            assert_eq!(second.unwrap().unwrap().base_offset, 3, "rides on the open transaction");
+            let newer = batch(7, 1, 0, 1, true);
+            let returned = log.append_in_open_txn(newer, 1, LEADER_EPOCH).await.unwrap();
+            assert!(returned.is_err(), "another epoch's transaction is not the open one");
+            log.append_marker(Marker::Commit, (7, 1), 0, 1, LEADER_EPOCH)
+                .await
+                .unwrap();
+            let after = log.append_in_open_txn(batch(7, 1, 0, 1, true), 1, LEADER_EPOCH).await;
+            assert!(after.unwrap().is_err(), "the marker ended it");
+        });
     }
 
     #[test]

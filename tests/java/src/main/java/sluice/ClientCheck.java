@@ -154,6 +154,13 @@ public final class ClientCheck {
             producer.beginTransaction();
             producer.send(new ProducerRecord<>("java-tx", 0, null, bytes("aborted"))).get();
             producer.abortTransaction();
+            // transaction.version 2 (KIP-890 part 2) bumps the epoch at each
+            // commit and abort; version 1 leaves it where InitProducerId put it.
+            try (Admin admin = adminClient()) {
+                int epoch = admin.describeTransactions(List.of("java-tx-writer"))
+                    .description("java-tx-writer").get(30, TimeUnit.SECONDS).producerEpoch();
+                System.out.println("producer epoch after a commit and an abort: " + epoch);
+            }
             try (KafkaProducer<byte[], byte[]> successor = producer(txn)) {
                 successor.initTransactions();
                 boolean fenced = false;
