@@ -65,7 +65,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
     } else {
         let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
         let id = request.v3_and_below_transactional_id.to_string();
-        let code = match txn::add_partitions(id, producer, asked.clone(), 1).await {
+        let code = match txn::add_partitions(id, producer, asked.clone(), txn::state::TV_KEEP_EPOCH).await {
             Ok(()) => ErrorCode::None,
             // Version 2 added PRODUCER_FENCED.
             Err(code) => super::fenced_for(code, header.api_version, 2),

@@ -186,12 +186,9 @@ pub async fn handle(
     let (specs, txn) = gate_transactional(request.transactional_id.as_deref(), specs, &mut refused);
     let appended = shard::append_many(specs, now, acks).await;
     let appended = match txn {
-        None => appended.into_iter().map(shard::Appending::done).collect(),
+        None => appended,
         Some(txn) => {
-            let check = match txn::client_version(header.api_version, IMPLICIT_ADD_VERSION) {
-                txn::VERSION_MAX => txn::TxnCheck::Add,
-                _ => txn::TxnCheck::Verify,
-            };
+            let check = txn::TxnCheck::for_request(header.api_version, IMPLICIT_ADD_VERSION);
             append_first_batches(txn, check, header.api_version, appended, now, acks).await
         }
     };
@@ -296,7 +293,7 @@ fn gate_transactional(
 /// The batches that opened their producer's transaction on a partition:
 /// `check`ed at the coordinator (only these, as Kafka's leaders check only
 /// a transaction's first batch), then appended. Results in the order of
-/// `appended`.
+/// `appended`, every one `Done`.
 async fn append_first_batches(
     txn: ProducerTxn,
     check: txn::TxnCheck,
@@ -304,7 +301,7 @@ async fn append_first_batches(
     appended: Vec<shard::Appending>,
     now: i64,
     acks: i16,
-) -> Vec<Result<shard::Appended, BatchError>> {
+) -> Vec<shard::Appending> {
     let mut results: Vec<Option<Result<shard::Appended, BatchError>>> = Vec::with_capacity(appended.len());
     let mut first = Vec::new();
     let mut first_slots = Vec::new();
@@ -347,7 +344,7 @@ async fn append_first_batches(
     }
     results
         .into_iter()
-        .map(|r| r.expect("every batch has a result"))
+        .map(|r| shard::Appending::Done(r.expect("every batch has a result")))
         .collect()
 }
 

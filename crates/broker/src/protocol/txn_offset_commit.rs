@@ -52,10 +52,7 @@ pub async fn handle(header: &RequestHeader, body: Bytes) -> Result<Response, Mal
         };
         let producer = (request.producer_id.0, request.producer_epoch);
         let group_id = request.group_id.0.to_string();
-        let check = match txn::client_version(header.api_version, IMPLICIT_ADD_VERSION) {
-            txn::VERSION_MAX => txn::TxnCheck::Add,
-            _ => txn::TxnCheck::Verify,
-        };
+        let check = txn::TxnCheck::for_request(header.api_version, IMPLICIT_ADD_VERSION);
         match check_in_txn(request.transactional_id.to_string(), producer, &group_id, check).await {
             ErrorCode::None => group::commit_txn(group_id, producer, commit).await,
             // Version 4 added TRANSACTION_ABORTABLE.

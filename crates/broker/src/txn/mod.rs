@@ -42,7 +42,7 @@ pub fn client_version(api_version: i16, since_version: i16) -> i16 {
     let finalized = shard::local().config.txn.version;
     match api_version >= since_version && finalized >= VERSION_MAX {
         true => VERSION_MAX,
-        false => 1,
+        false => state::TV_KEEP_EPOCH,
     }
 }
 
@@ -144,7 +144,7 @@ pub async fn add_offsets(transactional_id: String, producer: (i64, i16), group_i
     }
     group::ensure_offsets_topic().await?;
     let tp = group::offsets_partition(&group_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    add_partitions(transactional_id, producer, vec![tp], 1).await
+    add_partitions(transactional_id, producer, vec![tp], state::TV_KEEP_EPOCH).await
 }
 
 /// EndTxn: answered once the decision is stored; the markers follow. The
@@ -220,6 +220,17 @@ pub enum TxnCheck {
     Verify,
     /// Part 2 (`transaction.version` 2): each partition joins it.
     Add,
+}
+
+impl TxnCheck {
+    /// The check a request at `api_version` gets: `Add` from
+    /// `implicit_add_version` on, if its client has version 2.
+    pub fn for_request(api_version: i16, implicit_add_version: i16) -> TxnCheck {
+        match client_version(api_version, implicit_add_version) {
+            VERSION_MAX => TxnCheck::Add,
+            _ => TxnCheck::Verify,
+        }
+    }
 }
 
 /// Kafka's leaders retry CONCURRENT_TRANSACTIONS this long before answering

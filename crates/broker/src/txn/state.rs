@@ -96,6 +96,8 @@ pub struct Expected {
     pub producer_epoch: i16,
 }
 
+/// Transaction version 1: the epoch moves only at InitProducerId and fencing.
+pub const TV_KEEP_EPOCH: i16 = 1;
 /// Transaction version 2: the epoch is bumped at every commit or abort.
 pub const TV_EPOCH_BUMP: i16 = 2;
 
@@ -260,7 +262,7 @@ impl TxnMetadata {
     fn plan_end_keeping(&self, producer: (i64, i16), commit: bool, now_ms: i64) -> Result<EndPlan, ErrorCode> {
         self.check_producer(producer.0, producer.1)?;
         match (self.status, commit) {
-            (TxnStatus::Ongoing, _) => Ok(EndPlan::Prepare(self.prepare_end(commit, 1, -1, now_ms))),
+            (TxnStatus::Ongoing, _) => Ok(EndPlan::Prepare(self.prepare_end(commit, TV_KEEP_EPOCH, -1, now_ms))),
             (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => {
                 Ok(EndPlan::Ended(self.producer_id, self.producer_epoch))
             }

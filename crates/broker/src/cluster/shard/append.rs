@@ -65,16 +65,14 @@ pub struct Appended {
 }
 
 /// acks=all: waits on the owner shards (one task each) until the high
-/// watermark passes each batch, or `timeout`; results in the order of `appended`.
-pub async fn wait_committed_many(
-    appended: Vec<Result<Appended, BatchError>>,
-    timeout: Duration,
-) -> Vec<Result<AppendInfo, BatchError>> {
+/// watermark passes each batch, or `timeout`; results in the order of
+/// `appended`, which holds no `NotInOpenTxn`.
+pub async fn wait_committed_many(appended: Vec<Appending>, timeout: Duration) -> Vec<Result<AppendInfo, BatchError>> {
     // `None` marks a batch whose answer waits for its commit.
     let mut answers: Vec<Option<Result<AppendInfo, BatchError>>> = Vec::with_capacity(appended.len());
     let mut waits = Vec::new();
     let mut waiting_infos = Vec::new();
-    for result in appended {
+    for result in appended.into_iter().map(Appending::done) {
         match result {
             Ok(Appended {
                 info,

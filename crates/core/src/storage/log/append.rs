@@ -176,8 +176,7 @@ impl PartitionLog {
     /// Returns once the io_uring write has completed (the data is in the
     /// page cache); no fsync unless the flush policy asks for one.
     pub async fn append(&self, batch: BytesMut, now_ms: i64, leader_epoch: i32) -> Result<AppendInfo, BatchError> {
-        let appended = self.append_as(batch, now_ms, leader_epoch, Origin::Client).await?;
-        Ok(appended.expect("only InOpenTxn hands a batch back"))
+        self.append_kept(batch, now_ms, leader_epoch, Origin::Client).await
     }
 
     /// `append` of a client's batch that, if it is transactional, no
@@ -207,7 +206,22 @@ impl PartitionLog {
         now_ms: i64,
         leader_epoch: i32,
     ) -> Result<AppendInfo, BatchError> {
-        let appended = self.append_as(batch, now_ms, leader_epoch, Origin::Coordinator).await?;
+        self.append_kept(batch, now_ms, leader_epoch, Origin::Coordinator).await
+    }
+
+    /// `append_as` from an origin that never hands the batch back.
+    pub(super) async fn append_kept(
+        &self,
+        batch: BytesMut,
+        now_ms: i64,
+        leader_epoch: i32,
+        origin: Origin,
+    ) -> Result<AppendInfo, BatchError> {
+        assert!(
+            !matches!(origin, Origin::InOpenTxn),
+            "InOpenTxn may hand the batch back"
+        );
+        let appended = self.append_as(batch, now_ms, leader_epoch, origin).await?;
         Ok(appended.expect("only InOpenTxn hands a batch back"))
     }
 

@@ -177,8 +177,7 @@ impl PartitionLog {
         let (producer_id, producer_epoch) = producer;
         let batch = control::build_marker(marker, producer_id, producer_epoch, coordinator_epoch, now_ms);
         let origin = super::append::Origin::Marker(marker, coordinator_epoch);
-        let appended = self.append_as(batch, now_ms, leader_epoch, origin).await?;
-        Ok(appended.expect("only InOpenTxn hands a batch back"))
+        self.append_kept(batch, now_ms, leader_epoch, origin).await
     }
 }
 
