@@ -1,6 +1,7 @@
 """`sluice chaos`: the short campaign CI runs (the README gives the long one). A local
 three-node cluster of the real binary, each node in a network namespace of its own,
-idempotent acks=all librdkafka producers, a live reader and a consumer group; leaders killed,
+idempotent acks=all librdkafka producers, a live reader, a consumer group, and transactional
+writers with a read_committed reader; leaders killed,
 paused and cut off, bridges, rolling restarts and full disks, on a seeded schedule; then the
 checkers."""
 
@@ -38,7 +39,8 @@ def test_a_short_campaign_loses_nothing_and_every_fault_recovers_in_bound(tmp_pa
     assert run.returncode == 0 and "verdict: PASS" in run.stdout, report
     # The history is saved for a later look: every send, read, fault and final record.
     kinds_saved = {next(iter(json.loads(line))) for line in (out / "history.jsonl").open()}
-    assert kinds_saved == {"fault", "send", "read", "final", "group_read", "group_commit", "group_final"}
+    assert kinds_saved == {"fault", "send", "read", "final", "group_read", "group_commit", "group_final",
+                           "txn", "txn_read", "txn_final"}
     for node in (1, 2, 3):
         assert "panicked" not in (out / f"node{node}" / "broker.log").read_text()
 
@@ -51,6 +53,13 @@ def assert_no_anomaly(verdict, report):
     assert group["members"] == 2 and group["commits"] > 100, report
     for anomaly in ("commits_backwards", "final_mismatches", "skipped"):
         assert group[anomaly] == 0, (anomaly, report)
+    # Transactions of 10 records over the 6 partitions; one in four aborted on purpose.
+    txn = verdict["txn"]
+    assert txn["writers"] == 2 and txn["committed"] > 200 and txn["aborted"] > 50, report
+    for anomaly in ("failed", "unknown", "lost_commits", "torn", "aborted_reads", "duplicated", "moved", "reordered",
+                    "vanished_reads"):
+        assert txn[anomaly] == 0, (anomaly, report)
+    assert all(r <= verdict["recovery_bound_ms"] for r in txn["recovery_ms"]), report
 
 
 # This seed's first 60 s hold both a rolling restart and a full disk.

@@ -69,7 +69,7 @@ pub async fn ensure_offsets_topic() -> Result<(), ErrorCode> {
 /// in Kafka. Returns (node id, host, port).
 pub fn coordinator_of(group_id: &str) -> Result<(i32, String, u16), ErrorCode> {
     let partitions = coordinator::offsets_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    shard::leader_endpoint(OFFSETS_TOPIC, partition_for(group_id, partitions))
+    shard::coordinator_endpoint(OFFSETS_TOPIC, partition_for(group_id, partitions))
 }
 
 /// The partition of `__consumer_offsets` that holds `group_id`'s offsets,
@@ -87,7 +87,7 @@ pub fn offsets_partition(group_id: &str) -> Option<TopicPartition> {
 /// `partition` (always, on a single node), by this shard's metadata.
 pub fn coordinates(partition: i32) -> bool {
     let tp = crate::model::TopicPartition::new(OFFSETS_TOPIC.to_string(), partition);
-    shard::check_leader(&tp).is_ok()
+    shard::check_coordinating(&tp).is_ok()
 }
 
 /// Runs `f` with the group's coordinator, on the shard that owns the group.

@@ -72,11 +72,11 @@ pub fn txn_partitions() -> Option<i32> {
 /// partition of `__transaction_state`: (node id, host, port).
 pub fn coordinator_of(transactional_id: &str) -> Result<(i32, String, u16), ErrorCode> {
     let partitions = txn_partitions().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    shard::leader_endpoint(TXN_TOPIC, partition_for(transactional_id, partitions))
+    shard::coordinator_endpoint(TXN_TOPIC, partition_for(transactional_id, partitions))
 }
 
 fn coordinates(partition: i32) -> bool {
-    shard::check_leader(&TopicPartition::new(TXN_TOPIC.to_string(), partition)).is_ok()
+    shard::check_coordinating(&TopicPartition::new(TXN_TOPIC.to_string(), partition)).is_ok()
 }
 
 /// Runs `f` with the id's coordinator, on the shard that owns the id's partition.

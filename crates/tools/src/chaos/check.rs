@@ -33,6 +33,7 @@ pub struct Verdict {
     /// How long the workload ran: acknowledged / duration is the throughput.
     pub duration_ms: u64,
     pub group: super::group::GroupVerdict,
+    pub txn: super::txn::TxnVerdict,
     pub examples: Vec<String>,
 }
 
@@ -57,10 +58,13 @@ impl Verdict {
             + self.skipped_reads
             == 0
             && self.group.safe()
+            && self.txn.safe()
     }
 
     pub fn live(&self) -> bool {
-        self.failed_sends == 0 && self.recovery.iter().all(|r| r.recovery_ms <= self.recovery_bound_ms)
+        self.failed_sends == 0
+            && self.recovery.iter().all(|r| r.recovery_ms <= self.recovery_bound_ms)
+            && self.txn.live(self.recovery_bound_ms)
     }
 
     fn example(&mut self, text: String) {
@@ -83,6 +87,7 @@ pub fn check(history: &History, recovery_bound_ms: u64) -> Verdict {
     verdict.recovery = recoveries(history);
     let mut examples = Vec::new();
     verdict.group = super::group::check_group(&history.group, &history.logs, &mut examples);
+    verdict.txn = super::txn::check_txns(&history.txn, &history.faults, history.duration_ms, &mut examples);
     for example in examples {
         verdict.example(example);
     }
@@ -261,7 +266,7 @@ fn recoveries(history: &History) -> Vec<Recovery> {
 /// longest gap between acknowledgements that begins in the window (a leader
 /// moving when the faulty node comes back), whichever is longer. A gap
 /// counts until `to_ms` at most.
-fn outage(times: &[u64], from_ms: u64, to_ms: u64) -> u64 {
+pub(super) fn outage(times: &[u64], from_ms: u64, to_ms: u64) -> u64 {
     let after = &times[times.partition_point(|&t| t <= from_ms)..];
     let Some(&first) = after.first() else {
         return to_ms.saturating_sub(from_ms);
@@ -306,6 +311,7 @@ mod tests {
             sends,
             reads,
             group: Default::default(),
+            txn: Default::default(),
             faults: Vec::new(),
             logs,
             duration_ms: 100,

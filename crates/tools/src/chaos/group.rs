@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use super::history::Log;
-use super::workload::{Spec, ms_since};
+use super::workload::{Quiet, Spec, ms_since};
 
 pub const GROUP: &str = "sluice-chaos-group";
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -53,15 +53,6 @@ pub struct GroupHistory {
     /// Each partition's committed offset as a fresh client fetched it at the end.
     pub final_committed: HashMap<i32, i64>,
 }
-
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
-    fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
-}
-
-impl rdkafka::consumer::ConsumerContext for Quiet {}
 
 fn member_client(spec: &Spec) -> anyhow::Result<BaseConsumer<Quiet>> {
     let client: BaseConsumer<Quiet> = ClientConfig::new()

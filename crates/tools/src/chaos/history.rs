@@ -120,6 +120,7 @@ pub struct History {
     pub sends: Vec<Send>,
     pub reads: Vec<Read>,
     pub group: super::group::GroupHistory,
+    pub txn: super::txn::TxnHistory,
     pub faults: Vec<Fault>,
     /// Indexed by partition.
     pub logs: Vec<Log>,
@@ -150,6 +151,21 @@ impl History {
                 "{}",
                 serde_json::json!({"group_final": {"partition": partition, "offset": offset}})
             )?;
+        }
+        for txn in &self.txn.txns {
+            writeln!(out, "{}", serde_json::json!({"txn": txn}))?;
+        }
+        for read in &self.txn.reads {
+            writeln!(out, "{}", serde_json::json!({"txn_read": read}))?;
+        }
+        for (partition, log) in self.txn.logs.iter().enumerate() {
+            for (offset, value) in log {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"txn_final": {"partition": partition, "offset": offset, "value": value}})
+                )?;
+            }
         }
         for (partition, log) in self.logs.iter().enumerate() {
             for (offset, value) in log {

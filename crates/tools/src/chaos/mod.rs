@@ -1,6 +1,7 @@
 //! `sluice chaos`: a Jepsen-style fault campaign against a local cluster of
 //! this binary. `workload` drives idempotent producers and a live reader,
-//! `nemesis` kills and pauses partition leaders on a seeded schedule,
+//! `group` a consumer group, `txn` transactional writers with a
+//! read_committed reader, `nemesis` kills and pauses partition leaders on a seeded schedule,
 //! `history` records what happened, and `check` says whether anything
 //! acknowledged was lost, duplicated, reordered or un-read, and how long each
 //! fault kept a partition from accepting writes.
@@ -9,6 +10,7 @@ pub mod check;
 pub mod group;
 pub mod history;
 pub mod nemesis;
+pub mod txn;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -73,6 +75,16 @@ pub struct ChaosArgs {
     /// rejoins now and then (0: no group).
     #[arg(long, default_value_t = 2)]
     pub group_members: u32,
+    /// Transactional writers on a topic of their own, read by a read_committed
+    /// reader (0: none).
+    #[arg(long, default_value_t = 2)]
+    pub txn_writers: u32,
+    /// Records in each transaction, spread over the partitions.
+    #[arg(long, default_value_t = 10)]
+    pub txn_records: u32,
+    /// Transactions per second, per writer.
+    #[arg(long, default_value_t = 10)]
+    pub txn_rate: u32,
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -113,7 +125,10 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     )?;
     let serve_args = ["--config".to_string(), config.display().to_string()];
     let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &serve_args, sandbox)?;
-    create_topic(&cluster, args.partitions)?;
+    create_topic(&cluster, TOPIC, args.partitions)?;
+    if args.txn_writers > 0 {
+        create_topic(&cluster, txn::TOPIC, args.partitions)?;
+    }
     let spec = Arc::new(workload::Spec {
         bootstrap: cluster.bootstrap(),
         topic: TOPIC.into(),
@@ -122,6 +137,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         rate: args.rate,
         message_timeout_ms: args.message_timeout_ms,
         group_members: args.group_members,
+    });
+    let txn_spec = Arc::new(txn::TxnSpec {
+        bootstrap: cluster.bootstrap(),
+        partitions: args.partitions,
+        writers: args.txn_writers,
+        records_per_txn: args.txn_records.max(1),
+        rate: args.txn_rate,
     });
     // Ctrl-C (or SIGTERM) ends the campaign early but still heals, checks and cleans up.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -132,6 +154,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let running = workload::spawn(Arc::clone(&spec), start, Arc::clone(&stop));
     let members = group::spawn(&spec, start, &stop);
+    let txns = txn::spawn(&txn_spec, start, &stop);
     let mut nemesis = Nemesis {
         cluster: &mut cluster,
         topic: TOPIC,
@@ -157,12 +180,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let duration_ms = workload::ms_since(start);
     let (sends, reads) = running.join()?;
     let group = group::join(&spec, members)?;
+    let txn = txns.join(&txn_spec)?;
     let faults = faults?;
     let logs = workload::read_all(&spec)?;
     let history = History {
         sends,
         reads,
         group,
+        txn,
         faults,
         logs,
         duration_ms,
@@ -205,15 +230,15 @@ fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
 
 /// RF 3 with min.insync.replicas=2, then waits (bounded) until every node
 /// knows a leader for every partition.
-fn create_topic(cluster: &LocalCluster, partitions: i32) -> anyhow::Result<()> {
+fn create_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let mut client = crate::client::Client::connect(&cluster.brokers[0].bootstrap, Duration::from_secs(10))?;
     let configs = [("min.insync.replicas".to_string(), "2".to_string())];
-    crate::client::admin::create_topic(&mut client, TOPIC, partitions, 3, &configs, false)?;
+    crate::client::admin::create_topic(&mut client, topic, partitions, 3, &configs, false)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let led_everywhere = || {
         cluster.brokers.iter().all(|broker| {
             crate::client::Client::connect(&broker.bootstrap, Duration::from_secs(2))
-                .and_then(|mut c| crate::client::admin::metadata(&mut c, Some(TOPIC)))
+                .and_then(|mut c| crate::client::admin::metadata(&mut c, Some(topic)))
                 .is_ok_and(|m| {
                     m.topics.first().is_some_and(|t| {
                         t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
@@ -274,6 +299,28 @@ fn print_verdict(verdict: &check::Verdict, seed: u64) {
         println!(
             "group of {}: {} reads, {} commits; commits backwards {}, final mismatches {}, skipped {}",
             g.members, g.reads, g.commits, g.commits_backwards, g.final_mismatches, g.skipped
+        );
+    }
+    if verdict.txn.writers > 0 {
+        let t = &verdict.txn;
+        let mut times = t.recovery_ms.clone();
+        times.sort_unstable();
+        println!(
+            "transactions by {} writers: {} committed, {} aborted, {} failed, {} unknown; lost commits {}, torn {}, aborted reads {}, duplicated {}, moved {}, reordered {}, vanished reads {}; longest without a commit after a fault: p50 {} ms, max {} ms",
+            t.writers,
+            t.committed,
+            t.aborted,
+            t.failed,
+            t.unknown,
+            t.lost_commits,
+            t.torn,
+            t.aborted_reads,
+            t.duplicated,
+            t.moved,
+            t.reordered,
+            t.vanished_reads,
+            times.get(times.len() / 2).unwrap_or(&0),
+            times.last().unwrap_or(&0),
         );
     }
     for example in &verdict.examples {

@@ -47,8 +47,8 @@ impl ClientContext for Recorder {
     fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
 }
 
-/// A consumer's context, as quiet as `Recorder`.
-struct Quiet;
+/// A consumer's context, as quiet as `Recorder`: every consumer of the campaign's.
+pub struct Quiet;
 
 impl ClientContext for Quiet {
     fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}

@@ -33,6 +33,32 @@ pub fn leader_endpoint(topic: &str, partition: i32) -> Result<(i32, String, u16)
     Ok((leader, endpoint.host.clone(), endpoint.port))
 }
 
+/// Whether this broker may act as the coordinator whose state is `tp`, a
+/// partition of `__consumer_offsets` or `__transaction_state`: it leads the
+/// partition and has heard the metadata quorum within a session timeout
+/// (`quorum::in_contact`). A node cut off for longer has been fenced and the
+/// partition is led elsewhere by now: its clients must look again
+/// (NOT_COORDINATOR), as a cut-off leader's producers do.
+pub fn check_coordinating(tp: &TopicPartition) -> Result<(), ErrorCode> {
+    check_leader(tp).map_err(|_| ErrorCode::NotCoordinator)?;
+    match crate::cluster::quorum::in_contact(local().config.broker_session_timeout_ms) {
+        true => Ok(()),
+        false => Err(ErrorCode::NotCoordinator),
+    }
+}
+
+/// `leader_endpoint` for FindCoordinator: a cut-off node (`check_coordinating`)
+/// does not name itself.
+pub fn coordinator_endpoint(topic: &str, partition: i32) -> Result<(i32, String, u16), ErrorCode> {
+    let found = leader_endpoint(topic, partition)?;
+    let shard = local();
+    if found.0 == shard.config.broker_id && !crate::cluster::quorum::in_contact(shard.config.broker_session_timeout_ms)
+    {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    Ok(found)
+}
+
 /// Waits (on `tp`'s owner shard) until the high watermark covers offsets
 /// below `end`, which this broker appended as leader in `epoch`.
 pub async fn wait_until_committed(

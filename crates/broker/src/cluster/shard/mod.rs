@@ -9,7 +9,8 @@ mod read;
 
 pub use append::{AppendSpec, Appended, Appending, append_many, append_markers, wait_committed_many};
 pub use leadership::{
-    NO_LEADER_EPOCH, check_leader, check_leader_epoch, leader_endpoint, leader_epoch_here, wait_until_committed,
+    NO_LEADER_EPOCH, check_coordinating, check_leader, check_leader_epoch, coordinator_endpoint, leader_endpoint,
+    leader_epoch_here, wait_until_committed,
 };
 pub use read::{
     Fetcher, LookupSpec, ReadSpec, end_offsets_for_epochs, offsets_for, producers_for, read_many, wait_for_any,
