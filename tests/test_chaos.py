@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLUICE_BIN, sluice_only
+from conftest import AGAINST, ROOT, SLUICE_BIN, sluice_only
 
 # This seed's first 150 s hold every kind of fault (pauses past the 9 s session timeout too).
 SEED = 2
@@ -87,3 +87,25 @@ def test_a_rolling_restart_and_a_full_disk_lose_nothing_and_recover_in_bound(tmp
     assert "panicked" not in logs
     # The full disk was felt (a write failed for want of space) and repaired in place.
     assert "failed for want of space" in logs, report
+
+
+@pytest.mark.skipif(AGAINST != "kafka", reason="runs the campaign on Apache Kafka 4.4 (ci/test --against kafka)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces (the partition faults) need root")
+def test_the_same_campaign_on_kafka_loses_nothing_either(tmp_path):
+    """The oracle under the same seeded faults: Kafka 4.4 nodes from perf/peer-kafka.sh's jars.
+    Safety is asserted; liveness is what the verdict reports, for comparing with Sluice's."""
+    subprocess.run([str(ROOT / "perf" / "peer-kafka.sh"), "classpath"], check=True, capture_output=True)
+    out = tmp_path / "chaos"
+    run = subprocess.run([SLUICE_BIN, "chaos", "--peer", "kafka", "--duration", str(DURATION_S),
+                          "--faults", "kill,pause,partition", "--seed", str(SEED), "--out", str(out)],
+                         capture_output=True, text=True, timeout=DURATION_S + 600)
+    report = run.stdout + run.stderr[-4000:]
+    print(report)
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["acknowledged"] > 100_000, report
+    for anomaly in ("lost", "moved", "duplicated", "reordered", "holes", "vanished_reads", "skipped_reads"):
+        assert verdict[anomaly] == 0, (anomaly, report)
+    txn = verdict["txn"]
+    assert txn["committed"] > 200, report
+    for anomaly in ("lost_commits", "torn", "aborted_reads", "duplicated", "moved", "reordered", "vanished_reads"):
+        assert txn[anomaly] == 0, (anomaly, report)

@@ -1,6 +1,7 @@
 //! A temporary local Sluice for `bench` and `chaos`: this same binary running
 //! `serve` on free loopback ports with fresh data dirs (one node, or a cluster
-//! with `--brokers 3`), stopped and removed after (kept, with its logs, when
+//! with `--brokers 3`), or Apache Kafka from its jars as the peer that
+//! `chaos --peer kafka` puts under the same faults, stopped and removed after (kept, with its logs, when
 //! the caller names the directory). A node can be killed, restarted on the
 //! same ports and data, paused and resumed, stopped gracefully; with a disk
 //! of its own (`Sandbox::disk_mb`, a loop-mounted ext4 file), its data dir
@@ -31,12 +32,40 @@ impl Place {
     }
 }
 
+/// What a node runs.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// This binary's `serve`, with these arguments besides its listener and data dir.
+    Sluice {
+        args: Vec<String>,
+    },
+    Kafka(KafkaNode),
+}
+
+/// An Apache Kafka node in KRaft combined mode (broker and controller).
+#[derive(Debug, Clone)]
+pub struct KafkaNode {
+    /// Kafka's jars in `lib/` and a `log4j2.properties`, as `perf/peer-kafka.sh classpath` resolves them.
+    pub jars: PathBuf,
+    pub node_id: usize,
+    pub controller_listen: String,
+    /// `controller.quorum.voters`.
+    pub voters: String,
+    /// More `server.properties` lines, appended.
+    pub properties: String,
+}
+
+/// Kafka formats every node of a cluster with one id; each campaign's nodes are new.
+const KAFKA_CLUSTER_ID: &str = "c2x1aWNlLWNoYW9zLWthZg";
+/// A JVM with Kafka's jars takes longer to listen than `serve`.
+const KAFKA_START_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct LocalBroker {
     /// `None` while killed.
     child: Option<Child>,
     netns: Option<String>,
     dir: PathBuf,
-    args: Vec<String>,
+    program: Program,
     /// Removed on drop unless the caller chose where it lives.
     remove_dir: bool,
     pub bootstrap: String,
@@ -82,6 +111,39 @@ impl LocalCluster {
     /// after) when `dir` is given, `extra_args` for every node's `serve`,
     /// and the nodes in `sandbox` (namespaces apply to a cluster only).
     pub fn start_in(count: usize, dir: Option<&Path>, extra_args: &[String], sandbox: Sandbox) -> anyhow::Result<Self> {
+        Self::start_program(count, dir, extra_args, None, sandbox)
+    }
+
+    /// A cluster of `count` Apache Kafka nodes from `jars`, each a broker
+    /// and a voter, with `properties` appended to every node's
+    /// `server.properties`; otherwise as `start_in`.
+    pub fn start_kafka_in(
+        count: usize,
+        dir: Option<&Path>,
+        jars: &Path,
+        properties: &str,
+        sandbox: Sandbox,
+    ) -> anyhow::Result<Self> {
+        if !jars.join("lib").is_dir() {
+            bail!(
+                "no Kafka jars in {}/lib: `perf/peer-kafka.sh classpath` resolves them",
+                jars.display()
+            );
+        }
+        if count < 2 {
+            bail!("a local Kafka is a cluster of two nodes or more");
+        }
+        let kafka = (jars.to_path_buf(), properties.to_string());
+        Self::start_program(count, dir, &[], Some(kafka), sandbox)
+    }
+
+    fn start_program(
+        count: usize,
+        dir: Option<&Path>,
+        extra_args: &[String],
+        kafka: Option<(PathBuf, String)>,
+        sandbox: Sandbox,
+    ) -> anyhow::Result<Self> {
         let node_dir = |id: usize| -> anyhow::Result<(PathBuf, bool)> {
             Ok(match dir {
                 Some(dir) => (dir.join(format!("node{id}")), false),
@@ -94,14 +156,13 @@ impl LocalCluster {
         if count <= 1 {
             let (dir, remove_dir) = node_dir(1)?;
             let place = Place::loopback();
+            let program = Program::Sluice {
+                args: extra_args.to_vec(),
+            };
+            let broker = LocalBroker::start(dir, remove_dir, place, program, sandbox.disk_mb)?;
+            broker.wait_listening()?;
             return Ok(Self {
-                brokers: vec![LocalBroker::start(
-                    dir,
-                    remove_dir,
-                    place,
-                    extra_args.to_vec(),
-                    sandbox.disk_mb,
-                )?],
+                brokers: vec![broker],
                 namespaces: None,
             });
         }
@@ -124,22 +185,38 @@ impl LocalCluster {
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                let mut args: Vec<String> = [
-                    "--node-id",
-                    &(i + 1).to_string(),
-                    "--controller-listen",
-                    &format!("{}:{port}", place(i + 1).host),
-                    "--controller-quorum",
-                    &quorum,
-                ]
-                .map(String::from)
-                .to_vec();
-                args.extend_from_slice(extra_args);
+                let controller_listen = format!("{}:{port}", place(i + 1).host);
+                let program = match &kafka {
+                    Some((jars, properties)) => Program::Kafka(KafkaNode {
+                        jars: jars.clone(),
+                        node_id: i + 1,
+                        controller_listen,
+                        voters: quorum.clone(),
+                        properties: properties.clone(),
+                    }),
+                    None => {
+                        let mut args: Vec<String> = [
+                            "--node-id",
+                            &(i + 1).to_string(),
+                            "--controller-listen",
+                            &controller_listen,
+                            "--controller-quorum",
+                            &quorum,
+                        ]
+                        .map(String::from)
+                        .to_vec();
+                        args.extend_from_slice(extra_args);
+                        Program::Sluice { args }
+                    }
+                };
                 let (dir, remove_dir) = node_dir(i + 1)?;
-                LocalBroker::start(dir, remove_dir, place(i + 1), args, sandbox.disk_mb)
+                LocalBroker::start(dir, remove_dir, place(i + 1), program, sandbox.disk_mb)
             })
             .collect::<anyhow::Result<_>>()?;
         let cluster = Self { brokers, namespaces };
+        for broker in &cluster.brokers {
+            broker.wait_listening()?;
+        }
         cluster.wait_until_registered(count)?;
         Ok(cluster)
     }
@@ -219,7 +296,7 @@ impl LocalBroker {
         dir: PathBuf,
         remove_dir: bool,
         place: Place,
-        args: Vec<String>,
+        program: Program,
         disk_mb: Option<u64>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
@@ -229,52 +306,140 @@ impl LocalBroker {
             child: None,
             netns: place.netns,
             dir,
-            args,
+            program,
             remove_dir,
             bootstrap,
             disk,
         };
-        broker.spawn()?;
+        if let Program::Kafka(node) = &broker.program {
+            broker.format_kafka(node)?;
+        }
+        broker.launch()?;
         Ok(broker)
     }
 
-    /// Starts `serve` on this node's ports and data, and waits (bounded)
-    /// until it listens. The log is appended to, across restarts.
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        assert!(self.child.is_none(), "the node is already running");
-        let exe = std::env::current_exe().context("cannot find the sluice binary")?;
-        let log_path = self.log_path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        // `ip netns exec` enters the namespace and execs: the child's pid is the broker's.
-        let mut command = match &self.netns {
-            Some(netns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", netns]).arg(exe);
+    /// Writes a Kafka node's `server.properties` and formats its data dir.
+    fn format_kafka(&self, node: &KafkaNode) -> anyhow::Result<()> {
+        let properties = format!(
+            "process.roles=broker,controller\n\
+             node.id={}\n\
+             controller.quorum.voters={}\n\
+             listeners=PLAINTEXT://{},CONTROLLER://{}\n\
+             advertised.listeners=PLAINTEXT://{}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             log.dirs={}\n{}\n",
+            node.node_id,
+            node.voters,
+            self.bootstrap,
+            node.controller_listen,
+            self.bootstrap,
+            self.data_dir().display(),
+            node.properties
+        );
+        let path = self.dir.join("server.properties");
+        std::fs::write(&path, properties)?;
+        let out = self
+            .java(node)
+            .args(["kafka.tools.StorageTool", "format"])
+            .arg(format!("--cluster-id={KAFKA_CLUSTER_ID}"))
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .context("cannot run java (Kafka's StorageTool)")?;
+        if !out.status.success() {
+            bail!(
+                "formatting a Kafka node: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// `java` with Kafka's jars and logging, heap and collector as `perf/peer-kafka.sh` gives them.
+    fn java(&self, node: &KafkaNode) -> Command {
+        let mut java = Command::new("java");
+        java.args(["-Xms1G", "-Xmx1G", "-XX:+UseG1GC", "-Djava.awt.headless=true"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                node.jars.join("log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", node.jars.join("lib").display()));
+        java
+    }
+
+    /// The command that runs the node: `serve` on its ports and data, or Kafka on its properties.
+    fn command(&self) -> anyhow::Result<Command> {
+        let mut command = match &self.program {
+            Program::Sluice { args } => {
+                let exe = std::env::current_exe().context("cannot find the sluice binary")?;
+                let mut c = Command::new(exe);
+                c.args([
+                    "serve",
+                    "--listen",
+                    &self.bootstrap,
+                    "--metrics-listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                ])
+                .arg(self.data_dir())
+                .args(args);
                 c
             }
-            None => Command::new(exe),
+            Program::Kafka(node) => {
+                let mut c = self.java(node);
+                c.arg("kafka.Kafka").arg(self.dir.join("server.properties"));
+                c
+            }
         };
-        let child = command
-            .args([
-                "serve",
-                "--listen",
-                &self.bootstrap,
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(self.data_dir())
-            .args(&self.args)
-            .stdout(Stdio::null())
+        // `ip netns exec` enters the namespace and execs: the child's pid is the broker's.
+        if let Some(netns) = &self.netns {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns])
+                .arg(command.get_program())
+                .args(command.get_args());
+            command = c;
+        }
+        Ok(command)
+    }
+
+    /// `launch`, then `wait_listening`.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.wait_listening()
+    }
+
+    /// Starts the node on its ports and data. The log is appended to, across restarts.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        assert!(self.child.is_none(), "the node is already running");
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        // Kafka logs to stdout, `serve` to stderr.
+        let child = self
+            .command()?
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("cannot start a local broker")?;
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        // Bounded by START_TIMEOUT.
+        Ok(())
+    }
+
+    /// Waits (bounded) until the node listens for clients. A Kafka node
+    /// opens its listener only once the quorum has formed, so a cluster's
+    /// nodes are all launched before any is waited for.
+    fn wait_listening(&self) -> anyhow::Result<()> {
+        let timeout = match self.program {
+            Program::Sluice { .. } => START_TIMEOUT,
+            Program::Kafka(_) => KAFKA_START_TIMEOUT,
+        };
+        let deadline = Instant::now() + timeout;
+        // Bounded by the timeout.
         while TcpStream::connect(&self.bootstrap).is_err() {
             if Instant::now() > deadline {
-                bail!("the local broker did not start; see {}", log_path.display());
+                bail!("the local broker did not start; see {}", self.log_path().display());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

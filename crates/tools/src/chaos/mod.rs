@@ -85,6 +85,16 @@ pub struct ChaosArgs {
     /// Transactions per second, per writer.
     #[arg(long, default_value_t = 10)]
     pub txn_rate: u32,
+    /// What the nodes run: sluice (this binary), or kafka (Apache Kafka 4.4
+    /// from --kafka-jars, in KRaft combined mode, with the same settings),
+    /// to see what Kafka does under the same faults.
+    #[arg(long, default_value = "sluice", value_parser = ["sluice", "kafka"])]
+    pub peer: String,
+    /// With `--peer kafka`: Kafka's jars (`lib/`) and log4j2.properties, as
+    /// `perf/peer-kafka.sh classpath` resolves them
+    /// (default $SLUICE_KAFKA_CACHE, else ~/.cache/sluice/kafka-4.4.0).
+    #[arg(long)]
+    pub kafka_jars: Option<PathBuf>,
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -105,8 +115,9 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     eprintln!(
-        "chaos: {} brokers, {} s of {}, seed {seed}, history in {}",
+        "chaos: {} {} brokers, {} s of {}, seed {seed}, history in {}",
         args.brokers,
+        args.peer,
         args.duration,
         args.faults.join(","),
         out.display()
@@ -115,16 +126,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         namespaces: kinds.iter().any(|k| k.parts_the_network()),
         disk_mb: kinds.iter().any(|k| k.fills_a_disk()).then_some(args.disk_mb),
     };
-    let config = out.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "\"broker.session.timeout.ms\" = {BROKER_SESSION_TIMEOUT_MS}\n\
-             \"replica.lag.time.max.ms\" = {REPLICA_LAG_TIME_MAX_MS}\n"
-        ),
-    )?;
-    let serve_args = ["--config".to_string(), config.display().to_string()];
-    let mut cluster = LocalCluster::start_in(args.brokers, Some(&out), &serve_args, sandbox)?;
+    let mut cluster = start_cluster(&args, &out, sandbox)?;
     create_topic(&cluster, TOPIC, args.partitions)?;
     if args.txn_writers > 0 {
         create_topic(&cluster, txn::TOPIC, args.partitions)?;
@@ -201,6 +203,40 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         (true, true) => Ok(()),
         (false, _) => bail!("unsafe: see {}", out.join("verdict.json").display()),
         (true, false) => bail!("not live: see {}", out.join("verdict.json").display()),
+    }
+}
+
+/// The nodes, with the session and lag timeouts above; Kafka's internal
+/// topics as replicated as Sluice's are by default.
+fn start_cluster(args: &ChaosArgs, out: &std::path::Path, sandbox: Sandbox) -> anyhow::Result<LocalCluster> {
+    if args.peer == "kafka" {
+        let jars = args.kafka_jars.clone().unwrap_or_else(default_kafka_jars);
+        let properties = format!(
+            "broker.session.timeout.ms={BROKER_SESSION_TIMEOUT_MS}\n\
+             replica.lag.time.max.ms={REPLICA_LAG_TIME_MAX_MS}\n\
+             offsets.topic.replication.factor=3\n\
+             transaction.state.log.replication.factor=3\n\
+             transaction.state.log.min.isr=2\n"
+        );
+        return LocalCluster::start_kafka_in(args.brokers, Some(out), &jars, &properties, sandbox);
+    }
+    let config = out.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "\"broker.session.timeout.ms\" = {BROKER_SESSION_TIMEOUT_MS}\n\
+             \"replica.lag.time.max.ms\" = {REPLICA_LAG_TIME_MAX_MS}\n"
+        ),
+    )?;
+    let serve_args = ["--config".to_string(), config.display().to_string()];
+    LocalCluster::start_in(args.brokers, Some(out), &serve_args, sandbox)
+}
+
+/// Where `perf/peer-kafka.sh` keeps Kafka 4.4's jars.
+fn default_kafka_jars() -> PathBuf {
+    match std::env::var_os("SLUICE_KAFKA_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/sluice/kafka-4.4.0"),
     }
 }
 

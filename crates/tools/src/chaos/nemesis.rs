@@ -194,7 +194,7 @@ impl Nemesis<'_> {
                 .find(|p| p.partition_index == partition)?
                 .leader_id
                 .0;
-            let controller = metadata.controller_id.0;
+            let controller = crate::client::admin::quorum_leader(&mut client).ok()?;
             (known(leader) && known(controller)).then_some((leader, controller))
         })
     }

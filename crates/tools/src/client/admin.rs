@@ -93,3 +93,24 @@ pub fn delete_topic(client: &mut Client, name: &str) -> anyhow::Result<()> {
         &format!("cannot delete topic '{name}'"),
     )
 }
+
+/// The metadata quorum's leader, by DescribeQuorum on `__cluster_metadata`
+/// (as `kafka-metadata-quorum describe --status` reads it). Metadata's
+/// controller id is no substitute: Kafka answers a random live broker there.
+pub fn quorum_leader(client: &mut Client) -> anyhow::Result<i32> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(TopicName(s("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ]);
+    let response = client.send(&request, 1)?;
+    check(response.error_code, None, "DescribeQuorum")?;
+    let partition = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("DescribeQuorum returned no partition")?;
+    check(partition.error_code, None, "DescribeQuorum")?;
+    Ok(partition.leader_id.0)
+}
