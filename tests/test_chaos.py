@@ -62,17 +62,17 @@ def assert_no_anomaly(verdict, report):
     assert all(r <= verdict["recovery_bound_ms"] for r in txn["recovery_ms"]), report
 
 
-# This seed's first 60 s hold both a rolling restart and a full disk.
-DISK_SEED = 11
+# This seed's first 60 s hold a slow disk, a rolling restart and a full disk.
+DISK_SEED = 8
 DISK_DURATION_S = 60
 
 
 @sluice_only("fault campaign, which starts its own cluster")
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mkfs.ext4") is None,
                     reason="each node's own disk is a loop-mounted ext4 filesystem (root, mkfs.ext4)")
-def test_a_rolling_restart_and_a_full_disk_lose_nothing_and_recover_in_bound(tmp_path):
+def test_a_rolling_restart_a_full_disk_and_a_slow_one_lose_nothing_and_recover_in_bound(tmp_path):
     out = tmp_path / "chaos"
-    run = subprocess.run([SLUICE_BIN, "chaos", "--duration", str(DISK_DURATION_S), "--faults", "restart,disk",
+    run = subprocess.run([SLUICE_BIN, "chaos", "--duration", str(DISK_DURATION_S), "--faults", "restart,disk,slow",
                           "--disk-mb", "256", "--seed", str(DISK_SEED), "--out", str(out)],
                          capture_output=True, text=True, timeout=DISK_DURATION_S + 300)
     report = run.stdout + run.stderr[-4000:]
@@ -81,7 +81,7 @@ def test_a_rolling_restart_and_a_full_disk_lose_nothing_and_recover_in_bound(tmp
     assert verdict["acknowledged"] == verdict["sends"] > 40_000, report
     assert_no_anomaly(verdict, report)
     recoveries = verdict["recovery"]
-    assert {r["kind"] for r in recoveries} == {"restart", "disk"}, report
+    assert {r["kind"] for r in recoveries} == {"restart", "disk", "slow"}, report
     assert all(r["recovery_ms"] <= verdict["recovery_bound_ms"] for r in recoveries), report
     logs = "".join((out / f"node{node}" / "broker.log").read_text() for node in (1, 2, 3))
     assert "panicked" not in logs

@@ -862,6 +862,27 @@ def test_consumer_groups_span_the_cluster_and_survive_a_coordinator_kill(make_cl
     assert listed.returncode == 0 and "g1" in listed.stdout, listed.stdout + listed.stderr
 
 
+def test_internal_topics_wait_for_their_whole_replication_factor(make_cluster):
+    """As Kafka's: while fewer brokers are up than offsets.topic.replication.factor (3), the
+    first FindCoordinator gets COORDINATOR_NOT_AVAILABLE, which clients retry, rather than
+    a __consumer_offsets with fewer replicas for good. Once the third is back, it has three."""
+    nodes = make_cluster(3, config='"broker.session.timeout.ms" = 2000\n')
+    nodes[2].kill9()
+    wait_for(lambda: 3 not in cluster_view(nodes[0])[1], timeout_s=20, what="broker 3 fenced")
+    with kwire.Connection(nodes[0].bootstrap) as c:
+        assert c.find_coordinator("early-group")[0] == 15, "COORDINATOR_NOT_AVAILABLE"
+        assert c.find_coordinator("early-txn", key_type=1)[0] == 15
+    assert "fewer than the topic's replication factor 3" in nodes[0].log() + nodes[1].log()
+    nodes[2].restart()
+
+    def found():
+        with kwire.Connection(nodes[0].bootstrap) as c:
+            return c.find_coordinator("early-group")[0] == 0
+    wait_for(found, timeout_s=30, what="the group's coordinator, once three brokers are up")
+    replicas = replicas_of(nodes[0], "__consumer_offsets")
+    assert len(replicas) == 50 and all(len(r) == 3 for r in replicas.values())
+
+
 def test_dedicated_controllers_and_broker_only_nodes(make_cluster):
     """process.roles: three controller-only voters and two broker-only observers. Clients
     see only the brokers; topics, replication, a quorum leader kill and a broker kill all

@@ -205,3 +205,51 @@ def test_kafka_transactions_lists_describes_and_aborts_a_hanging_transaction(too
     p.abort_transaction(30)
     [described] = table(tool(TRANSACTIONS, "describe", "--transactional-id", "tool-txn"))
     assert described["TransactionState"] in ("PrepareAbort", "CompleteAbort")
+
+
+FEATURES = "org.apache.kafka.tools.FeatureCommand"
+
+
+def described_feature(tool, feature):
+    """The fields kafka-features describe prints for `feature`."""
+    import re
+    line = next(l for l in tool(FEATURES, "describe").splitlines() if l.startswith(f"Feature: {feature} "))
+    return dict(re.findall(r"(\w+): (\S+)", line))
+
+
+def test_kafka_features_downgrades_and_upgrades_transaction_version(tool, broker, java_classpath):
+    """kafka-features (UpdateFeatures) sets transaction.version for the whole cluster, with
+    Kafka's refusals, and the Java client follows it: its epoch stays put at 1 and is bumped
+    at every commit and abort at 2. The level survives a restart."""
+    check = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath, "sluice.ClientCheck"]
+
+    def epoch_after_commit_and_abort(run_name):
+        run = subprocess.run([*check, broker.bootstrap, "transactions", run_name], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0 and "OK transactions" in run.stdout, run.stdout + run.stderr[-3000:]
+        return int(run.stdout.split("producer epoch after a commit and an abort: ")[1].split()[0])
+
+    def refused(*args):
+        done = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", java_classpath,
+                               FEATURES, "--bootstrap-server", broker.bootstrap, *args],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0, done.stdout
+        return done.stdout + done.stderr
+
+    before = described_feature(tool, "transaction.version")
+    assert (before["SupportedMinVersion"], before["SupportedMaxVersion"], before["FinalizedVersionLevel"]) == \
+        ("0", "2", "2")
+    assert tool(FEATURES, "downgrade", "--feature", "transaction.version=1").strip() == \
+        "transaction.version was downgraded to 1."
+    after = described_feature(tool, "transaction.version")
+    assert after["FinalizedVersionLevel"] == "1" and int(after["Epoch"]) > int(before["Epoch"])
+    assert epoch_after_commit_and_abort("-at-1") == 0
+    assert "supports versions 0-2" in refused("upgrade", "--feature", "transaction.version=3")
+    assert "Can't downgrade to a newer version." in refused("downgrade", "--feature", "transaction.version=2")
+    assert "does not support this feature" in refused("upgrade", "--feature", "no.such.version=1")
+    assert described_feature(tool, "transaction.version")["FinalizedVersionLevel"] == "1", "nothing refused is made"
+    broker.restart()
+    assert described_feature(tool, "transaction.version")["FinalizedVersionLevel"] == "1"
+    assert tool(FEATURES, "upgrade", "--feature", "transaction.version=2").strip() == \
+        "transaction.version was upgraded to 2."
+    assert epoch_after_commit_and_abort("-at-2") == 2

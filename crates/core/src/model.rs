@@ -118,11 +118,12 @@ pub enum ErrorCode {
     UnreleasedInstanceId = 111,
     UnsupportedAssignor = 112,
     StaleMemberEpoch = 113,
+    InvalidUpdateVersion = 95,
 }
 
 impl ErrorCode {
     /// Every code the broker knows, for `from_code`.
-    const ALL: [ErrorCode; 75] = [
+    const ALL: [ErrorCode; 76] = [
         ErrorCode::None,
         ErrorCode::UnknownServerError,
         ErrorCode::OffsetOutOfRange,
@@ -198,6 +199,7 @@ impl ErrorCode {
         ErrorCode::UnreleasedInstanceId,
         ErrorCode::UnsupportedAssignor,
         ErrorCode::StaleMemberEpoch,
+        ErrorCode::InvalidUpdateVersion,
     ];
 
     pub fn code(self) -> i16 {

@@ -502,6 +502,28 @@ impl LocalBroker {
         Ok(())
     }
 
+    /// Throttles the node's own disk to a trickle (`slow`), or lifts the
+    /// throttle. The limits are blk-throttle's, set in cgroup v1's root blkio
+    /// group, so they hold for every read and write of the device, the
+    /// kernel's writeback of the broker's unsynced appends included.
+    pub fn slow_disk(&self, slow: bool) -> anyhow::Result<()> {
+        let disk = self
+            .disk
+            .as_ref()
+            .context("slowing a disk needs --disk (Sandbox::disk_mb)")?;
+        for (setting, limit) in SLOW_DISK_LIMITS {
+            let path = Path::new(BLKIO_DIR).join(format!("blkio.throttle.{setting}"));
+            let limit = if slow { limit } else { 0 };
+            std::fs::write(&path, format!("{} {limit}", disk.device)).with_context(|| {
+                format!(
+                    "cannot write {} (slow needs cgroup v1's blkio, and root)",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// The running process, if any.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -565,10 +587,22 @@ impl Drop for LocalBroker {
     }
 }
 
+/// Where cgroup v1 keeps the root blkio group's throttles.
+const BLKIO_DIR: &str = "/sys/fs/cgroup/blkio";
+/// A slow disk: 64 KiB and 10 operations a second each way (0 lifts a limit).
+const SLOW_DISK_LIMITS: [(&str, u64); 4] = [
+    ("write_bps_device", 64 << 10),
+    ("read_bps_device", 64 << 10),
+    ("write_iops_device", 10),
+    ("read_iops_device", 10),
+];
+
 /// A node's own ext4 filesystem: an image file under its directory, mounted
 /// through a loop device at `mount`.
 struct Disk {
     mount: PathBuf,
+    /// The loop device's `major:minor`, which blk-throttle names it by.
+    device: String,
 }
 
 impl Disk {
@@ -584,12 +618,34 @@ impl Disk {
             &["-o", "loop", &image.display().to_string(), &mount.display().to_string()],
         )
         .context("mounting a node's disk needs root")?;
-        Ok(Self { mount })
+        let device = mounted_device(&mount)?;
+        Ok(Self { mount, device })
     }
+}
+
+/// The `major:minor` of the device mounted at `mount`, from /proc/self/mountinfo
+/// (its third field; the fifth is the mount point).
+fn mounted_device(mount: &Path) -> anyhow::Result<String> {
+    let mount = mount.canonicalize()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .rev() // the latest mount at a point is the one in effect
+        .map(|line| line.split(' ').collect::<Vec<_>>())
+        .find(|fields| fields.len() > 4 && Path::new(fields[4]) == mount)
+        .map(|fields| fields[2].to_string())
+        .with_context(|| format!("{} is not in /proc/self/mountinfo", mount.display()))
 }
 
 impl Drop for Disk {
     fn drop(&mut self) {
+        // A campaign cut short may leave it slow: the next loop device would inherit the limits.
+        for (setting, _) in SLOW_DISK_LIMITS {
+            let _ = std::fs::write(
+                Path::new(BLKIO_DIR).join(format!("blkio.throttle.{setting}")),
+                format!("{} 0", self.device),
+            );
+        }
         let _ = run("umount", &["-l", &self.mount.display().to_string()]);
     }
 }

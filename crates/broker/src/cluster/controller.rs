@@ -10,11 +10,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::metadata::{BrokerEndpoint, Metadata, PartitionAssignment, TopicMeta};
+use super::metadata::{BrokerEndpoint, Features, Metadata, PartitionAssignment, TopicMeta};
 use super::quorum::{ClusterImage, Record};
 use super::shard::local;
 use crate::config::BrokerConfig;
@@ -77,6 +78,8 @@ impl Change {
 pub struct Controller {
     data_dir: PathBuf,
     static_defaults: LogConfig,
+    /// `transaction.version` as this broker's setting gives it (`Metadata::feature_level`).
+    txn_version_setting: i16,
     default_partitions: i32,
     default_replication_factor: i16,
     next_producer_id: Cell<i64>,
@@ -99,6 +102,7 @@ impl Controller {
         Self {
             data_dir: config.data_dir.clone(),
             static_defaults: config.log_defaults.clone(),
+            txn_version_setting: config.txn.version,
             default_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             next_producer_id: Cell::new(first_producer_id(config, metadata)),
@@ -159,6 +163,7 @@ impl Controller {
         let current = Arc::clone(&self.current.borrow());
         let mut image = ClusterImage {
             topics: current.topics.clone(),
+            features: current.features.clone(),
             ..ClusterImage::default()
         };
         for record in records {
@@ -166,6 +171,7 @@ impl Controller {
         }
         let mut next = (*current).clone();
         next.topics = image.topics;
+        next.features = image.features;
         broadcast(self.commit_local(next)?).await;
         Ok(())
     }
@@ -402,6 +408,40 @@ impl Controller {
         Ok(Change::Local(next))
     }
 
+    fn update_features(&self, updates: &[FeatureUpdate], validate_only: bool) -> Result<Change, ApiError> {
+        let current = Arc::clone(&self.current.borrow());
+        let epoch_ms = crate::model::now_ms().max(current.features.epoch_ms + 1);
+        let mut records = Vec::with_capacity(updates.len());
+        for (i, update) in updates.iter().enumerate() {
+            if updates[..i].iter().any(|u| u.feature == update.feature) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("Feature {} was specified more than once.", update.feature),
+                ));
+            }
+            let (min, max) = crate::config::supported_feature(&update.feature).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidUpdateVersion,
+                    format!(
+                        "Invalid update version {} for feature {}. This cluster does not support this feature.",
+                        update.level, update.feature
+                    ),
+                )
+            })?;
+            let finalized = current.feature_level(&update.feature, self.txn_version_setting);
+            check_feature_update(update, min, max, finalized)?;
+            records.push(Record::SetFeatureLevel {
+                feature: update.feature.clone(),
+                level: update.level,
+                epoch_ms,
+            });
+        }
+        if validate_only || records.is_empty() {
+            return Ok(Change::None);
+        }
+        Ok(Change::Records(records))
+    }
+
     fn allocate_producer_id(&self) -> (Change, i64) {
         let id = self.next_producer_id.get();
         self.next_producer_id.set(id + 1);
@@ -412,6 +452,48 @@ impl Controller {
         let mut next = (*current).clone();
         next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
         (Change::Local(next), id)
+    }
+}
+
+/// One update of UpdateFeatures: `feature` to `level`, as `kind` allows.
+#[derive(Debug, Clone)]
+pub struct FeatureUpdate {
+    pub feature: String,
+    pub level: i16,
+    pub kind: UpgradeKind,
+}
+
+/// UpdateFeatures' upgrade type (v0's allow_downgrade is a safe downgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeKind {
+    Upgrade,
+    SafeDowngrade,
+    UnsafeDowngrade,
+}
+
+/// Whether `update` may move a feature at `finalized` within the supported
+/// `min..=max` (messages as Kafka's controller words them).
+fn check_feature_update(update: &FeatureUpdate, min: i16, max: i16, finalized: i16) -> Result<(), ApiError> {
+    let refuse = |why: String| {
+        Err(ApiError::new(
+            ErrorCode::InvalidUpdateVersion,
+            format!(
+                "Invalid update version {} for feature {}. {why}",
+                update.level, update.feature
+            ),
+        ))
+    };
+    if !(min..=max).contains(&update.level) {
+        return refuse(format!("This cluster only supports versions {min}-{max}"));
+    }
+    match update.kind {
+        UpgradeKind::Upgrade if update.level < finalized => refuse(format!(
+            "It is at {finalized}: a downgrade needs the upgrade type SAFE_DOWNGRADE or UNSAFE_DOWNGRADE."
+        )),
+        UpgradeKind::SafeDowngrade | UpgradeKind::UnsafeDowngrade if update.level > finalized => {
+            refuse("Can't downgrade to a newer version.".to_string())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -525,6 +607,7 @@ fn apply_config_ops(
 pub struct ClusterView {
     pub brokers: BTreeMap<i32, BrokerEndpoint>,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    pub features: Features,
     pub controller_id: i32,
     pub applied_index: u64,
 }
@@ -541,11 +624,13 @@ pub async fn apply_cluster_view(view: ClusterView) {
     }
     let unchanged = current.brokers == view.brokers
         && current.topics == view.topics
+        && current.features == view.features
         && current.controller_id == Some(view.controller_id);
     if !unchanged {
         let mut next = (*current).clone();
         next.brokers = view.brokers;
         next.topics = view.topics;
+        next.features = view.features;
         next.controller_id = Some(view.controller_id);
         next.quorum_applied_index = view.applied_index;
         match controller.commit_local(next) {
@@ -606,22 +691,46 @@ pub async fn create_internal_topic(
 ) -> Result<(), ApiError> {
     assert!(is_internal_topic(&name), "{name} is not an internal topic");
     on_controller(move |c| {
-        // Replicated like any topic in cluster mode, on as many registered brokers as there
-        // are up to the setting. One fenced for the moment fails the creation (the client's
-        // FindCoordinator gets COORDINATOR_NOT_AVAILABLE and retries), as Kafka's does until
-        // enough brokers are up, rather than leave the topic with fewer replicas for good.
+        // Replicated like any topic in cluster mode, with the setting's replicas: while
+        // fewer brokers are up, the creation fails (the client's FindCoordinator gets
+        // COORDINATOR_NOT_AVAILABLE and retries), as Kafka's does, rather than leave the
+        // topic with fewer replicas for good. A single node holds the one replica.
         let current = Arc::clone(&c.current.borrow());
-        let brokers = match c.cluster_mode {
-            true => current.brokers.len(),
+        let replication_factor = match c.cluster_mode {
+            true => replication_factor.max(1),
             false => 1,
         };
-        let replication_factor = replication_factor
-            .min(i16::try_from(brokers).unwrap_or(i16::MAX))
-            .max(1);
+        if c.cluster_mode {
+            enough_brokers_up(c.placeable_brokers(&current).len(), &name, replication_factor)?;
+        }
         c.create_topic_unchecked(&name, partitions, replication_factor, configs, false)
             .map(|(change, _)| (change, ()))
     })
     .await
+}
+
+/// An internal topic gets its whole replication factor or waits: fewer
+/// brokers up than that fail its creation, as Kafka's do.
+fn enough_brokers_up(alive: usize, name: &str, replication_factor: i16) -> Result<(), ApiError> {
+    if alive >= replication_factor as usize {
+        return Ok(());
+    }
+    // Every client's FindCoordinator retries this: said once per WARN_EVERY_MS.
+    static WARNED_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+    const WARN_EVERY_MS: i64 = 10_000;
+    let now_ms = crate::model::steady_ms();
+    if now_ms.saturating_sub(WARNED_MS.load(Ordering::Relaxed)) >= WARN_EVERY_MS {
+        WARNED_MS.store(now_ms, Ordering::Relaxed);
+        warn!(
+            topic = %name,
+            "{alive} brokers are up, fewer than the topic's replication factor {replication_factor}: \
+             it is created once enough are (expected while a cluster starts)"
+        );
+    }
+    Err(ApiError::new(
+        ErrorCode::CoordinatorNotAvailable,
+        format!("{alive} brokers are up; {name} needs {replication_factor}"),
+    ))
 }
 
 /// How long a first use waits for an internal topic that a concurrent request
@@ -677,6 +786,12 @@ pub async fn alter_topic_configs(
             .map(|change| (change, ()))
     })
     .await
+}
+
+/// UpdateFeatures: every update is checked before any is made, and all are
+/// made together (`kafka-features upgrade|downgrade`).
+pub async fn update_features(updates: Vec<FeatureUpdate>, validate_only: bool) -> Result<(), ApiError> {
+    on_controller(move |c| c.update_features(&updates, validate_only).map(|change| (change, ()))).await
 }
 
 pub async fn alter_broker_configs(
@@ -757,4 +872,42 @@ pub async fn propose_prepared(prepared: Vec<Result<Record, ApiError>>) -> Vec<Re
 
 pub async fn allocate_producer_id() -> Result<i64, ApiError> {
     on_controller(|c| Ok(c.allocate_producer_id())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(level: i16, kind: UpgradeKind) -> FeatureUpdate {
+        FeatureUpdate {
+            feature: "transaction.version".into(),
+            level,
+            kind,
+        }
+    }
+
+    #[test]
+    fn feature_updates_move_as_their_upgrade_type_allows() {
+        let check = |u: FeatureUpdate, finalized| check_feature_update(&u, 0, 2, finalized).map_err(|e| e.code);
+        assert_eq!(check(update(1, UpgradeKind::SafeDowngrade), 2), Ok(()));
+        assert_eq!(check(update(0, UpgradeKind::UnsafeDowngrade), 2), Ok(()));
+        assert_eq!(check(update(2, UpgradeKind::Upgrade), 1), Ok(()));
+        assert_eq!(
+            check(update(2, UpgradeKind::Upgrade), 2),
+            Ok(()),
+            "to the same level: nothing to do"
+        );
+        for refused in [
+            update(1, UpgradeKind::Upgrade),
+            update(3, UpgradeKind::Upgrade),
+            update(-1, UpgradeKind::UnsafeDowngrade),
+        ] {
+            assert_eq!(check(refused, 2), Err(ErrorCode::InvalidUpdateVersion));
+        }
+        assert_eq!(
+            check(update(2, UpgradeKind::SafeDowngrade), 1),
+            Err(ErrorCode::InvalidUpdateVersion),
+            "a downgrade cannot go up"
+        );
+    }
 }

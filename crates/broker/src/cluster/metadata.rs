@@ -79,6 +79,16 @@ impl TopicMeta {
     }
 }
 
+/// Feature levels an operator finalized (UpdateFeatures); a feature absent
+/// is at the level the broker's own setting gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub levels: BTreeMap<String, i16>,
+    /// When a level was last set (0: never): ApiVersions' finalized-features
+    /// epoch, which clients compare across brokers.
+    pub epoch_ms: i64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metadata {
     /// Increases with every change; shards ignore a snapshot older than theirs.
@@ -104,6 +114,9 @@ pub struct Metadata {
     /// so a partition is never deleted because a topic is not there *yet*.
     #[serde(default)]
     pub quorum_applied_index: u64,
+    /// Finalized feature levels (UpdateFeatures): in cluster mode the quorum's.
+    #[serde(default)]
+    pub features: Features,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +132,12 @@ pub struct BrokerEndpoint {
 const METADATA_FILE: &str = "__sluice_metadata.json";
 
 impl Metadata {
+    /// A feature's finalized level: the one an operator set (UpdateFeatures),
+    /// else `setting`, the broker's own.
+    pub fn feature_level(&self, feature: &str, setting: i16) -> i16 {
+        self.features.levels.get(feature).copied().unwrap_or(setting)
+    }
+
     /// The brokers to describe to clients: the registered, unfenced ones, or this one alone.
     pub fn broker_endpoints(&self, config: &crate::config::BrokerConfig) -> Vec<(i32, String, u16)> {
         if self.brokers.is_empty() {

@@ -119,12 +119,22 @@ pub struct TxnConfig {
     pub abort_timed_out_interval_ms: u64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
     pub remove_expired_interval_ms: u64,
-    /// `transaction.version`, the feature level ApiVersions finalizes (Kafka
-    /// sets it with `kafka-features.sh`): 2 bumps the producer epoch at every
-    /// commit or abort and lets partition leaders add partitions to a
-    /// transaction (KIP-890 part 2); 0 and 1 do neither. Every broker of a
-    /// cluster should have the same.
+    /// `transaction.version`, the feature level ApiVersions finalizes until
+    /// an operator finalizes one for the cluster with `kafka-features`
+    /// (UpdateFeatures, `Metadata::feature_level`): 2 bumps the producer
+    /// epoch at every commit or abort and lets partition leaders add
+    /// partitions to a transaction (KIP-890 part 2); 0 and 1 do neither.
     pub version: i16,
+}
+
+/// The feature that `transaction.version` sets (ApiVersions, UpdateFeatures).
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+/// The highest `transaction.version` this broker supports.
+pub const TRANSACTION_VERSION_MAX: i16 = 2;
+
+/// The levels this broker supports of a feature it knows: (min, max).
+pub fn supported_feature(feature: &str) -> Option<(i16, i16)> {
+    (feature == TRANSACTION_VERSION_FEATURE).then_some((0, TRANSACTION_VERSION_MAX))
 }
 
 impl Default for TxnConfig {
@@ -180,7 +190,7 @@ impl TxnConfig {
                 .and_then(positive)
                 .map(|n| self.remove_expired_interval_ms = n as u64),
             "transaction.version" => parse_num::<i16>(key, value).and_then(|n| {
-                (0..=2)
+                (0..=TRANSACTION_VERSION_MAX)
                     .contains(&n)
                     .then(|| self.version = n)
                     .ok_or_else(|| format!("{key} must be 0, 1 or 2"))

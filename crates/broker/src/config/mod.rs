@@ -10,7 +10,9 @@ use crate::storage::LogConfig;
 use crate::storage::log_config::broker_config_key;
 
 mod coordinators;
-pub use coordinators::{GroupConfig, TxnConfig};
+pub use coordinators::{
+    GroupConfig, TRANSACTION_VERSION_FEATURE, TRANSACTION_VERSION_MAX, TxnConfig, supported_feature,
+};
 
 /// How fetched record bytes reach the socket (`fetch.send.method`); both are zero-copy.
 /// sendfile is the default: on loopback with 100-byte records it served 2.7M

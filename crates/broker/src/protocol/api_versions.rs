@@ -21,24 +21,26 @@ fn api_table() -> Vec<ApiVersion> {
         .collect()
 }
 
-const TRANSACTION_VERSION: &str = "transaction.version";
+const TRANSACTION_VERSION: &str = crate::config::TRANSACTION_VERSION_FEATURE;
 
 /// Clients take the features of the highest epoch they have seen: the time
 /// this broker process first answered, so a restart with another level is
-/// noticed by a client that outlives it.
-fn features_epoch() -> i64 {
-    static EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(crate::model::now_ms)
+/// noticed by a client that outlives it, or the time an operator last
+/// finalized a level (UpdateFeatures), whichever is later. A broker started
+/// after a change has the change too.
+fn features_epoch(changed_ms: i64) -> i64 {
+    static STARTED_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    (*STARTED_MS.get_or_init(crate::model::now_ms)).max(changed_ms)
 }
 
 pub fn handle(header: &RequestHeader, _body: Bytes) -> Result<Response, Malformed> {
     // The body (client software name and version) is informational only.
-    let state = crate::cluster::shard::local();
-    let finalized = state.config.txn.version;
+    let finalized = crate::txn::finalized_version();
+    let changed_ms = crate::cluster::shard::local().metadata().features.epoch_ms;
     let supported = SupportedFeatureKey::default()
         .with_name(super::str_bytes(TRANSACTION_VERSION))
         .with_min_version(0)
-        .with_max_version(crate::txn::VERSION_MAX);
+        .with_max_version(crate::config::TRANSACTION_VERSION_MAX);
     // As Kafka, a feature at level 0 is not listed as finalized.
     let finalized_features = (finalized > 0)
         .then(|| {
@@ -52,7 +54,7 @@ pub fn handle(header: &RequestHeader, _body: Bytes) -> Result<Response, Malforme
     let response = ApiVersionsResponse::default()
         .with_api_keys(api_table())
         .with_supported_features(vec![supported])
-        .with_finalized_features_epoch(features_epoch())
+        .with_finalized_features_epoch(features_epoch(changed_ms))
         .with_finalized_features(finalized_features);
     super::encode_response(header, &response)
 }

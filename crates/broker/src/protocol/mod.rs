@@ -43,6 +43,7 @@ pub mod produce;
 mod sync_group;
 mod txn_offset_commit;
 mod unregister_broker;
+mod update_features;
 mod write_txn_markers;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -92,6 +93,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
@@ -265,6 +267,7 @@ async fn dispatch(
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&header, body).await?,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&header, body).await?,
         ApiKey::ElectLeaders => elect_leaders::handle(&header, body).await?,
+        ApiKey::UpdateFeatures => update_features::handle(&header, body).await?,
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments::handle(&header, body).await?,
         ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(&header, body).await?,
         ApiKey::UnregisterBroker => unregister_broker::handle(&header, body).await?,
@@ -319,6 +322,7 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) {
         ApiKey::AlterPartitionReassignments => drop(decode::<AlterPartitionReassignmentsRequest>(body, version)),
         ApiKey::ListPartitionReassignments => drop(decode::<ListPartitionReassignmentsRequest>(body, version)),
         ApiKey::UnregisterBroker => drop(decode::<UnregisterBrokerRequest>(body, version)),
+        ApiKey::UpdateFeatures => drop(decode::<UpdateFeaturesRequest>(body, version)),
         ApiKey::DescribeQuorum => drop(decode::<DescribeQuorumRequest>(body, version)),
         ApiKey::DescribeProducers => drop(decode::<DescribeProducersRequest>(body, version)),
         ApiKey::DescribeTransactions => drop(decode::<DescribeTransactionsRequest>(body, version)),
@@ -381,6 +385,7 @@ pub fn sample_requests() -> Vec<(i16, i16, Vec<u8>)> {
                 ApiKey::AlterPartitionReassignments => encode_default::<AlterPartitionReassignmentsRequest>(version),
                 ApiKey::ListPartitionReassignments => encode_default::<ListPartitionReassignmentsRequest>(version),
                 ApiKey::UnregisterBroker => encode_default::<UnregisterBrokerRequest>(version),
+                ApiKey::UpdateFeatures => encode_default::<UpdateFeaturesRequest>(version),
                 ApiKey::DescribeQuorum => encode_default::<DescribeQuorumRequest>(version),
                 ApiKey::DescribeProducers => encode_default::<DescribeProducersRequest>(version),
                 ApiKey::DescribeTransactions => encode_default::<DescribeTransactionsRequest>(version),

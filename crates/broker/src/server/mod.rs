@@ -129,6 +129,7 @@ fn join_quorum(config: &BrokerConfig, quorum: &QuorumConfig, shards: runtime::Sh
                 })
                 .collect(),
             topics: image.topics.clone(),
+            features: image.features.clone(),
             controller_id: if leader_id == 0 { -1 } else { leader_id as i32 },
             applied_index: image.applied_index,
         };

@@ -22,7 +22,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::records::{decode_key, decode_value, encode_key, encode_value};
 use super::state::{EndPlan, Expected, InitPlan, TxnMetadata, TxnStatus};
@@ -350,7 +350,10 @@ impl TxnCoordinator {
             }
         };
         let answer = next.answer();
+        let began = std::time::Instant::now();
         self.store(partition, guard, next).await?;
+        // Where a commit's time goes, for `RUST_LOG=sluice_broker::txn=debug`.
+        debug!(transactional_id = %id, prepare_ms = began.elapsed().as_secs_f64() * 1e3, "transaction prepared");
         compio::runtime::spawn(Rc::clone(&self).complete(partition, id.to_string())).detach();
         Ok(answer)
     }
@@ -422,6 +425,7 @@ impl TxnCoordinator {
         let producer = (prepared.producer_id, prepared.producer_epoch);
         let mut remaining: Vec<TopicPartition> = prepared.partitions.iter().cloned().collect();
         let mut backoff = Duration::from_millis(20);
+        let began = std::time::Instant::now();
         // Bounded by the coordinator's epoch: it ends when every marker is
         // written, or when another broker (or a reload) owns the partition.
         loop {
@@ -448,6 +452,7 @@ impl TxnCoordinator {
             compio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
         }
+        let markers_ms = began.elapsed().as_secs_f64() * 1e3;
         let next = prepared.complete(now_ms());
         // Bounded as above: a write that fails for want of leadership ends it.
         loop {
@@ -461,7 +466,12 @@ impl TxnCoordinator {
                 Err(e) => Err(e),
             };
             match stored {
-                Ok(()) | Err(ErrorCode::NotCoordinator) | Err(ErrorCode::InvalidTxnState) => return,
+                Ok(()) => {
+                    let complete_ms = began.elapsed().as_secs_f64() * 1e3 - markers_ms;
+                    debug!(transactional_id = %id, markers_ms, complete_ms, "transaction completed");
+                    return;
+                }
+                Err(ErrorCode::NotCoordinator) | Err(ErrorCode::InvalidTxnState) => return,
                 Err(e) => {
                     warn!(transactional_id = %id, "storing the completed transaction failed: {e:?}; retrying");
                     compio::time::sleep(backoff).await;

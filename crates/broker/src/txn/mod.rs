@@ -33,15 +33,28 @@ pub use remote::write_markers;
 pub use state::{Expected, TxnMetadata, TxnStatus};
 
 pub const TXN_TOPIC: &str = crate::model::INTERNAL_TOPICS[1];
-/// The highest `transaction.version` this broker supports.
-pub const VERSION_MAX: i16 = state::TV_EPOCH_BUMP;
+// The highest transaction version the coordinator knows is the highest the feature supports.
+const _: () = assert!(state::TV_EPOCH_BUMP == crate::config::TRANSACTION_VERSION_MAX);
+
+/// The `transaction.version` feature's level: finalized for the cluster
+/// with UpdateFeatures, else the broker setting's.
+pub fn finalized_version() -> i16 {
+    let shard = shard::local();
+    let level = shard
+        .metadata()
+        .feature_level(crate::config::TRANSACTION_VERSION_FEATURE, shard.config.txn.version);
+    assert!(
+        level <= crate::config::TRANSACTION_VERSION_MAX,
+        "the controller checks levels"
+    );
+    level
+}
 
 /// The transaction version a request at `api_version` gets: 2 from
 /// `since_version` on, if the `transaction.version` feature is 2; else 1.
 pub fn client_version(api_version: i16, since_version: i16) -> i16 {
-    let finalized = shard::local().config.txn.version;
-    match api_version >= since_version && finalized >= VERSION_MAX {
-        true => VERSION_MAX,
+    match api_version >= since_version && finalized_version() >= state::TV_EPOCH_BUMP {
+        true => state::TV_EPOCH_BUMP,
         false => state::TV_KEEP_EPOCH,
     }
 }
@@ -227,7 +240,7 @@ impl TxnCheck {
     /// `implicit_add_version` on, if its client has version 2.
     pub fn for_request(api_version: i16, implicit_add_version: i16) -> TxnCheck {
         match client_version(api_version, implicit_add_version) {
-            VERSION_MAX => TxnCheck::Add,
+            state::TV_EPOCH_BUMP => TxnCheck::Add,
             _ => TxnCheck::Verify,
         }
     }
@@ -287,7 +300,7 @@ pub async fn check_here(
             TxnCheck::Verify => c.verify(&transactional_id, producer, &partitions),
             TxnCheck::Add => {
                 let count = partitions.len();
-                c.add_partitions(partition, &transactional_id, producer, partitions, VERSION_MAX)
+                c.add_partitions(partition, &transactional_id, producer, partitions, state::TV_EPOCH_BUMP)
                     .await
                     .map(|()| vec![ErrorCode::None; count])
             }

@@ -59,16 +59,21 @@ pub enum FaultKind {
     /// `node`'s disk filled up until no block is left, then freed.
     #[serde(rename = "disk")]
     FullDisk,
+    /// `node`'s disk throttled to a trickle (blk-throttle: a few writes and
+    /// a few KiB a second), then restored.
+    #[serde(rename = "slow")]
+    SlowDisk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Isolate,
         FaultKind::Bridge,
         FaultKind::Restart,
         FaultKind::FullDisk,
+        FaultKind::SlowDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl FaultKind {
             FaultKind::Bridge => "bridge",
             FaultKind::Restart => "restart",
             FaultKind::FullDisk => "disk",
+            FaultKind::SlowDisk => "slow",
         }
     }
 
@@ -88,8 +94,8 @@ impl FaultKind {
     }
 
     /// Whether it needs each node's data dir on a disk of its own.
-    pub fn fills_a_disk(self) -> bool {
-        self == FaultKind::FullDisk
+    pub fn needs_own_disk(self) -> bool {
+        matches!(self, FaultKind::FullDisk | FaultKind::SlowDisk)
     }
 
     /// When recovery is counted from: the fault's start, except for a full

@@ -45,10 +45,11 @@ pub struct ChaosArgs {
     pub duration: u64,
     /// The faults to draw from, comma-separated: kill, pause, isolate, bridge,
     /// partition (isolate and bridge), restart (a rolling restart), disk (a
-    /// full disk), or none (a fault-free run to compare throughput with). A
-    /// name given twice is drawn twice as often. isolate and bridge put each
-    /// node in a network namespace of its own, disk each data dir on a
-    /// loop-mounted filesystem of its own (root only).
+    /// full disk), slow (a disk throttled to a trickle), or none (a
+    /// fault-free run to compare throughput with). A name given twice is
+    /// drawn twice as often. isolate and bridge put each node in a network
+    /// namespace of its own, disk and slow each data dir on a loop-mounted
+    /// filesystem of its own (root only; slow needs cgroup v1's blkio).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     pub faults: Vec<String>,
     /// With `disk`: the size of each node's own filesystem, in MiB.
@@ -124,7 +125,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     );
     let sandbox = Sandbox {
         namespaces: kinds.iter().any(|k| k.parts_the_network()),
-        disk_mb: kinds.iter().any(|k| k.fills_a_disk()).then_some(args.disk_mb),
+        disk_mb: kinds.iter().any(|k| k.needs_own_disk()).then_some(args.disk_mb),
     };
     let mut cluster = start_cluster(&args, &out, sandbox)?;
     create_topic(&cluster, TOPIC, args.partitions)?;
@@ -168,6 +169,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             pause_ms: (2_000, 12_000),
             partition_ms: (5_000, 15_000),
             full_disk_ms: (3_000, 10_000),
+            slow_disk_ms: (5_000, 15_000),
             restart_gap_ms: 3_000,
         },
         rng: Rng::new(seed),
@@ -254,7 +256,9 @@ fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
             "partition" => kinds.extend([FaultKind::Isolate, FaultKind::Bridge]),
             name => match FaultKind::ALL.iter().find(|k| k.name() == name) {
                 Some(kind) => kinds.push(*kind),
-                None => bail!("unknown fault '{name}' (kill, pause, isolate, bridge, partition, restart, disk, none)"),
+                None => {
+                    bail!("unknown fault '{name}' (kill, pause, isolate, bridge, partition, restart, disk, slow, none)")
+                }
             },
         }
     }
@@ -342,7 +346,7 @@ fn print_verdict(verdict: &check::Verdict, seed: u64) {
         let mut times = t.recovery_ms.clone();
         times.sort_unstable();
         println!(
-            "transactions by {} writers: {} committed, {} aborted, {} failed, {} unknown; lost commits {}, torn {}, aborted reads {}, duplicated {}, moved {}, reordered {}, vanished reads {}; longest without a commit after a fault: p50 {} ms, max {} ms",
+            "transactions by {} writers: {} committed, {} aborted, {} failed, {} unknown; lost commits {}, torn {}, aborted reads {}, duplicated {}, moved {}, reordered {}, vanished reads {}; longest a writer went without a commit after a fault: p50 {} ms, max {} ms",
             t.writers,
             t.committed,
             t.aborted,

@@ -44,6 +44,7 @@ pub struct Timing {
     pub pause_ms: (u64, u64),
     pub partition_ms: (u64, u64),
     pub full_disk_ms: (u64, u64),
+    pub slow_disk_ms: (u64, u64),
     /// In a rolling restart, how long each node gets to rejoin before the next stops.
     pub restart_gap_ms: u64,
 }
@@ -80,6 +81,7 @@ impl Nemesis<'_> {
                     self.rng.range(self.timing.partition_ms.0, self.timing.partition_ms.1)
                 }
                 FaultKind::FullDisk => self.rng.range(self.timing.full_disk_ms.0, self.timing.full_disk_ms.1),
+                FaultKind::SlowDisk => self.rng.range(self.timing.slow_disk_ms.0, self.timing.slow_disk_ms.1),
                 FaultKind::Restart => self.timing.restart_gap_ms * self.cluster.brokers.len() as u64,
             };
             let partition = self.rng.range(0, self.partitions as u64 - 1) as i32;
@@ -150,6 +152,11 @@ impl Nemesis<'_> {
                 broker.fill_disk()?;
                 sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
                 broker.free_disk()?;
+            }
+            FaultKind::SlowDisk => {
+                broker.slow_disk(true)?;
+                sleep_unless(self.interrupted, Duration::from_millis(hold_ms));
+                broker.slow_disk(false)?;
             }
             FaultKind::Restart => unreachable!("a rolling restart is not one node's fault"),
         }

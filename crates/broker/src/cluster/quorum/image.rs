@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::cluster::metadata::{PartitionAssignment, TopicMeta};
+use crate::cluster::metadata::{Features, PartitionAssignment, TopicMeta};
 use crate::model::ErrorCode;
 
 /// One change to the cluster metadata.
@@ -90,6 +90,14 @@ pub enum Record {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A feature's finalized level for the whole cluster (UpdateFeatures, as
+    /// `kafka-features` sends it), set at `epoch_ms`; the controller checked
+    /// the level against what every broker supports.
+    SetFeatureLevel {
+        feature: String,
+        level: i16,
+        epoch_ms: i64,
+    },
 }
 
 /// Why a record was refused, with the Kafka error its proposer reports.
@@ -117,6 +125,8 @@ pub struct ClusterImage {
     /// Brokers the quorum leader found unresponsive.
     pub fenced: std::collections::BTreeSet<i32>,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Finalized feature levels set by UpdateFeatures, and when last set.
+    pub features: Features,
     /// The last log index applied.
     pub applied_index: u64,
 }
@@ -222,6 +232,15 @@ impl ClusterImage {
     /// Applies one committed record; an error says why it was refused.
     pub fn apply(&mut self, record: Record) -> Result<(), RecordError> {
         match record {
+            Record::SetFeatureLevel {
+                feature,
+                level,
+                epoch_ms,
+            } => {
+                self.features.levels.insert(feature, level);
+                self.features.epoch_ms = self.features.epoch_ms.max(epoch_ms);
+                Ok(())
+            }
             Record::RegisterBroker {
                 broker_id,
                 host,

@@ -77,7 +77,7 @@ public final class ClientCheck {
             case "wide" -> check.wide();
             case "moves" -> check.moves();
             case "failover" -> check.failover();
-            case "transactions" -> check.transactions();
+            case "transactions" -> check.transactions(arg);
             case "exactly-once" -> check.exactlyOnce(arg);
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
@@ -141,24 +141,27 @@ public final class ClientCheck {
      * a read_uncommitted one sees both. A second producer with the same
      * transactional id fences the first.
      */
-    void transactions() throws Exception {
-        createTopic("java-tx", 2);
-        Map<String, Object> txn = Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-tx-writer");
+    /** `suffix` names a topic and transactional id of their own, for a run after another. */
+    void transactions(String suffix) throws Exception {
+        String topic = "java-tx" + suffix;
+        String id = "java-tx-writer" + suffix;
+        createTopic(topic, 2);
+        Map<String, Object> txn = Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, id);
         try (KafkaProducer<byte[], byte[]> producer = producer(txn)) {
             producer.initTransactions();
             producer.beginTransaction();
             for (int i = 0; i < 10; i++) {
-                producer.send(new ProducerRecord<>("java-tx", i % 2, null, bytes("committed-" + i)));
+                producer.send(new ProducerRecord<>(topic, i % 2, null, bytes("committed-" + i)));
             }
             producer.commitTransaction();
             producer.beginTransaction();
-            producer.send(new ProducerRecord<>("java-tx", 0, null, bytes("aborted"))).get();
+            producer.send(new ProducerRecord<>(topic, 0, null, bytes("aborted"))).get();
             producer.abortTransaction();
             // transaction.version 2 (KIP-890 part 2) bumps the epoch at each
             // commit and abort; version 1 leaves it where InitProducerId put it.
             try (Admin admin = adminClient()) {
-                int epoch = admin.describeTransactions(List.of("java-tx-writer"))
-                    .description("java-tx-writer").get(30, TimeUnit.SECONDS).producerEpoch();
+                int epoch = admin.describeTransactions(List.of(id))
+                    .description(id).get(30, TimeUnit.SECONDS).producerEpoch();
                 System.out.println("producer epoch after a commit and an abort: " + epoch);
             }
             try (KafkaProducer<byte[], byte[]> successor = producer(txn)) {
@@ -166,7 +169,7 @@ public final class ClientCheck {
                 boolean fenced = false;
                 try {
                     producer.beginTransaction();
-                    producer.send(new ProducerRecord<>("java-tx", 1, null, bytes("zombie"))).get();
+                    producer.send(new ProducerRecord<>(topic, 1, null, bytes("zombie"))).get();
                     producer.commitTransaction();
                 } catch (Exception e) {
                     fenced = true;
@@ -174,8 +177,8 @@ public final class ClientCheck {
                 check(fenced, "the first producer was fenced by the second");
             }
         }
-        List<String> committed = readAll("java-tx", 2, "read_committed");
-        List<String> all = readAll("java-tx", 2, "read_uncommitted");
+        List<String> committed = readAll(topic, 2, "read_committed");
+        List<String> all = readAll(topic, 2, "read_uncommitted");
         List<String> expected = new ArrayList<>();
         for (int i = 0; i < 10; i++) {
             expected.add("committed-" + i);
