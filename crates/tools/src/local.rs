@@ -1,8 +1,8 @@
 //! A temporary local Sluice for `bench` and `chaos`: this same binary running
 //! `serve` on free loopback ports with fresh data dirs (one node, or a cluster
 //! with `--brokers 3`), or Apache Kafka from its jars as the peer that
-//! `chaos --peer kafka` puts under the same faults, stopped and removed after (kept, with its logs, when
-//! the caller names the directory). A node can be killed, restarted on the
+//! `chaos --peer kafka` puts under the same faults, stopped and removed
+//! after (kept, with its logs, when the caller names the directory). A node can be killed, restarted on the
 //! same ports and data, paused and resumed, stopped gracefully; with a disk
 //! of its own (`Sandbox::disk_mb`, a loop-mounted ext4 file), its data dir
 //! can be filled up and freed again. CPU time and RSS are read from
