@@ -64,7 +64,7 @@ impl Verdict {
     pub fn live(&self) -> bool {
         self.failed_sends == 0
             && self.recovery.iter().all(|r| r.recovery_ms <= self.recovery_bound_ms)
-            && self.txn.live(self.recovery_bound_ms)
+            && self.txn.live()
     }
 
     fn example(&mut self, text: String) {

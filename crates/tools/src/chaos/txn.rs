@@ -439,8 +439,12 @@ impl TxnVerdict {
             == 0
     }
 
-    pub fn live(&self, recovery_bound_ms: u64) -> bool {
-        self.failed + self.unknown == 0 && self.recovery_ms.iter().all(|r| *r <= recovery_bound_ms)
+    /// Every transaction ended as its writer meant it to. How long a writer
+    /// went without a commit is reported, not bounded: a transaction needs
+    /// its coordinator and every partition it writes, so it waits for the
+    /// slowest of their moves, and the bound is the partitions'.
+    pub fn live(&self) -> bool {
+        self.failed + self.unknown == 0
     }
 }
 
@@ -660,7 +664,7 @@ mod tests {
             ],
         };
         let v = check_txns(&clean, &[], 100, &mut Vec::new());
-        assert!(v.safe() && v.live(1000), "{v:?}");
+        assert!(v.safe() && v.live(), "{v:?}");
         assert_eq!((v.committed, v.aborted), (2, 1));
 
         let mut bad = clean;
@@ -691,6 +695,6 @@ mod tests {
             (1, 2, 1, 1, 1, 1, 1),
             "{v:?} {examples:?}"
         );
-        assert!(!v.safe() && !v.live(1000));
+        assert!(!v.safe() && !v.live());
     }
 }
