@@ -654,6 +654,12 @@ def cluster_with_a_topic(make_cluster, topic):
     cluster = SimpleNamespace(bootstrap=",".join(n.bootstrap for n in nodes))
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})  # must outlive the future
     admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(20)
+    # The readers are a group's members: its coordinator's topic is made now, while all three
+    # brokers are up. Once one is killed it could not be (fewer brokers than its replicas, as Kafka).
+    def group_coordinator_found():
+        with kwire.Connection(nodes[0].bootstrap) as conn:
+            return conn.find_coordinator("readers")[0] == 0
+    kwire.wait_for(group_coordinator_found, what="__consumer_offsets")
     return nodes, cluster
 
 

@@ -124,6 +124,7 @@ pub struct TxnConfig {
     /// (UpdateFeatures, `Metadata::feature_level`): 2 bumps the producer
     /// epoch at every commit or abort and lets partition leaders add
     /// partitions to a transaction (KIP-890 part 2); 0 and 1 do neither.
+    /// Until then every broker of a cluster should have the same.
     pub version: i16,
 }
 
