@@ -341,12 +341,19 @@ pub fn read_final(spec: &TxnSpec) -> anyhow::Result<Vec<Vec<(i64, String)>>> {
         if Instant::now() > deadline {
             bail!("the final read of {TOPIC} stalled: at the end of {at_end:?}");
         }
+        // Only the assigned partitions can come back; anything else is ignored, not indexed.
         match committed.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => logs[message.partition() as usize].push((
-                message.offset(),
-                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
-            )),
-            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Ok(message)) => {
+                if let Some(log) = logs.get_mut(message.partition() as usize) {
+                    let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+                    log.push((message.offset(), value));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(end) = at_end.get_mut(p as usize) {
+                    *end = true;
+                }
+            }
             _ => {}
         }
     }
