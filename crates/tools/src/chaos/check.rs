@@ -228,16 +228,8 @@ fn recoveries(history: &History) -> Vec<Recovery> {
     for times in &mut acks {
         times.sort_unstable();
     }
-    let mut faults: Vec<&Fault> = history.faults.iter().collect();
-    faults.sort_by_key(|f| f.start_ms);
-    let ends = faults
-        .iter()
-        .skip(1)
-        .map(|f| f.start_ms)
-        .chain(std::iter::once(history.duration_ms));
-    faults
-        .iter()
-        .zip(ends)
+    fault_windows(&history.faults, history.duration_ms)
+        .into_iter()
         .map(|(fault, window_end_ms)| {
             let (partition, recovery_ms) = acks
                 .iter()
@@ -259,6 +251,20 @@ fn recoveries(history: &History) -> Vec<Recovery> {
             }
         })
         .collect()
+}
+
+/// Each fault in start order, with where its window ends: the next fault's
+/// start, or the end of the run.
+pub(super) fn fault_windows(faults: &[Fault], duration_ms: u64) -> Vec<(&Fault, u64)> {
+    let mut faults: Vec<&Fault> = faults.iter().collect();
+    faults.sort_by_key(|f| f.start_ms);
+    let ends: Vec<u64> = faults
+        .iter()
+        .skip(1)
+        .map(|f| f.start_ms)
+        .chain(std::iter::once(duration_ms))
+        .collect();
+    faults.into_iter().zip(ends).collect()
 }
 
 /// One partition's outage in a fault's window `[from_ms, to_ms)` (`times`

@@ -598,16 +598,8 @@ fn recoveries(history: &TxnHistory, faults: &[Fault], duration_ms: u64) -> Vec<u
             times
         })
         .collect();
-    let mut faults: Vec<&Fault> = faults.iter().collect();
-    faults.sort_by_key(|f| f.start_ms);
-    let ends = faults
-        .iter()
-        .skip(1)
-        .map(|f| f.start_ms)
-        .chain(std::iter::once(duration_ms));
-    faults
-        .iter()
-        .zip(ends)
+    super::check::fault_windows(faults, duration_ms)
+        .into_iter()
         .map(|(fault, window_end_ms)| {
             let from_ms = fault.kind.recovery_from_ms(fault);
             commits
