@@ -57,7 +57,10 @@ fn connect(bootstrap: &str) -> anyhow::Result<TcpStream> {
 /// Each partition's leader as `host:port`, in partition order: requests go
 /// to the broker that leads their partitions, as any Kafka client's do. The
 /// native engine does not retry, so it first waits (bounded) until every
-/// leader knows it leads: a new topic reaches the brokers one by one.
+/// leader knows it leads and serves the partition: a new topic reaches the
+/// brokers one by one, and a broker names a leader in Metadata a moment
+/// before the partition's shard has opened its log (until then it answers
+/// UNKNOWN_TOPIC_OR_PARTITION, which real clients retry).
 fn leaders(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + LEADERS_READY_TIMEOUT;
     // Bounded by the deadline.
@@ -69,11 +72,19 @@ fn leaders(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
         let agreed = distinct
             .iter()
             .all(|leader| leaders_seen_by(leader, topic).is_ok_and(|seen| seen == leaders));
-        if agreed || Instant::now() >= deadline {
+        if (agreed && served(bootstrap, topic, leaders.len())) || Instant::now() >= deadline {
             return Ok(leaders);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether every partition's leader answers ListOffsets for it without error.
+fn served(bootstrap: &str, topic: &str, partitions: usize) -> bool {
+    let all = (0..partitions as i32).map(|p| (topic.to_string(), p)).collect();
+    Client::connect(bootstrap, SOCKET_TIMEOUT)
+        .and_then(|mut client| crate::client::admin::list_offsets(&mut client, &all, crate::client::admin::LATEST))
+        .is_ok()
 }
 
 /// How long `leaders` waits for the brokers to agree on a topic's leaders.
@@ -230,6 +241,8 @@ struct Tally {
     bytes: u64,
     /// Records refused (producing), or missing or repeated (consuming).
     failed: u64,
+    /// The error code of the first refused produce request.
+    refused_with: Option<i16>,
     latency: Option<Histogram<u64>>,
     /// When the last response arrived: the run's end (the progress watcher wakes later).
     finished: Option<Instant>,
@@ -251,10 +264,18 @@ fn gather(
         total.records += tally.records;
         total.bytes += tally.bytes;
         total.failed += tally.failed;
+        total.refused_with = total.refused_with.or(tally.refused_with);
         if let Some(h) = tally.latency {
             latency.add(h).context("merging latencies")?;
         }
         finished = finished.max(tally.finished.unwrap_or(started));
+    }
+    if let Some(code) = total.refused_with {
+        bail!(
+            "the broker refused {} records (the first with {})",
+            total.failed,
+            error_name(code)
+        );
     }
     Ok(Measured {
         records: total.records,
@@ -421,7 +442,10 @@ fn read_produce_responses(
             .map(|p| p.error_code)
             .find(|e| *e != 0);
         match error {
-            Some(_) => outcome.failed += inflight.records,
+            Some(code) => {
+                outcome.failed += inflight.records;
+                outcome.refused_with.get_or_insert(code);
+            }
             None => {
                 outcome.records += inflight.records;
                 outcome.bytes += inflight.records * record_bytes;
@@ -435,6 +459,11 @@ fn read_produce_responses(
     }
     outcome.finished = Some(Instant::now());
     Ok(outcome)
+}
+
+fn error_name(code: i16) -> String {
+    kafka_protocol::ResponseError::try_from_code(code)
+        .map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"))
 }
 
 /// Where one partition's consumer stands.

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::*;
 
@@ -60,8 +59,7 @@ struct ResetArgs {
     execute: bool,
 }
 
-pub const EARLIEST: i64 = -2;
-pub const LATEST: i64 = -1;
+pub use crate::client::admin::{EARLIEST, LATEST, list_offsets};
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
     let connect = &args.connect;
@@ -176,88 +174,6 @@ fn committed(client: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(Strin
             if p.committed_offset >= 0 {
                 out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
             }
-        }
-    }
-    Ok(out)
-}
-
-/// ListOffsets for each partition at `timestamp` (EARLIEST, LATEST or a time in ms).
-/// Offsets of `partitions` at `timestamp` (EARLIEST, LATEST or a time), each
-/// asked of its partition's leader (in a cluster, only the leader answers).
-pub fn list_offsets(
-    client: &mut Client,
-    partitions: &BTreeSet<(String, i32)>,
-    timestamp: i64,
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let metadata = super::topic::metadata(client, None)?;
-    if metadata.brokers.len() <= 1 {
-        return list_offsets_on(client, partitions, timestamp);
-    }
-    let endpoints: BTreeMap<i32, String> = metadata
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-        .collect();
-    let mut by_leader: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
-    for topic in &metadata.topics {
-        let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
-            continue;
-        };
-        for p in &topic.partitions {
-            let key = (name.clone(), p.partition_index);
-            if partitions.contains(&key) {
-                by_leader.entry(p.leader_id.0).or_default().insert(key);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (leader, wanted) in by_leader {
-        let endpoint = endpoints
-            .get(&leader)
-            .with_context(|| format!("partition {:?} has no live leader", wanted.first()))?;
-        let mut leader_client = Client::connect(endpoint, std::time::Duration::from_secs(10))?;
-        out.extend(list_offsets_on(&mut leader_client, &wanted, timestamp)?);
-    }
-    Ok(out)
-}
-
-fn list_offsets_on(
-    client: &mut Client,
-    partitions: &BTreeSet<(String, i32)>,
-    timestamp: i64,
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, p) in partitions {
-        by_topic.entry(topic).or_default().push(*p);
-    }
-    let topics = by_topic
-        .iter()
-        .map(|(topic, ps)| {
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(
-                    ps.iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(topics);
-    let response = client.send(&request, 7)?;
-    let mut out = BTreeMap::new();
-    for t in response.topics {
-        for p in t.partitions {
-            check(
-                p.error_code,
-                &format!("ListOffsets for {}-{}", t.name.0, p.partition_index),
-            )?;
-            out.insert((t.name.0.to_string(), p.partition_index), p.offset);
         }
     }
     Ok(out)

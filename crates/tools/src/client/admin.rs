@@ -1,9 +1,13 @@
 //! The admin requests the tools share (the CLI and the benchmarks): topics
 //! created, described and deleted, Kafka error codes as sentences.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
 use anyhow::Context;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -113,4 +117,91 @@ pub fn quorum_leader(client: &mut Client) -> anyhow::Result<i32> {
         .context("DescribeQuorum returned no partition")?;
     check(partition.error_code, None, "DescribeQuorum")?;
     Ok(partition.leader_id.0)
+}
+
+/// ListOffsets timestamps meaning the log start and the log end.
+pub const EARLIEST: i64 = -2;
+pub const LATEST: i64 = -1;
+const LEADER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Offsets of `partitions` at `timestamp` (EARLIEST, LATEST or a time), each
+/// asked of its partition's leader (in a cluster, only the leader answers).
+pub fn list_offsets(
+    client: &mut Client,
+    partitions: &BTreeSet<(String, i32)>,
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let metadata = metadata(client, None)?;
+    if metadata.brokers.len() <= 1 {
+        return list_offsets_on(client, partitions, timestamp);
+    }
+    let endpoints: BTreeMap<i32, String> = metadata
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    let mut by_leader: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
+    for topic in &metadata.topics {
+        let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
+            continue;
+        };
+        for p in &topic.partitions {
+            let key = (name.clone(), p.partition_index);
+            if partitions.contains(&key) {
+                by_leader.entry(p.leader_id.0).or_default().insert(key);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (leader, wanted) in by_leader {
+        let endpoint = endpoints
+            .get(&leader)
+            .with_context(|| format!("partition {:?} has no live leader", wanted.first()))?;
+        let mut leader_client = Client::connect(endpoint, LEADER_CONNECT_TIMEOUT)?;
+        out.extend(list_offsets_on(&mut leader_client, &wanted, timestamp)?);
+    }
+    Ok(out)
+}
+
+fn list_offsets_on(
+    client: &mut Client,
+    partitions: &BTreeSet<(String, i32)>,
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, p) in partitions {
+        by_topic.entry(topic).or_default().push(*p);
+    }
+    let topics = by_topic
+        .iter()
+        .map(|(topic, ps)| {
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(
+                    ps.iter()
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(*p)
+                                .with_timestamp(timestamp)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(topics);
+    let response = client.send(&request, 7)?;
+    let mut out = BTreeMap::new();
+    for t in response.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                None,
+                &format!("ListOffsets for {}-{} failed", t.name.0, p.partition_index),
+            )?;
+            out.insert((t.name.0.to_string(), p.partition_index), p.offset);
+        }
+    }
+    Ok(out)
 }
