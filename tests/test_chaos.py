@@ -86,8 +86,12 @@ def test_a_rolling_restart_a_full_disk_and_a_slow_one_lose_nothing_and_recover_i
     assert all(r["recovery_ms"] <= verdict["recovery_bound_ms"] for r in recoveries), report
     logs = "".join((out / f"node{node}" / "broker.log").read_text() for node in (1, 2, 3))
     assert "panicked" not in logs
-    # The full disk was felt (a write failed for want of space) and repaired in place.
-    assert "failed for want of space" in logs, report
+    # The full disk was felt and repaired in place. Which write finds it full first is a race: a
+    # partition append (cut off, then appended again) or a metadata write (which releases the space
+    # reserve; appends then wait until it is back).
+    felt = "failed for want of space" in logs or "released the space reserve" in logs
+    repaired = "appending again" in logs or "the space reserve is back" in logs
+    assert felt and repaired, report
 
 
 @pytest.mark.skipif(AGAINST != "kafka", reason="runs the campaign on Apache Kafka 4.4 (ci/test --against kafka)")

@@ -471,7 +471,7 @@ impl Coordinator {
         // A coordinator that lost the partition's leadership must not write:
         // its copy now follows the new leader's log.
         let epoch = shard::leader_epoch_here(tp).map_err(|_| ErrorCode::NotCoordinator)?;
-        let replicated = shard::local().leaderships.borrow().contains_key(tp);
+        let replicated = shard::led_by_quorum(tp).map_err(|_| ErrorCode::NotCoordinator)?;
         let appended = match txn {
             Some(TxnWrite::Marker {
                 producer,

@@ -246,6 +246,7 @@ impl TxnCoordinator {
             return Err(ErrorCode::NotCoordinator);
         }
         let log = shard::local().log(&tp).ok_or(ErrorCode::NotCoordinator)?;
+        let replicated = shard::led_by_quorum(&tp).map_err(|_| ErrorCode::NotCoordinator)?;
         let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = states
             .iter()
             .map(|(id, meta)| (encode_key(id), meta.map(encode_value)))
@@ -262,7 +263,7 @@ impl TxnCoordinator {
             warn!(partition = %tp, "transaction state write failed: {}", e.message);
             ErrorCode::CoordinatorNotAvailable
         })?;
-        if shard::local().leaderships.borrow().contains_key(&tp) {
+        if replicated {
             shard::wait_until_committed(&tp, &log, info.last_offset + 1, epoch, MARKER_COMMIT_TIMEOUT)
                 .await
                 .map_err(|_| ErrorCode::NotCoordinator)?;

@@ -86,6 +86,11 @@ pub struct ChaosArgs {
     /// Transactions per second, per writer.
     #[arg(long, default_value_t = 10)]
     pub txn_rate: u32,
+    /// librdkafka's `debug` contexts for the transactional writers (eos,
+    /// protocol, broker, ...): each writer's client log goes to
+    /// `txn-writer-<n>.log` in --out, stamped with the campaign's clock.
+    #[arg(long)]
+    pub txn_client_debug: Option<String>,
     /// What the nodes run: sluice (this binary), or kafka (Apache Kafka 4.4
     /// from --kafka-jars, in KRaft combined mode, with the same settings),
     /// to see what Kafka does under the same faults.
@@ -147,6 +152,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         writers: args.txn_writers,
         records_per_txn: args.txn_records.max(1),
         rate: args.txn_rate,
+        client_debug: args.txn_client_debug.clone(),
+        log_dir: out.clone(),
     });
     // Ctrl-C (or SIGTERM) ends the campaign early but still heals, checks and cleans up.
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -43,6 +43,9 @@ pub struct TxnSpec {
     pub records_per_txn: u32,
     /// Transactions per second, per writer.
     pub rate: u32,
+    /// librdkafka's `debug` for the writers, whose logs then go to `log_dir`.
+    pub client_debug: Option<String>,
+    pub log_dir: std::path::PathBuf,
 }
 
 /// A record's value names its transaction and place in it: `t<writer>:<txn>:<index>`.
@@ -107,10 +110,20 @@ pub struct TxnHistory {
 /// Delivery reports of the current transaction, by record index.
 struct Reports {
     offsets: Mutex<Vec<i64>>,
+    /// The client's log with `--txn-client-debug`, and the campaign's start.
+    log: Option<(Mutex<std::io::BufWriter<std::fs::File>>, Instant)>,
 }
 
 impl ClientContext for Reports {
-    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn log(&self, _: RDKafkaLogLevel, facility: &str, message: &str) {
+        use std::io::Write;
+        if let Some((file, start)) = &self.log {
+            let mut file = file.lock().expect("not poisoned");
+            // A lost log line is not worth failing the campaign over.
+            let _ = writeln!(file, "{} {facility} {message}", ms_since(*start));
+            let _ = file.flush();
+        }
+    }
     fn error(&self, _: KafkaError, _: &str) {}
 }
 
@@ -134,8 +147,22 @@ fn transactional_id(writer: u32) -> String {
 
 /// A new producer for `writer`'s transactional id, initialized: this fences
 /// any earlier one and settles the transaction it left.
-fn writer_client(spec: &TxnSpec, writer: u32) -> anyhow::Result<Writer> {
-    let client: Writer = ClientConfig::new()
+fn writer_client(spec: &TxnSpec, writer: u32, start: Instant) -> anyhow::Result<Writer> {
+    let mut config = ClientConfig::new();
+    let log = match &spec.client_debug {
+        Some(contexts) => {
+            config.set("debug", contexts);
+            let path = spec.log_dir.join(format!("txn-writer-{writer}.log"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Some((Mutex::new(std::io::BufWriter::new(file)), start))
+        }
+        None => None,
+    };
+    let client: Writer = config
         .set("bootstrap.servers", &spec.bootstrap)
         .set("transactional.id", transactional_id(writer))
         .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string())
@@ -143,6 +170,7 @@ fn writer_client(spec: &TxnSpec, writer: u32) -> anyhow::Result<Writer> {
         .set("linger.ms", "5")
         .create_with_context(Reports {
             offsets: Mutex::new(Vec::new()),
+            log,
         })
         .context("cannot create a transactional producer")?;
     retrying(|| client.init_transactions(Duration::from_secs(30)))
@@ -234,7 +262,7 @@ fn abort(client: &Writer, error: Option<String>) -> TxnOutcome {
 /// over with a new producer, whose initialization settles the transaction.
 fn run_writer(spec: &TxnSpec, writer: u32, start: Instant, stop: &AtomicBool) -> anyhow::Result<Vec<Txn>> {
     let mut txns = Vec::new();
-    let mut client = writer_client(spec, writer)?;
+    let mut client = writer_client(spec, writer, start)?;
     let interval = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
     let mut next = Instant::now();
     // Bounded by `stop`.
@@ -259,7 +287,7 @@ fn run_writer(spec: &TxnSpec, writer: u32, start: Instant, stop: &AtomicBool) ->
         });
         if unknown {
             drop(client);
-            client = writer_client(spec, writer)?;
+            client = writer_client(spec, writer, start)?;
         }
         next += interval;
         match next.checked_duration_since(Instant::now()) {

@@ -132,15 +132,10 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Appending {
         Err(code) => return Appending::Done(Err(not_leader(code, &tp))),
     };
     let epoch = leading.epoch;
-    let led_by_quorum = shard.leaderships.borrow().contains_key(&tp);
-    if led_by_quorum && !crate::cluster::quorum::in_contact(shard.config.broker_session_timeout_ms) {
-        // Fenced by now, its leadership moved: an acks=all write could never
-        // commit here, and an acks=1 one would be cut when it rejoins.
-        return Appending::Done(Err(BatchError {
-            code: ErrorCode::NotLeaderOrFollower,
-            message: format!("{tp}: this broker has been cut off from the metadata quorum; its leadership has moved"),
-        }));
-    }
+    let led_by_quorum = match led_by_quorum(&tp) {
+        Ok(led) => led,
+        Err(e) => return Appending::Done(Err(e)),
+    };
     let replicated = acks == -1 && led_by_quorum;
     if replicated {
         let isr = leading.isr_size as i32;
@@ -183,6 +178,28 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Appending {
 /// coordinator in `coordinator_epoch`, and on a replicated partition waited
 /// for until the in-sync replicas have it (as Kafka's WriteTxnMarkers
 /// appends with acks=all). Results in the order of `partitions`.
+/// Whether appends to `tp`, which this broker leads, must wait for its
+/// in-sync replicas: a partition the metadata quorum places (not a single
+/// node's). Decided before the append, never after it: a leader demoted
+/// while its append is in flight no longer tracks the partition, and
+/// asking then would answer an uncommitted write as done, which its next
+/// leader may never have (a commit marker lost that way tore a
+/// transaction in a chaos campaign). A leader cut off from the quorum
+/// refuses: it is fenced by now and its leadership has moved, so an
+/// acks=all write could never commit here, and any other would be cut
+/// when it rejoins.
+pub fn led_by_quorum(tp: &TopicPartition) -> Result<bool, BatchError> {
+    let shard = local();
+    let led = shard.leaderships.borrow().contains_key(tp);
+    if led && !crate::cluster::quorum::in_contact(shard.config.broker_session_timeout_ms) {
+        return Err(BatchError {
+            code: ErrorCode::NotLeaderOrFollower,
+            message: format!("{tp}: this broker has been cut off from the metadata quorum; its leadership has moved"),
+        });
+    }
+    Ok(led)
+}
+
 pub async fn append_markers(
     partitions: Vec<TopicPartition>,
     marker: Marker,
@@ -199,11 +216,12 @@ pub async fn append_markers(
                 return Err(unknown_partition());
             };
             let epoch = leading_here(&tp).map_err(|code| not_leader(code, &tp))?.epoch;
+            let replicated = led_by_quorum(&tp)?;
             let now_ms = crate::model::now_ms();
             let info = log
                 .append_marker(marker, producer, coordinator_epoch, now_ms, epoch)
                 .await?;
-            if shard.leaderships.borrow().contains_key(&tp) {
+            if replicated {
                 wait_until_committed(&tp, &log, info.last_offset + 1, epoch, timeout)
                     .await
                     .map_err(|(code, message)| BatchError { code, message })?;

@@ -7,7 +7,7 @@ mod append;
 mod leadership;
 mod read;
 
-pub use append::{AppendSpec, Appended, Appending, append_many, append_markers, wait_committed_many};
+pub use append::{AppendSpec, Appended, Appending, append_many, append_markers, led_by_quorum, wait_committed_many};
 pub use leadership::{
     NO_LEADER_EPOCH, check_coordinating, check_leader, check_leader_epoch, coordinator_endpoint, leader_endpoint,
     leader_epoch_here, wait_until_committed,
