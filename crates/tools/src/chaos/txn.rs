@@ -151,7 +151,7 @@ fn writer_client(spec: &TxnSpec, writer: u32, start: Instant) -> anyhow::Result<
     let mut config = ClientConfig::new();
     let log = match &spec.client_debug {
         Some(contexts) => {
-            config.set("debug", contexts);
+            config.set("debug", contexts).set_log_level(RDKafkaLogLevel::Debug);
             let path = spec.log_dir.join(format!("txn-writer-{writer}.log"));
             let file = std::fs::OpenOptions::new()
                 .create(true)
