@@ -31,7 +31,9 @@ thread_local! {
 }
 
 /// Sends `request` to broker `broker` and reads its response. A pooled
-/// connection the peer closed meanwhile is retried once on a new one.
+/// connection the peer closed meanwhile is retried once on a new one; a
+/// request that went unanswered is not, since the peer may still act on
+/// it (the caller's own retry decides again where to send it).
 pub async fn call<Q: Request, S: Decodable>(broker: i32, request: &Q, version: i16) -> anyhow::Result<S> {
     let endpoint = local()
         .metadata()
@@ -40,26 +42,42 @@ pub async fn call<Q: Request, S: Decodable>(broker: i32, request: &Q, version: i
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("broker {broker} is not registered"))?;
     let key = (broker, endpoint.host.clone(), endpoint.port);
-    if let Some(mut stream) = take_idle(&key)
-        && let Ok(response) = call_on(&mut stream, request, version).await
-    {
-        put_idle(key, stream);
-        return Ok(response);
+    if let Some(mut stream) = take_idle(&key) {
+        match call_on(&mut stream, request, version).await {
+            Ok(response) => {
+                put_idle(key, stream);
+                return Ok(response);
+            }
+            Err(Unanswered::TimedOut) => anyhow::bail!("broker {broker}: no answer in {CALL_TIMEOUT:?}"),
+            Err(Unanswered::Failed(_)) => {}
+        }
     }
     let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
     let mut stream = compio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow::anyhow!("connecting to broker {broker} timed out"))??;
-    let response = call_on(&mut stream, request, version).await?;
+    let response = match call_on(&mut stream, request, version).await {
+        Ok(response) => response,
+        Err(Unanswered::TimedOut) => anyhow::bail!("broker {broker}: no answer in {CALL_TIMEOUT:?}"),
+        Err(Unanswered::Failed(e)) => return Err(e),
+    };
     put_idle(key, stream);
     Ok(response)
 }
 
-async fn call_on<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> anyhow::Result<S> {
+enum Unanswered {
+    /// No response in CALL_TIMEOUT: the peer may have the request.
+    TimedOut,
+    /// The connection failed (closed, reset) or the response was bad.
+    Failed(anyhow::Error),
+}
+
+async fn call_on<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> Result<S, Unanswered> {
     let call = request::call(stream, request, version, CLIENT_ID, RESPONSE_BYTES_MAX);
-    compio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer in {CALL_TIMEOUT:?}"))?
+    match compio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(answered) => answered.map_err(Unanswered::Failed),
+        Err(_) => Err(Unanswered::TimedOut),
+    }
 }
 
 fn take_idle(key: &(i32, String, u16)) -> Option<TcpStream> {
