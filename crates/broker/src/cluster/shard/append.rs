@@ -173,11 +173,6 @@ async fn append_here(spec: AppendSpec, now: i64, acks: i16) -> Appending {
     Appending::Done(Ok(Appended { info, commit }))
 }
 
-/// The markers that end producer `producer`'s transaction on each of
-/// `partitions`, each appended on its owner shard as leader there by the
-/// coordinator in `coordinator_epoch`, and on a replicated partition waited
-/// for until the in-sync replicas have it (as Kafka's WriteTxnMarkers
-/// appends with acks=all). Results in the order of `partitions`.
 /// Whether appends to `tp`, which this broker leads, must wait for its
 /// in-sync replicas: a partition the metadata quorum places (not a single
 /// node's). Decided before the append, never after it: a leader demoted
@@ -200,6 +195,11 @@ pub fn led_by_quorum(tp: &TopicPartition) -> Result<bool, BatchError> {
     Ok(led)
 }
 
+/// The markers that end producer `producer`'s transaction on each of
+/// `partitions`, each appended on its owner shard as leader there by the
+/// coordinator in `coordinator_epoch`, and on a replicated partition waited
+/// for until the in-sync replicas have it (as Kafka's WriteTxnMarkers
+/// appends with acks=all). Results in the order of `partitions`.
 pub async fn append_markers(
     partitions: Vec<TopicPartition>,
     marker: Marker,
