@@ -48,19 +48,18 @@ pub async fn call<Q: Request, S: Decodable>(broker: i32, request: &Q, version: i
                 put_idle(key, stream);
                 return Ok(response);
             }
-            Err(Unanswered::TimedOut) => anyhow::bail!("broker {broker}: no answer in {CALL_TIMEOUT:?}"),
+            // Closed meanwhile: retried on a new connection below.
             Err(Unanswered::Failed(_)) => {}
+            Err(unanswered) => return Err(unanswered.into_error(broker)),
         }
     }
     let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
     let mut stream = compio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow::anyhow!("connecting to broker {broker} timed out"))??;
-    let response = match call_on(&mut stream, request, version).await {
-        Ok(response) => response,
-        Err(Unanswered::TimedOut) => anyhow::bail!("broker {broker}: no answer in {CALL_TIMEOUT:?}"),
-        Err(Unanswered::Failed(e)) => return Err(e),
-    };
+    let response = call_on(&mut stream, request, version)
+        .await
+        .map_err(|unanswered| unanswered.into_error(broker))?;
     put_idle(key, stream);
     Ok(response)
 }
@@ -70,6 +69,15 @@ enum Unanswered {
     TimedOut,
     /// The connection failed (closed, reset) or the response was bad.
     Failed(anyhow::Error),
+}
+
+impl Unanswered {
+    fn into_error(self, broker: i32) -> anyhow::Error {
+        match self {
+            Unanswered::TimedOut => anyhow::anyhow!("broker {broker}: no answer in {CALL_TIMEOUT:?}"),
+            Unanswered::Failed(e) => e,
+        }
+    }
 }
 
 async fn call_on<Q: Request, S: Decodable>(stream: &mut TcpStream, request: &Q, version: i16) -> Result<S, Unanswered> {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::load::{ConsumeSpec, Measured, ProduceSpec};
 use super::{Engine, LinkedinArgs};
-use crate::client::Client;
+use crate::client::{Client, admin};
 use crate::local::{LocalCluster, Processes};
 
 /// LinkedIn's run: 50 million 100-byte records into 6 partitions.
@@ -462,7 +462,7 @@ fn broker_count(bootstrap: &str) -> anyhow::Result<usize> {
 fn partition_ends(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<u64>> {
     let mut client = Client::connect(bootstrap, Duration::from_secs(30))?;
     let partitions = (0..PARTITIONS).map(|p| (topic.to_string(), p)).collect();
-    let ends = crate::cli::groups::list_offsets(&mut client, &partitions, crate::cli::groups::LATEST)?;
+    let ends = admin::list_offsets(&mut client, &partitions, admin::LATEST)?;
     Ok((0..PARTITIONS)
         .map(|p| ends.get(&(topic.to_string(), p)).copied().unwrap_or(0).max(0) as u64)
         .collect())

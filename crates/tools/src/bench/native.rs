@@ -25,7 +25,7 @@ use kafka_protocol::protocol::Decodable;
 
 use super::load::{self, ConsumeSpec, Measured, ProduceSpec, latency_curve, latency_histogram, percentiles};
 use super::progress::Progress;
-use crate::client::{CORRELATION_ID_AT, Client, frame};
+use crate::client::{CORRELATION_ID_AT, Client, admin, frame};
 use crate::record::BatchHeader;
 use crate::record::builder::{Record, build_batch, read_records};
 use crate::wire::{Malformed, Reader};
@@ -83,7 +83,7 @@ fn leaders(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<String>> {
 fn served(bootstrap: &str, topic: &str, partitions: usize) -> bool {
     let all = (0..partitions as i32).map(|p| (topic.to_string(), p)).collect();
     Client::connect(bootstrap, SOCKET_TIMEOUT)
-        .and_then(|mut client| crate::client::admin::list_offsets(&mut client, &all, crate::client::admin::LATEST))
+        .and_then(|mut client| admin::list_offsets(&mut client, &all, admin::LATEST))
         .is_ok()
 }
 
@@ -271,11 +271,11 @@ fn gather(
         finished = finished.max(tally.finished.unwrap_or(started));
     }
     if let Some(code) = total.refused_with {
-        bail!(
-            "the broker refused {} records (the first with {})",
-            total.failed,
-            error_name(code)
-        );
+        admin::check(
+            code,
+            None,
+            &format!("the broker refused {} records; the first", total.failed),
+        )?;
     }
     Ok(Measured {
         records: total.records,
@@ -459,11 +459,6 @@ fn read_produce_responses(
     }
     outcome.finished = Some(Instant::now());
     Ok(outcome)
-}
-
-fn error_name(code: i16) -> String {
-    kafka_protocol::ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"))
 }
 
 /// Where one partition's consumer stands.

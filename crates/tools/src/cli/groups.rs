@@ -59,7 +59,7 @@ struct ResetArgs {
     execute: bool,
 }
 
-pub use crate::client::admin::{EARLIEST, LATEST, list_offsets};
+use crate::client::admin::{EARLIEST, LATEST, list_offsets};
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
     let connect = &args.connect;

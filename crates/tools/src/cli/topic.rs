@@ -9,8 +9,8 @@ use kafka_protocol::messages::*;
 use serde_json::json;
 
 use super::{Connect, Format, TOPIC_RESOURCE, check, print_table, s};
-use crate::client::Client;
 pub use crate::client::admin::{REQUEST_TIMEOUT_MS, create_topic, delete_topic, metadata};
+use crate::client::{Client, admin};
 
 #[derive(clap::Args)]
 pub struct TopicArgs {
@@ -169,8 +169,8 @@ fn describe(client: &mut Client, name: &str, format: Format) -> anyhow::Result<(
         .iter()
         .map(|p| (name.to_string(), p.partition_index))
         .collect();
-    let starts = super::groups::list_offsets(client, &partitions, super::groups::EARLIEST)?;
-    let ends = super::groups::list_offsets(client, &partitions, super::groups::LATEST)?;
+    let starts = admin::list_offsets(client, &partitions, admin::EARLIEST)?;
+    let ends = admin::list_offsets(client, &partitions, admin::LATEST)?;
     let sizes = partition_sizes(client, name, &meta)?;
     let configs = topic_configs(client, name)?;
     let mut rows = Vec::new();
