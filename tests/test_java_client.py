@@ -26,6 +26,7 @@ def client_check(java_classpath):
     "cooperative",       # CooperativeStickyAssignor revokes only what moves
     "admin",             # topics, partitions, configs, cluster, offsets, groups, log dirs
     "transactions",      # commit, abort, read_committed against read_uncommitted, zombie fencing
+    "pipelined-transactions",  # several Produce requests in flight per partition; aborts right after commits
     "exactly-once classic",   # consume-transform-produce with sendOffsetsToTransaction, one step aborted
     "exactly-once consumer",  # the same with a KIP-848 consumer
 ])

@@ -40,6 +40,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 pub mod produce;
+mod produce_turns;
 mod sync_group;
 mod txn_offset_commit;
 mod unregister_broker;

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ApiKey, BrokerId, ProduceResponse, TopicName};
 
 use super::wire::{Malformed, Reader};
-use super::{RequestHeader, Response, encode_response, str_bytes};
+use super::{RequestHeader, Response, encode_response, produce_turns, str_bytes};
 use crate::cluster::metadata::Metadata;
 use crate::cluster::shard::{self, local};
 use crate::model::{ErrorCode, TopicPartition, now_ms};
@@ -184,6 +184,13 @@ pub async fn handle(
         }
     }
     let (specs, txn) = gate_transactional(request.transactional_id.as_deref(), specs, &mut refused);
+    // Taken before the first await, so in arrival order.
+    let turn = txn
+        .as_ref()
+        .and_then(|(_, (producer_id, _))| produce_turns::take(*producer_id));
+    if let Some(turn) = &turn {
+        turn.wait().await;
+    }
     let appended = shard::append_many(specs, now, acks).await;
     let appended = match txn {
         None => appended,
@@ -192,9 +199,11 @@ pub async fn handle(
             append_first_batches(txn, check, header.api_version, appended, now, acks).await
         }
     };
-    // The batches are written: the frame no longer counts against
-    // queued.max.request.bytes while acks=all waits for the ISR, as Kafka
-    // releases a request's buffer once it is handled, before its purgatory.
+    // The batches are written: the producer's next request may append, and
+    // the frame no longer counts against queued.max.request.bytes while
+    // acks=all waits for the ISR, as Kafka releases a request's buffer once
+    // it is handled, before its purgatory.
+    drop(turn);
     drop(charged);
     let mut appended = shard::wait_committed_many(appended, timeout).await.into_iter();
     let results: Vec<Result<AppendInfo, BatchError>> = refused

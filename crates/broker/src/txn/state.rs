@@ -260,16 +260,29 @@ impl TxnMetadata {
 
     /// Version 1: the epoch stays; a retry comes with the same one.
     fn plan_end_keeping(&self, producer: (i64, i16), commit: bool, now_ms: i64) -> Result<EndPlan, ErrorCode> {
+        if self.producer_id != producer.0 {
+            return Err(ErrorCode::InvalidProducerIdMapping);
+        }
+        self.check_not_ending()?;
         self.check_producer(producer.0, producer.1)?;
         match (self.status, commit) {
             (TxnStatus::Ongoing, _) => Ok(EndPlan::Prepare(self.prepare_end(commit, TV_KEEP_EPOCH, -1, now_ms))),
             (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => {
                 Ok(EndPlan::Ended(self.producer_id, self.producer_epoch))
             }
-            (TxnStatus::PrepareCommit, true) | (TxnStatus::PrepareAbort, false) => {
-                Err(ErrorCode::ConcurrentTransactions)
-            }
             _ => Err(ErrorCode::InvalidTxnState),
+        }
+    }
+
+    /// CONCURRENT_TRANSACTIONS while the last transaction's markers are
+    /// being written, before the epoch is checked (Kafka since KAFKA-18464):
+    /// at version 2 the client's next EndTxn comes at the bumped epoch the
+    /// moment the last one was answered (an abort of nothing, typically),
+    /// and is retried once the markers are in, rather than fenced.
+    fn check_not_ending(&self) -> Result<(), ErrorCode> {
+        match self.status.is_prepare() {
+            true => Err(ErrorCode::ConcurrentTransactions),
+            false => Ok(()),
         }
     }
 
@@ -285,13 +298,13 @@ impl TxnMetadata {
             self.previous_producer_id == producer_id && epoch == EPOCH_MAX && self.producer_epoch == 0;
         let retry = retry_of_bump || retry_of_rotation;
         let epoch_valid = match self.status {
-            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort => retry_of_bump,
             TxnStatus::CompleteCommit | TxnStatus::CompleteAbort => retry || epoch == self.producer_epoch,
             _ => epoch == self.producer_epoch,
         };
         if self.producer_id != producer_id && !retry_of_rotation {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
+        self.check_not_ending()?;
         if !epoch_valid {
             return Err(ErrorCode::ProducerFenced);
         }
@@ -303,9 +316,6 @@ impl TxnMetadata {
                 if !retry =>
             {
                 Ok(self.plan_prepare(false, now_ms)) // nothing open: an abort of nothing
-            }
-            (TxnStatus::PrepareCommit, true) | (TxnStatus::PrepareAbort, false) => {
-                Err(ErrorCode::ConcurrentTransactions)
             }
             _ => Err(ErrorCode::InvalidTxnState),
         }
@@ -448,7 +458,8 @@ mod tests {
         );
         assert_eq!(
             prepared.plan_end((1000, 0), false, 1, 5),
-            Err(ErrorCode::InvalidTxnState)
+            Err(ErrorCode::ConcurrentTransactions),
+            "whatever comes while the markers are written waits for them"
         );
         assert_eq!(
             prepared.plan_add((1000, 0), &[tp(2)], 1, 5),
@@ -481,12 +492,17 @@ mod tests {
             fenced.plan_add((1000, 0), &[tp(1)], 1, 4),
             Err(ErrorCode::ProducerFenced)
         );
-        assert_eq!(fenced.plan_end((1000, 0), true, 1, 4), Err(ErrorCode::ProducerFenced));
+        assert_eq!(
+            fenced.plan_end((1000, 0), true, 1, 4),
+            Err(ErrorCode::ConcurrentTransactions),
+            "the fencing abort's markers first"
+        );
         assert_eq!(
             fenced.plan_end((999, 1), true, 1, 4),
             Err(ErrorCode::InvalidProducerIdMapping)
         );
         let aborted = fenced.complete(5);
+        assert_eq!(aborted.plan_end((1000, 0), true, 1, 5), Err(ErrorCode::ProducerFenced));
         let reinit = stored(aborted.plan_init(60_000, None, 6));
         assert_eq!((reinit.producer_epoch, reinit.status), (2, TxnStatus::Empty));
     }
@@ -555,9 +571,13 @@ mod tests {
             "markers still being written"
         );
         assert_eq!(
-            prepared.plan_end((1000, 1), true, TV_EPOCH_BUMP, 4),
-            Err(ErrorCode::ProducerFenced),
-            "the new epoch has no transaction to end yet"
+            prepared.plan_end((1000, 1), false, TV_EPOCH_BUMP, 4),
+            Err(ErrorCode::ConcurrentTransactions),
+            "the next EndTxn, an abort of nothing at the new epoch, waits for the markers"
+        );
+        assert_eq!(
+            prepared.plan_end((1000, 2), false, TV_EPOCH_BUMP, 4),
+            Err(ErrorCode::ConcurrentTransactions)
         );
         // The next transaction may begin at the new epoch before the markers are done.
         assert_eq!(

@@ -78,6 +78,7 @@ public final class ClientCheck {
             case "moves" -> check.moves();
             case "failover" -> check.failover();
             case "transactions" -> check.transactions(arg);
+            case "pipelined-transactions" -> check.pipelinedTransactions();
             case "exactly-once" -> check.exactlyOnce(arg);
             default -> throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
@@ -187,6 +188,65 @@ public final class ClientCheck {
             "read_committed sees the committed records only: " + committed);
         check(all.contains("aborted") && all.size() == 11, "read_uncommitted sees the aborted one too: " + all);
         System.out.println("transactions: 10 committed, 1 aborted, zombie fenced");
+    }
+
+    /**
+     * Transactions of tiny batches (batch.size 16, linger.ms 0): the producer
+     * pipelines several Produce requests per partition into each transaction,
+     * the first of which waits for the coordinator to add the partition, and
+     * every third transaction is aborted before any batch left, at once after
+     * the last commit was answered (its markers still being written). Each
+     * commit keeps its records in order, each abort none.
+     */
+    void pipelinedTransactions() throws Exception {
+        String topic = "java-pipelined-tx";
+        int transactions = 30;
+        int perTransaction = 20;
+        createTopic(topic, 2);
+        Map<String, Object> txn = Map.of(
+            ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-pipelined-writer",
+            ProducerConfig.BATCH_SIZE_CONFIG, 16,
+            ProducerConfig.LINGER_MS_CONFIG, 0);
+        List<String> expected = new ArrayList<>();
+        try (KafkaProducer<byte[], byte[]> producer = producer(txn)) {
+            producer.initTransactions();
+            for (int t = 0; t < transactions; t++) {
+                boolean abort = t % 3 == 2;
+                producer.beginTransaction();
+                for (int i = 0; i < perTransaction; i++) {
+                    String value = "t" + t + "-" + i;
+                    producer.send(new ProducerRecord<>(topic, i % 2, null, bytes(value)));
+                    if (!abort) {
+                        expected.add(value);
+                    }
+                }
+                if (abort) {
+                    producer.abortTransaction();
+                } else {
+                    producer.commitTransaction();
+                }
+            }
+        }
+        List<String> committed = readAll(topic, 2, "read_committed");
+        List<String> inPartitionOrder = new ArrayList<>();
+        for (int p = 0; p < 2; p++) {
+            for (String value : expected) {
+                if (Integer.parseInt(value.substring(value.indexOf('-') + 1)) % 2 == p) {
+                    inPartitionOrder.add(value);
+                }
+            }
+        }
+        List<String> readInPartitionOrder = new ArrayList<>();
+        for (int p = 0; p < 2; p++) {
+            for (String value : committed) {
+                if (Integer.parseInt(value.substring(value.indexOf('-') + 1)) % 2 == p) {
+                    readInPartitionOrder.add(value);
+                }
+            }
+        }
+        check(readInPartitionOrder.equals(inPartitionOrder),
+            "read_committed sees every committed record once, in order, and no aborted one: " + committed);
+        System.out.println("pipelined transactions: " + expected.size() + " records committed in order");
     }
 
     /**
