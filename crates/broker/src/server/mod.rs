@@ -192,6 +192,10 @@ async fn shard_main(
     admission: Arc<Admission>,
 ) {
     let state = ShardState::install(id, Arc::clone(&config), Arc::clone(&metadata));
+    // Before the first await: other shards, up sooner, send their tasks here
+    // while this one still opens its logs, and those tasks use the coordinators.
+    let coordinator = crate::group::coordinator::Coordinator::install(config.group.clone());
+    let txn_coordinator = crate::txn::coordinator::TxnCoordinator::install(config.txn.clone());
     state.apply_metadata(metadata).await;
     runtime::request_bytes::set_max(config.queued_request_bytes_per_shard());
     let maintained = Rc::clone(&state);
@@ -199,12 +203,10 @@ async fn shard_main(
         Rc::clone(&maintained).maintenance_loop()
     }))
     .detach();
-    let coordinator = crate::group::coordinator::Coordinator::install(config.group.clone());
     compio::runtime::spawn(runtime::supervised(TaskKind::GroupTicks, move || {
         Rc::clone(&coordinator).tick_loop()
     }))
     .detach();
-    let txn_coordinator = crate::txn::coordinator::TxnCoordinator::install(config.txn.clone());
     compio::runtime::spawn(runtime::supervised(TaskKind::TxnTicks, move || {
         Rc::clone(&txn_coordinator).tick_loop()
     }))
