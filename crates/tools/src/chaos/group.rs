@@ -120,13 +120,33 @@ fn run_member(spec: &Spec, member: u32, start: Instant, stop: &AtomicBool) -> an
         }
         if ms_since(start) >= leave_at_ms {
             commit(&client, member, start, &mut history.commits);
-            drop(client); // leaves the group (LeaveGroup on close)
+            leave(client);
             client = member_client(spec)?;
             leave_at_ms = ms_since(start) + MEMBERSHIP_MS;
         }
     }
     commit(&client, member, start, &mut history.commits);
+    leave(client);
     Ok(history)
+}
+
+/// How long a member waits for its partitions to be revoked before it closes.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Leaves the group, then closes the client. Closing a member that still
+/// holds partitions runs the revoke inside the close, where librdkafka's
+/// rebalance_protocol() can wait forever (confluentinc/librdkafka#4041;
+/// a 30-minute campaign hung so at a rejoin): unsubscribing first has the
+/// revoke served by poll, as any rebalance. What it polls meanwhile is not
+/// recorded: the next member reads it again from the committed offsets.
+fn leave(client: BaseConsumer<Quiet>) {
+    client.unsubscribe();
+    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    // Bounded by LEAVE_TIMEOUT.
+    while Instant::now() < deadline && client.assignment().is_ok_and(|a| a.count() > 0) {
+        let _ = client.poll(Duration::from_millis(100));
+    }
+    drop(client); // LeaveGroup on close, with nothing left to revoke
 }
 
 /// Runs the members on threads of their own until `stop`.
